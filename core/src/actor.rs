@@ -1,0 +1,40 @@
+//! The interface every role implements, and the status it reports.
+
+use crate::command::Tally;
+use crate::effect::{Outbox, Timer};
+use crate::ids::{Ballot, NodeId};
+use crate::msg::Message;
+
+/// A protocol role as a pure state machine. Each call takes one input and pushes effects;
+/// it never blocks, reads a clock, draws a random number or touches a socket.
+///
+/// A runtime calls `start` once, then any number of `on_message`/`on_timer` calls, then
+/// `flush`, and then carries out the step's effects (persist, then send).
+pub trait Actor: Send + 'static {
+    fn id(&self) -> NodeId;
+    /// Called once when the node (re)starts: set initial timers.
+    fn start(&mut self, out: &mut Outbox);
+    fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox);
+    fn on_timer(&mut self, timer: Timer, out: &mut Outbox);
+    /// End of a step: emit what was gathered over its inputs (batches, group replies).
+    fn flush(&mut self, _out: &mut Outbox) {}
+    fn status(&self) -> Status;
+}
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub id: Option<NodeId>,
+    /// Proposer: its current ballot; acceptor: its promised ballot.
+    pub ballot: Option<Ballot>,
+    /// The leader this node believes in.
+    pub leader: Option<NodeId>,
+    /// Highest slot known chosen with every slot below it.
+    pub chosen: Option<u64>,
+    /// Learner: last applied slot.
+    pub applied: Option<u64>,
+    /// Learner: tally as applied.
+    pub tally: Option<Tally>,
+    /// Acceptor: how many slots it holds accepted values for.
+    pub accepted_slots: Option<u64>,
+}

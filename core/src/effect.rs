@@ -1,0 +1,67 @@
+//! What a role asks its runtime to do. Roles never act; they push effects into an
+//! [`Outbox`] and the runtime carries them out (see the contract in `ballot-nodes`).
+
+use crate::command::Value;
+use crate::ids::NodeId;
+use crate::msg::Message;
+use crate::storage::PersistOp;
+
+/// The timers a role may set. Setting a timer that is already set replaces it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    /// Follower or candidate: time to run for leader.
+    Election,
+    /// Leader: time to send heartbeats.
+    Heartbeat,
+    /// Leader: time to resend unanswered accepts.
+    Retransmit,
+    /// Learner: time to look for missing slots.
+    CatchUp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Make this durable. The runtime finishes every `Persist` of a step before it sends
+    /// any message of that step.
+    Persist(PersistOp),
+    Send { to: NodeId, msg: Message },
+    /// Fire `timer` after a delay the runtime draws uniformly from `min_ms..=max_ms` with
+    /// its seeded random source (roles have no randomness of their own).
+    SetTimer { timer: Timer, min_ms: u64, max_ms: u64 },
+    CancelTimer(Timer),
+    /// A learner applied `slot`, whose value is `value` (for observers and invariants).
+    Decided { slot: u64, value: Value },
+}
+
+/// Effects produced by one step, in order.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub effects: Vec<Effect>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn send(&mut self, to: NodeId, msg: Message) {
+        self.effects.push(Effect::Send { to, msg });
+    }
+    pub fn persist(&mut self, op: PersistOp) {
+        self.effects.push(Effect::Persist(op));
+    }
+    pub fn set_timer(&mut self, timer: Timer, min_ms: u64, max_ms: u64) {
+        self.effects.push(Effect::SetTimer { timer, min_ms, max_ms });
+    }
+    pub fn cancel_timer(&mut self, timer: Timer) {
+        self.effects.push(Effect::CancelTimer(timer));
+    }
+    pub fn decided(&mut self, slot: u64, value: Value) {
+        self.effects.push(Effect::Decided { slot, value });
+    }
+    pub fn take(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.effects.is_empty()
+    }
+}

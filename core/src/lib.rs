@@ -1,0 +1,41 @@
+//! The ballot protocol with no I/O: Multi-Paxos proposer, acceptor and learner as pure
+//! state machines, and the voting state machine they replicate.
+//!
+//! Every role implements [`Actor`]: it takes one message or timer event and pushes
+//! [`Effect`]s (persist, send, set or cancel a timer, decided) into an [`Outbox`]. Nothing
+//! here reads a clock, draws a random number, blocks or touches a socket; the runtime in
+//! `ballot-nodes` carries the effects out, persisting before it sends.
+//!
+//! # Layout
+//! - [`ids`]: node names (`proposer-1`) and ballots `(round, proposer)`.
+//! - [`config`]: configured membership, majority rule and timing.
+//! - [`command`]: log entries (votes, reads), slot values (batches) and client replies.
+//! - [`msg`]: protocol messages.
+//! - [`effect`]: effects, timers and the outbox.
+//! - [`storage`]: what must survive a crash, the `Storage` trait and `MemStorage`.
+//! - [`voting`]: the replicated ballot box (one vote per voter, idempotent request ids).
+//! - [`actor`]: the `Actor` trait and node status.
+//! - [`proposer`], [`acceptor`], [`learner`]: the three roles.
+
+pub mod acceptor;
+pub mod actor;
+pub mod command;
+pub mod config;
+pub mod effect;
+pub mod ids;
+pub mod learner;
+pub mod msg;
+pub mod proposer;
+pub mod storage;
+pub mod voting;
+
+pub use acceptor::Acceptor;
+pub use actor::{Actor, Status};
+pub use command::{Command, Reply, RequestId, Tally, Value, VoteError};
+pub use config::{majority, Config, Timing};
+pub use effect::{Effect, Outbox, Timer};
+pub use ids::{Ballot, NodeId, Role};
+pub use learner::Learner;
+pub use msg::{AcceptedEntry, Message, PROTOCOL_VERSION};
+pub use proposer::Proposer;
+pub use storage::{DurableState, MemStorage, PersistOp, Storage, StorageError};

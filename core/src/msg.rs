@@ -1,0 +1,100 @@
+//! The protocol's messages. Stale or duplicate messages are normal in Paxos: every
+//! handler ignores what it no longer needs instead of failing.
+
+use crate::command::{Command, Reply, Value};
+use crate::ids::Ballot;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Version of the message format; a peer speaking another version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// One accepted value, as an acceptor reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedEntry {
+    pub slot: u64,
+    pub ballot: Ballot,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Client -> proposer: commands to put into the log. A follower forwards them to the
+    /// leader it knows.
+    Request(Vec<Command>),
+    /// Learner or leader -> client.
+    Replies(Vec<Reply>),
+    /// Leader -> proposers and learners: "I lead with `ballot`; slots up to `chosen` are
+    /// chosen."
+    Heartbeat { ballot: Ballot, chosen: u64 },
+    /// Phase 1a, for every slot from `from_slot` on.
+    Prepare { ballot: Ballot, from_slot: u64 },
+    /// Phase 1b: every value this acceptor accepted at or after the prepare's `from_slot`.
+    Promise { ballot: Ballot, accepted: Vec<AcceptedEntry> },
+    /// Phase 2a.
+    Accept { ballot: Ballot, slot: u64, value: Value },
+    /// Phase 2b, to the proposer: these slots are accepted at `ballot`.
+    Accepted { ballot: Ballot, slots: Vec<u64> },
+    /// Phase 2b, to learners (and catch-up answers): what this acceptor accepted.
+    Learn { entries: Vec<AcceptedEntry> },
+    /// Acceptor -> proposer: `ballot` was refused because a higher one was promised.
+    Nack { ballot: Ballot, promised: Ballot },
+    /// Learner -> acceptors and learners: "send me what you know after slot `applied`".
+    CatchUp { applied: u64 },
+    /// Learner -> learner: chosen values, from the sender's applied log.
+    Chosen { entries: Vec<(u64, Value)> },
+}
+
+impl Message {
+    /// A short name for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Request(_) => "Request",
+            Message::Replies(_) => "Replies",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Prepare { .. } => "Prepare",
+            Message::Promise { .. } => "Promise",
+            Message::Accept { .. } => "Accept",
+            Message::Accepted { .. } => "Accepted",
+            Message::Learn { .. } => "Learn",
+            Message::Nack { .. } => "Nack",
+            Message::CatchUp { .. } => "CatchUp",
+            Message::Chosen { .. } => "Chosen",
+        }
+    }
+}
+
+/// A one-line summary, stable across runs, for the event log.
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::Request(c) => write!(f, "Request(n={})", c.len()),
+            Message::Replies(r) => write!(f, "Replies(n={})", r.len()),
+            Message::Heartbeat { ballot, chosen } => write!(f, "Heartbeat(b={ballot} chosen={chosen})"),
+            Message::Prepare { ballot, from_slot } => write!(f, "Prepare(b={ballot} from={from_slot})"),
+            Message::Promise { ballot, accepted } => {
+                write!(f, "Promise(b={ballot} accepted={})", accepted.len())
+            }
+            Message::Accept { ballot, slot, value } => {
+                write!(f, "Accept(b={ballot} slot={slot} n={})", value.len())
+            }
+            Message::Accepted { ballot, slots } => write!(f, "Accepted(b={ballot} slots={slots:?})"),
+            Message::Learn { entries } => {
+                write!(f, "Learn(")?;
+                for (i, e) in entries.iter().take(4).enumerate() {
+                    if i > 0 {
+                        write!(f, " ")?;
+                    }
+                    write!(f, "{}@{}", e.slot, e.ballot)?;
+                }
+                if entries.len() > 4 {
+                    write!(f, " +{}", entries.len() - 4)?;
+                }
+                write!(f, ")")
+            }
+            Message::Nack { ballot, promised } => write!(f, "Nack(b={ballot} promised={promised})"),
+            Message::CatchUp { applied } => write!(f, "CatchUp(applied={applied})"),
+            Message::Chosen { entries } => write!(f, "Chosen(n={})", entries.len()),
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! What must survive a crash, and the storage trait the runtime writes it through.
+
+use crate::command::Value;
+use crate::ids::Ballot;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// One change to durable state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PersistOp {
+    /// Acceptor: never accept or promise below this ballot again.
+    Promise(Ballot),
+    /// Acceptor: `value` accepted for `slot` at `ballot` (also a promise of `ballot`).
+    Accept { slot: u64, ballot: Ballot, value: Value },
+    /// Proposer: the highest round this proposer has used; never reuse it.
+    Round(u64),
+    /// Learner: `slot` applied with `value` (slots are applied in order, without gaps).
+    Apply { slot: u64, value: Value },
+}
+
+/// Everything a node persisted, as loaded at start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DurableState {
+    pub promised: Ballot,
+    pub accepted: BTreeMap<u64, (Ballot, Value)>,
+    pub round: u64,
+    /// Applied slots in order: `applied[i]` is slot `i + 1`.
+    pub applied: Vec<Value>,
+}
+
+impl DurableState {
+    /// Fold one change in.
+    pub fn apply(&mut self, op: &PersistOp) {
+        match op {
+            PersistOp::Promise(b) => self.promised = self.promised.max(*b),
+            PersistOp::Accept { slot, ballot, value } => {
+                self.promised = self.promised.max(*ballot);
+                self.accepted.insert(*slot, (*ballot, value.clone()));
+            }
+            PersistOp::Round(r) => self.round = self.round.max(*r),
+            PersistOp::Apply { slot, value } => {
+                // Slots arrive in order; an old or repeated one changes nothing.
+                if *slot == self.applied.len() as u64 + 1 {
+                    self.applied.push(value.clone());
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O failed on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("stored state in {path} is corrupt: {detail}")]
+    Corrupt { path: String, detail: String },
+}
+
+/// Durable state of one node. `persist` returns only once the ops are durable: the
+/// runtime sends nothing that depends on them before that.
+pub trait Storage: Send + 'static {
+    fn load(&mut self) -> Result<DurableState, StorageError>;
+    /// Make all of `ops` durable together (one sync for the batch).
+    fn persist(&mut self, ops: &[PersistOp]) -> Result<(), StorageError>;
+}
+
+/// In-memory storage that outlives the node using it: clone the handle, kill the node,
+/// start a new one on the same handle, and it finds what the old one persisted.
+#[derive(Clone, Debug, Default)]
+pub struct MemStorage {
+    state: Arc<Mutex<DurableState>>,
+}
+
+impl MemStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A copy of what is stored now.
+    pub fn snapshot(&self) -> DurableState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Storage for MemStorage {
+    fn load(&mut self) -> Result<DurableState, StorageError> {
+        Ok(self.snapshot())
+    }
+    fn persist(&mut self, ops: &[PersistOp]) -> Result<(), StorageError> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for op in ops {
+            s.apply(op);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn mem_storage_outlives_its_user() {
+        let handle = MemStorage::new();
+        let mut node = handle.clone();
+        let v: Value = Arc::new(vec![]);
+        node.persist(&[
+            PersistOp::Promise(Ballot::new(2, 1)),
+            PersistOp::Accept { slot: 3, ballot: Ballot::new(3, 2), value: v.clone() },
+            PersistOp::Round(4),
+            PersistOp::Apply { slot: 1, value: v.clone() },
+        ])
+        .unwrap();
+        drop(node);
+        let s = handle.clone().load().unwrap();
+        assert_eq!(s.promised, Ballot::new(3, 2), "an accept is also a promise");
+        assert_eq!(s.accepted.get(&3), Some(&(Ballot::new(3, 2), v.clone())));
+        assert_eq!(s.round, 4);
+        assert_eq!(s.applied.len(), 1);
+    }
+
+    #[test]
+    fn promises_never_go_down() {
+        let mut s = DurableState::default();
+        s.apply(&PersistOp::Promise(Ballot::new(5, 1)));
+        s.apply(&PersistOp::Promise(Ballot::new(4, 3)));
+        assert_eq!(s.promised, Ballot::new(5, 1));
+    }
+
+    #[test]
+    fn applied_slots_stay_in_order() {
+        let mut s = DurableState::default();
+        let v: Value = Arc::new(vec![]);
+        s.apply(&PersistOp::Apply { slot: 2, value: v.clone() });
+        assert!(s.applied.is_empty(), "a gap is never stored");
+        s.apply(&PersistOp::Apply { slot: 1, value: v.clone() });
+        s.apply(&PersistOp::Apply { slot: 1, value: v.clone() });
+        assert_eq!(s.applied.len(), 1);
+    }
+}
