@@ -1,0 +1,55 @@
+//! A shared, append-only log of events with virtual timestamps. With the same scenario
+//! and seed on the in-memory transport, it is the same byte for byte.
+
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct EventLog {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    start: Instant,
+    enabled: bool,
+    lines: Vec<String>,
+}
+
+impl EventLog {
+    /// A log whose timestamps count from now. A disabled log records nothing and costs
+    /// one branch per event.
+    pub fn new(enabled: bool) -> Self {
+        EventLog { inner: Arc::new(Mutex::new(Inner { start: Instant::now(), enabled, lines: Vec::new() })) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.lock().enabled
+    }
+
+    /// Record one event; `text` is only built when the log is enabled.
+    pub fn record(&self, text: impl FnOnce() -> String) {
+        let mut inner = self.lock();
+        if inner.enabled {
+            let t = inner.start.elapsed();
+            let line = format!("{:>10.3}ms {}", t.as_secs_f64() * 1000.0, text());
+            inner.lines.push(line);
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lock().lines.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

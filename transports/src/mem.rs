@@ -1,0 +1,433 @@
+//! The in-memory network: one process, tokio channels, and a fault layer whose every
+//! random choice comes from one seeded generator, so a run replays exactly.
+//!
+//! Faults are per directed link, as raft-rs's test network and turmoil do: a partition
+//! blocks links both ways, a one-way partition blocks one direction, `isolate` cuts a
+//! node from everyone. Drop probability, delay range and duplication apply to every link
+//! unless a link has its own setting. A node that is down (killed, not yet restarted)
+//! loses what is sent to it, as a crashed process would.
+
+use crate::envelope::{Envelope, SendError, Transport};
+use crate::log::EventLog;
+use async_trait::async_trait;
+use ballot_core::NodeId;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Faults on a link (or, as the default, on every link).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LinkFaults {
+    /// Probability that a message is lost.
+    pub drop: f64,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Each delivery is delayed by a time drawn uniformly from this range.
+    pub delay: Option<(Duration, Duration)>,
+}
+
+/// Counters of what the network did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub dropped_partition: u64,
+    pub dropped_random: u64,
+    pub dropped_down: u64,
+    pub duplicated: u64,
+}
+
+struct Net {
+    inboxes: BTreeMap<NodeId, mpsc::UnboundedSender<Envelope>>,
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    isolated: BTreeSet<NodeId>,
+    default_faults: LinkFaults,
+    link_faults: BTreeMap<(NodeId, NodeId), LinkFaults>,
+    rng: ChaCha8Rng,
+    log: EventLog,
+    stats: NetStats,
+}
+
+/// The network: register nodes on it, then break it. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct MemNetwork {
+    net: Arc<Mutex<Net>>,
+}
+
+impl MemNetwork {
+    /// A network whose random choices all come from `seed`.
+    pub fn new(seed: u64, log: EventLog) -> Self {
+        MemNetwork {
+            net: Arc::new(Mutex::new(Net {
+                inboxes: BTreeMap::new(),
+                blocked: BTreeSet::new(),
+                isolated: BTreeSet::new(),
+                default_faults: LinkFaults::default(),
+                link_faults: BTreeMap::new(),
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                log,
+                stats: NetStats::default(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Net> {
+        self.net.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bring `id` up and return its endpoint. A node registered again (a restart) gets a
+    /// fresh inbox; what was queued for its previous life is gone.
+    pub fn register(&self, id: NodeId) -> MemTransport {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut net = self.lock();
+        net.inboxes.insert(id, tx);
+        net.log.record(|| format!("up {id}"));
+        MemTransport { id, net: self.clone(), rx }
+    }
+
+    /// Take `id` down: messages to it are lost until it registers again.
+    pub fn unregister(&self, id: NodeId) {
+        let mut net = self.lock();
+        net.inboxes.remove(&id);
+        net.log.record(|| format!("down {id}"));
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.lock().inboxes.contains_key(&id)
+    }
+
+    /// Block every link between the two sides, both ways.
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        let mut net = self.lock();
+        for &x in a {
+            for &y in b {
+                if x != y {
+                    net.blocked.insert((x, y));
+                    net.blocked.insert((y, x));
+                }
+            }
+        }
+        net.log.record(|| format!("fault partition {} | {}", names(a), names(b)));
+    }
+
+    /// Block messages from `from` to `to` only.
+    pub fn partition_one_way(&self, from: &[NodeId], to: &[NodeId]) {
+        let mut net = self.lock();
+        for &x in from {
+            for &y in to {
+                if x != y {
+                    net.blocked.insert((x, y));
+                }
+            }
+        }
+        net.log.record(|| format!("fault one-way {} -> {}", names(from), names(to)));
+    }
+
+    /// Cut `id` off from every other node, both ways.
+    pub fn isolate(&self, id: NodeId) {
+        let mut net = self.lock();
+        net.isolated.insert(id);
+        net.log.record(|| format!("fault isolate {id}"));
+    }
+
+    /// Remove every partition, isolation and link fault.
+    pub fn heal(&self) {
+        let mut net = self.lock();
+        net.blocked.clear();
+        net.isolated.clear();
+        net.default_faults = LinkFaults::default();
+        net.link_faults.clear();
+        net.log.record(|| "fault heal".to_string());
+    }
+
+    /// Faults for every link without its own setting.
+    pub fn set_default_faults(&self, faults: LinkFaults) {
+        let mut net = self.lock();
+        net.log.record(|| format!("fault all-links {faults:?}"));
+        net.default_faults = faults;
+    }
+
+    pub fn default_faults(&self) -> LinkFaults {
+        self.lock().default_faults.clone()
+    }
+
+    /// Faults for the one directed link `from -> to`.
+    pub fn set_link_faults(&self, from: NodeId, to: NodeId, faults: LinkFaults) {
+        let mut net = self.lock();
+        net.log.record(|| format!("fault link {from}->{to} {faults:?}"));
+        net.link_faults.insert((from, to), faults);
+    }
+
+    /// Whether a message from `from` to `to` would pass the partitions now.
+    pub fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        let net = self.lock();
+        !net.cut(from, to)
+    }
+
+    pub fn stats(&self) -> NetStats {
+        self.lock().stats.clone()
+    }
+
+    pub fn log(&self) -> EventLog {
+        self.lock().log.clone()
+    }
+
+    fn send(&self, env: Envelope) {
+        let mut net = self.lock();
+        net.stats.sent += 1;
+        let (from, to) = (env.from, env.to);
+        if net.cut(from, to) {
+            net.stats.dropped_partition += 1;
+            net.log.record(|| format!("drop-partition {from}->{to} {}", env.msg));
+            return;
+        }
+        let faults = net.link_faults.get(&(from, to)).unwrap_or(&net.default_faults).clone();
+        if faults.drop > 0.0 && net.rng.gen_bool(faults.drop.min(1.0)) {
+            net.stats.dropped_random += 1;
+            net.log.record(|| format!("drop-random {from}->{to} {}", env.msg));
+            return;
+        }
+        let copies = if faults.duplicate > 0.0 && net.rng.gen_bool(faults.duplicate.min(1.0)) {
+            net.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let env = env.clone();
+            match faults.delay {
+                Some((min, max)) if max > Duration::ZERO => {
+                    let d = if max > min { net.rng.gen_range(min..=max) } else { min };
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        me.lock().deliver(env);
+                    });
+                }
+                _ => net.deliver(env),
+            }
+        }
+    }
+}
+
+impl Net {
+    fn cut(&self, from: NodeId, to: NodeId) -> bool {
+        from != to
+            && (self.blocked.contains(&(from, to))
+                || self.isolated.contains(&from)
+                || self.isolated.contains(&to))
+    }
+
+    fn deliver(&mut self, env: Envelope) {
+        let (from, to) = (env.from, env.to);
+        match self.inboxes.get(&to) {
+            Some(tx) => {
+                self.log.record(|| format!("deliver {from}->{to} {}", env.msg));
+                if tx.send(env).is_ok() {
+                    self.stats.delivered += 1;
+                    return;
+                }
+                self.stats.dropped_down += 1;
+            }
+            None => {
+                self.stats.dropped_down += 1;
+                self.log.record(|| format!("drop-down {from}->{to} {}", env.msg));
+            }
+        }
+    }
+}
+
+fn names(ids: &[NodeId]) -> String {
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// One node's endpoint on a [`MemNetwork`].
+pub struct MemTransport {
+    id: NodeId,
+    net: MemNetwork,
+    rx: mpsc::UnboundedReceiver<Envelope>,
+}
+
+#[async_trait]
+impl Transport for MemTransport {
+    fn local(&self) -> NodeId {
+        self.id
+    }
+
+    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+        self.net.send(envelope);
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<Envelope> {
+        self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballot_core::Message;
+
+    fn hb() -> Message {
+        Message::CatchUp { applied: 0 }
+    }
+
+    fn ids() -> (NodeId, NodeId, NodeId) {
+        (NodeId::proposer(1), NodeId::acceptor(1), NodeId::acceptor(2))
+    }
+
+    fn drain(t: &mut MemTransport) -> Vec<NodeId> {
+        let mut v = Vec::new();
+        while let Some(e) = t.try_recv() {
+            v.push(e.from);
+        }
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivers_between_registered_nodes() {
+        let net = MemNetwork::new(1, EventLog::new(true));
+        let (p, a, _) = ids();
+        let tp = net.register(p);
+        let mut ta = net.register(a);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        assert_eq!(ta.recv().await.map(|e| (e.from, e.to, e.msg)), Some((p, a, hb())));
+        assert_eq!(net.stats().delivered, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partitions_block_both_ways_and_heal_restores() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let (p, a, b) = ids();
+        let mut tp = net.register(p);
+        let mut ta = net.register(a);
+        let mut tb = net.register(b);
+        net.partition(&[p], &[a]);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        ta.send(Envelope::new(a, p, hb())).unwrap();
+        tp.send(Envelope::new(p, b, hb())).unwrap();
+        assert!(drain(&mut ta).is_empty());
+        assert!(drain(&mut tp).is_empty());
+        assert_eq!(drain(&mut tb), vec![p], "links outside the partition still work");
+        assert_eq!(net.stats().dropped_partition, 2);
+        net.heal();
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        assert_eq!(drain(&mut ta), vec![p]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_way_partition_blocks_one_direction() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let (p, a, _) = ids();
+        let mut tp = net.register(p);
+        let mut ta = net.register(a);
+        net.partition_one_way(&[p], &[a]);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        ta.send(Envelope::new(a, p, hb())).unwrap();
+        assert!(drain(&mut ta).is_empty());
+        assert_eq!(drain(&mut tp), vec![a]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolate_cuts_a_node_from_everyone() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let (p, a, b) = ids();
+        let tp = net.register(p);
+        let mut ta = net.register(a);
+        let mut tb = net.register(b);
+        net.isolate(a);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        ta.send(Envelope::new(a, b, hb())).unwrap();
+        tp.send(Envelope::new(p, b, hb())).unwrap();
+        assert!(drain(&mut ta).is_empty());
+        assert_eq!(drain(&mut tb), vec![p]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_down_node_loses_messages_and_a_restarted_one_gets_new_ones() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let (p, a, _) = ids();
+        let tp = net.register(p);
+        let ta = net.register(a);
+        drop(ta);
+        net.unregister(a);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        assert_eq!(net.stats().dropped_down, 1);
+        let mut ta = net.register(a);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        assert_eq!(drain(&mut ta), vec![p]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drop_rate_drops_about_that_share_and_is_seeded() {
+        let run = |seed| async move {
+            let net = MemNetwork::new(seed, EventLog::new(false));
+            let (p, a, _) = ids();
+            let tp = net.register(p);
+            let mut ta = net.register(a);
+            net.set_default_faults(LinkFaults { drop: 0.3, ..LinkFaults::default() });
+            for _ in 0..10_000 {
+                tp.send(Envelope::new(p, a, hb())).unwrap();
+            }
+            (drain(&mut ta).len(), net.stats().dropped_random)
+        };
+        let (got, dropped) = run(7).await;
+        assert_eq!(got as u64 + dropped, 10_000);
+        assert!((2_700..=3_300).contains(&dropped), "dropped {dropped} of 10000 at p=0.3");
+        assert_eq!(run(7).await, (got, dropped), "same seed, same drops");
+        assert_ne!(run(8).await, (got, dropped), "another seed, other drops");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delay_holds_messages_for_the_drawn_time() {
+        let net = MemNetwork::new(3, EventLog::new(false));
+        let (p, a, _) = ids();
+        let tp = net.register(p);
+        let mut ta = net.register(a);
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(20));
+        net.set_default_faults(LinkFaults { delay: Some((min, max)), ..LinkFaults::default() });
+        let t0 = tokio::time::Instant::now();
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        assert!(ta.try_recv().is_none(), "not delivered at once");
+        ta.recv().await.unwrap();
+        let waited = t0.elapsed();
+        assert!(waited >= min && waited <= max + Duration::from_millis(1), "waited {waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplication_delivers_twice() {
+        let net = MemNetwork::new(3, EventLog::new(false));
+        let (p, a, _) = ids();
+        let tp = net.register(p);
+        let mut ta = net.register(a);
+        net.set_link_faults(p, a, LinkFaults { duplicate: 1.0, ..LinkFaults::default() });
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        assert_eq!(drain(&mut ta), vec![p, p]);
+        assert_eq!(net.stats().duplicated, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_log_records_deliveries_drops_and_faults_with_virtual_time() {
+        let log = EventLog::new(true);
+        let net = MemNetwork::new(3, log.clone());
+        let (p, a, _) = ids();
+        let tp = net.register(p);
+        let _ta = net.register(a);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        net.isolate(a);
+        tp.send(Envelope::new(p, a, hb())).unwrap();
+        let lines = log.lines();
+        assert!(lines.iter().any(|l| l.contains("5.000ms deliver proposer-1->acceptor-1")), "{lines:#?}");
+        assert!(lines.iter().any(|l| l.contains("fault isolate acceptor-1")), "{lines:#?}");
+        assert!(lines.iter().any(|l| l.contains("drop-partition proposer-1->acceptor-1")), "{lines:#?}");
+    }
+}
