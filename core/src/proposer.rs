@@ -161,9 +161,11 @@ impl Proposer {
     /// after all, the state machine answers its second copy with the first outcome.
     fn requeue_inflight(&mut self) {
         if let Phase::Leader { inflight, .. } = &mut self.phase {
-            for f in std::mem::take(inflight).into_values() {
-                self.queue.extend(f.value.iter().cloned());
-            }
+            // Older commands first: they go before what was queued after them.
+            let mut older: VecDeque<Command> =
+                std::mem::take(inflight).into_values().flat_map(|f| f.value.iter().cloned().collect::<Vec<_>>()).collect();
+            older.append(&mut self.queue);
+            self.queue = older;
         }
     }
 
@@ -199,6 +201,7 @@ impl Proposer {
         if chosen > self.chosen {
             self.chosen = chosen;
             self.chosen_above = self.chosen_above.split_off(&(chosen + 1));
+            self.mark_chosen(chosen);
         }
         self.step_down(out);
     }
@@ -263,6 +266,8 @@ impl Actor for Proposer {
             Message::Nack { ballot, promised } if self.config.acceptors.contains(&from) => {
                 self.round = self.round.max(promised.round);
                 if ballot == self.ballot() && promised > ballot && !matches!(self.phase, Phase::Follower) {
+                    // Whoever holds `promised` has not led yet as far as we know: no leader.
+                    self.leader = None;
                     self.step_down(out);
                 }
             }

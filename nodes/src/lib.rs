@@ -1,1 +1,25 @@
-//! placeholder
+//! The runtime that drives a ballot role: it feeds the role messages from a
+//! [`Transport`](ballot_transports::Transport) and its own timers, and carries out the
+//! effects the role returns, persisting before it sends. Generic over the transport, so
+//! the same code runs on the in-memory network, TCP and ZeroMQ.
+//!
+//! # The runtime's contract
+//! For every step (one batch of inputs) the runtime:
+//! 1. gives the role every due timer, then every message already waiting (up to a bound),
+//!    then calls `flush`;
+//! 2. makes every `Persist` effect of the step durable with one `Storage::persist` call
+//!    (one sync for the batch: group commit); if that fails, the node stops, sending
+//!    nothing that depended on it;
+//! 3. only then sends the step's messages, in order;
+//! 4. sets and cancels timers, drawing each delay from the node's seeded generator;
+//! 5. reports `Decided` effects to the observer.
+//!
+//! # Layout
+//! - [`runtime`]: `spawn_node`, the node loop, control (pause, resume, status, stop).
+//! - [`client`]: a client handle that submits votes and reads with a deadline and retries.
+
+pub mod client;
+pub mod runtime;
+
+pub use client::{ClientError, ClientHandle, SubmitOptions};
+pub use runtime::{spawn_node, Control, NodeError, NodeHandle, Observer};

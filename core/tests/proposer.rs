@@ -1,0 +1,658 @@
+//! Engine-style tests of the proposer: feed one input, then assert the exact effects it
+//! pushed (or the exact relevant part of them when the vector is long).
+
+use ballot_core::{
+    AcceptedEntry, Actor, Ballot, Command, Config, DurableState, Effect, Message, NodeId, Outbox,
+    PersistOp, Proposer, Reply, Timer, Value,
+};
+use std::sync::Arc;
+
+const P1: NodeId = NodeId::proposer(1);
+const P2: NodeId = NodeId::proposer(2);
+const P3: NodeId = NodeId::proposer(3);
+const A1: NodeId = NodeId::acceptor(1);
+const A2: NodeId = NodeId::acceptor(2);
+const A3: NodeId = NodeId::acceptor(3);
+const L1: NodeId = NodeId::learner(1);
+const L2: NodeId = NodeId::learner(2);
+const C1: NodeId = NodeId::client(1);
+const C2: NodeId = NodeId::client(2);
+
+const ACCEPTORS: [NodeId; 3] = [A1, A2, A3];
+
+// Distinct values, so a test can tell which setting an effect used.
+const HEARTBEAT_MS: u64 = 50;
+const ELECTION_MIN_MS: u64 = 150;
+const ELECTION_MAX_MS: u64 = 300;
+const RETRANSMIT_MS: u64 = 40;
+const NO_QUORUM_TICKS: u64 = 3;
+const MAX_BATCH: usize = 3;
+const WINDOW: usize = 2;
+
+// ---- building blocks -------------------------------------------------------------------
+
+/// 3 proposers, 3 acceptors (quorum 2), 2 learners.
+fn config() -> Arc<Config> {
+    let mut c = Config::new(3, 3, 2, vec!["ada".into(), "bob".into()]);
+    c.timing.heartbeat_ms = HEARTBEAT_MS;
+    c.timing.election_min_ms = ELECTION_MIN_MS;
+    c.timing.election_max_ms = ELECTION_MAX_MS;
+    c.timing.retransmit_ms = RETRANSMIT_MS;
+    c.timing.no_quorum_ticks = NO_QUORUM_TICKS;
+    c.timing.max_batch = MAX_BATCH;
+    c.timing.window = WINDOW;
+    Arc::new(c)
+}
+
+/// proposer-1 that persisted `round` before (0: a fresh one).
+fn proposer_at(round: u64) -> Proposer {
+    Proposer::new(P1, config(), DurableState { round, ..DurableState::default() })
+}
+
+fn proposer() -> Proposer {
+    proposer_at(0)
+}
+
+fn vote(client: NodeId, n: u32) -> Command {
+    Command::Vote { request_id: format!("r{n}"), client, voter: format!("v{n}"), candidate: "ada".into() }
+}
+
+fn batch(cmds: &[Command]) -> Value {
+    Arc::new(cmds.to_vec())
+}
+
+fn noop() -> Value {
+    Arc::new(vec![])
+}
+
+fn send(to: NodeId, msg: Message) -> Effect {
+    Effect::Send { to, msg }
+}
+
+fn set_timer(timer: Timer, min_ms: u64, max_ms: u64) -> Effect {
+    Effect::SetTimer { timer, min_ms, max_ms }
+}
+
+fn election_timer() -> Effect {
+    set_timer(Timer::Election, ELECTION_MIN_MS, ELECTION_MAX_MS)
+}
+
+fn prepares(ballot: Ballot, from_slot: u64) -> Vec<Effect> {
+    ACCEPTORS.iter().map(|&a| send(a, Message::Prepare { ballot, from_slot })).collect()
+}
+
+/// The Accept of one slot, to each of `to`.
+fn accepts(to: &[NodeId], ballot: Ballot, slot: u64, value: &Value) -> Vec<Effect> {
+    to.iter().map(|&a| send(a, Message::Accept { ballot, slot, value: value.clone() })).collect()
+}
+
+/// Heartbeats from proposer-1 to the other proposers and to the learners.
+fn heartbeats(ballot: Ballot, chosen: u64) -> Vec<Effect> {
+    [P2, P3, L1, L2].iter().map(|&to| send(to, Message::Heartbeat { ballot, chosen })).collect()
+}
+
+/// What stepping down from candidate or leader pushes.
+fn step_down_effects() -> Vec<Effect> {
+    vec![Effect::CancelTimer(Timer::Heartbeat), Effect::CancelTimer(Timer::Retransmit), election_timer()]
+}
+
+fn promise(ballot: Ballot, accepted: Vec<AcceptedEntry>) -> Message {
+    Message::Promise { ballot, accepted }
+}
+
+fn entry(slot: u64, ballot: Ballot, value: &Value) -> AcceptedEntry {
+    AcceptedEntry { slot, ballot, value: value.clone() }
+}
+
+fn accepted(ballot: Ballot, slots: &[u64]) -> Message {
+    Message::Accepted { ballot, slots: slots.to_vec() }
+}
+
+fn not_confirmed(ids: &[&str]) -> Message {
+    Message::Replies(ids.iter().map(|id| Reply::NotConfirmed { request_id: id.to_string() }).collect())
+}
+
+/// Runs an election for proposer-1 with empty promises from acceptor-1 and -2, and
+/// returns its ballot. Leaves the outbox empty.
+fn elect(p: &mut Proposer, out: &mut Outbox) -> Ballot {
+    p.on_timer(Timer::Election, out);
+    let ballot = p.ballot();
+    p.on_message(A1, promise(ballot, vec![]), out);
+    p.on_message(A2, promise(ballot, vec![]), out);
+    assert!(p.is_leader(), "two promises out of three elect");
+    out.take();
+    ballot
+}
+
+/// Makes proposer-1 a follower of `leader` at `ballot`. Leaves the outbox empty.
+fn follow(p: &mut Proposer, leader: NodeId, ballot: Ballot, out: &mut Outbox) {
+    p.on_message(leader, Message::Heartbeat { ballot, chosen: 0 }, out);
+    assert_eq!(p.leader(), Some(leader));
+    out.take();
+}
+
+// ---- 1. start --------------------------------------------------------------------------
+
+#[test]
+fn start_sets_the_election_timer_with_the_configured_range() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.start(&mut out);
+    assert_eq!(out.take(), vec![set_timer(Timer::Election, 150, 300)]);
+    assert!(!p.is_leader());
+    assert_eq!(p.leader(), None);
+}
+
+// ---- 2. election -----------------------------------------------------------------------
+
+#[test]
+fn election_timeout_persists_the_round_then_prepares_and_backs_off() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.start(&mut out);
+    out.take();
+
+    p.on_timer(Timer::Election, &mut out);
+    let b1 = Ballot::new(1, 1);
+    let mut want = vec![Effect::Persist(PersistOp::Round(1))];
+    want.extend(prepares(b1, 1));
+    want.push(election_timer());
+    assert_eq!(out.take(), want);
+    assert_eq!(p.ballot(), b1);
+    assert!(!p.is_leader());
+
+    // No majority before the back-off ran out: try again one round up.
+    p.on_timer(Timer::Election, &mut out);
+    let b2 = Ballot::new(2, 1);
+    let mut want = vec![Effect::Persist(PersistOp::Round(2))];
+    want.extend(prepares(b2, 1));
+    want.push(election_timer());
+    assert_eq!(out.take(), want);
+    assert_eq!(p.ballot(), b2);
+}
+
+#[test]
+fn prepare_asks_from_the_slot_after_the_chosen_prefix() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    // A leader tells it slots 1..=4 are chosen.
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(1, 2), chosen: 4 }, &mut out);
+    out.take();
+    assert_eq!(p.chosen(), 4);
+
+    p.on_timer(Timer::Election, &mut out);
+    let b = Ballot::new(2, 1);
+    let mut want = vec![Effect::Persist(PersistOp::Round(2))];
+    want.extend(prepares(b, 5));
+    want.push(election_timer());
+    assert_eq!(out.take(), want);
+}
+
+#[test]
+fn a_leader_ignores_the_election_timer() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    p.on_timer(Timer::Election, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert_eq!(p.ballot(), b);
+    assert!(p.is_leader());
+}
+
+// ---- 3. promises -----------------------------------------------------------------------
+
+#[test]
+fn a_majority_of_empty_promises_elects() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    let b = Ballot::new(1, 1);
+
+    p.on_message(A1, promise(b, vec![]), &mut out);
+    assert_eq!(out.take(), vec![], "one promise of three is not a majority");
+    assert!(!p.is_leader());
+
+    p.on_message(A2, promise(b, vec![]), &mut out);
+    let mut want = vec![Effect::CancelTimer(Timer::Election)];
+    want.extend(heartbeats(b, 0));
+    want.push(set_timer(Timer::Heartbeat, HEARTBEAT_MS, HEARTBEAT_MS));
+    want.push(set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS));
+    assert_eq!(out.take(), want);
+    assert!(p.is_leader());
+    assert_eq!(p.leader(), Some(P1));
+    assert_eq!(p.ballot(), b);
+
+    // The third promise comes too late to matter.
+    p.on_message(A3, promise(b, vec![]), &mut out);
+    assert_eq!(out.take(), vec![]);
+}
+
+#[test]
+fn promises_that_do_not_count_are_ignored() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    let b = Ballot::new(1, 1);
+    p.on_message(A1, promise(b, vec![]), &mut out);
+
+    // The same acceptor twice is still one promise.
+    p.on_message(A1, promise(b, vec![]), &mut out);
+    // A promise for another ballot (an older or someone else's prepare).
+    p.on_message(A2, promise(Ballot::new(1, 2), vec![]), &mut out);
+    p.on_message(A2, promise(Ballot::new(0, 1), vec![]), &mut out);
+    // Promises from nodes that are not configured acceptors.
+    p.on_message(NodeId::acceptor(4), promise(b, vec![]), &mut out);
+    p.on_message(P2, promise(b, vec![]), &mut out);
+    p.on_message(C1, promise(b, vec![]), &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert!(!p.is_leader());
+
+    // A real second promise still elects.
+    p.on_message(A3, promise(b, vec![]), &mut out);
+    assert!(p.is_leader());
+}
+
+#[test]
+fn a_new_leader_reproposes_the_highest_ballot_value_per_slot_and_fills_holes() {
+    let mut p = proposer_at(3);
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    let b = Ballot::new(4, 1);
+
+    let (x, y, z) = (batch(&[vote(C1, 1)]), batch(&[vote(C1, 2)]), batch(&[vote(C2, 3)]));
+    // acceptor-1 accepted x at slot 1 and y at slot 3 under 2.2; acceptor-2 accepted z at
+    // slot 1 under the higher 3.3. Nobody reported slot 2.
+    p.on_message(A1, promise(b, vec![entry(1, Ballot::new(2, 2), &x), entry(3, Ballot::new(2, 2), &y)]), &mut out);
+    assert_eq!(out.take(), vec![]);
+    p.on_message(A2, promise(b, vec![entry(1, Ballot::new(3, 3), &z)]), &mut out);
+
+    let mut want = Vec::new();
+    want.extend(accepts(&ACCEPTORS, b, 1, &z));
+    want.extend(accepts(&ACCEPTORS, b, 2, &noop()));
+    want.extend(accepts(&ACCEPTORS, b, 3, &y));
+    want.push(Effect::CancelTimer(Timer::Election));
+    want.extend(heartbeats(b, 0));
+    want.push(set_timer(Timer::Heartbeat, HEARTBEAT_MS, HEARTBEAT_MS));
+    want.push(set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS));
+    assert_eq!(out.take(), want);
+    assert!(p.is_leader());
+
+    // New commands go after the re-proposed slots. Slots 1..=3 already fill more than the
+    // window, so they wait until two of those are chosen.
+    p.on_message(C1, Message::Request(vec![vote(C1, 9)]), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![]);
+    p.on_message(A1, accepted(b, &[1, 2]), &mut out);
+    p.on_message(A2, accepted(b, &[1, 2]), &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert_eq!(p.chosen(), 2);
+    p.flush(&mut out);
+    assert_eq!(out.take(), accepts(&ACCEPTORS, b, 4, &batch(&[vote(C1, 9)])));
+}
+
+#[test]
+fn the_leader_heartbeat_timer_sends_heartbeats_and_rearms() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    p.on_timer(Timer::Heartbeat, &mut out);
+    let mut want = heartbeats(b, 0);
+    want.push(set_timer(Timer::Heartbeat, HEARTBEAT_MS, HEARTBEAT_MS));
+    assert_eq!(out.take(), want);
+}
+
+// ---- 4. batching and the window --------------------------------------------------------
+
+#[test]
+fn the_leader_batches_queued_requests_into_a_window_of_slots() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+
+    let cmds: Vec<Command> = (1..=8).map(|n| vote(if n % 2 == 1 { C1 } else { C2 }, n)).collect();
+    // Requests are only queued; proposing waits for the end of the step.
+    p.on_message(C1, Message::Request(cmds[..5].to_vec()), &mut out);
+    p.on_message(C2, Message::Request(cmds[5..].to_vec()), &mut out);
+    assert_eq!(out.take(), vec![]);
+
+    // max_batch = 3 commands per slot, window = 2 slots.
+    p.flush(&mut out);
+    let mut want = accepts(&ACCEPTORS, b, 1, &batch(&cmds[0..3]));
+    want.extend(accepts(&ACCEPTORS, b, 2, &batch(&cmds[3..6])));
+    assert_eq!(out.take(), want);
+
+    // The window is full.
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![]);
+
+    // One acceptor is not a majority; Accepted from others or for other ballots is ignored.
+    p.on_message(A1, accepted(b, &[1]), &mut out);
+    p.on_message(A1, accepted(b, &[1]), &mut out);
+    p.on_message(A2, accepted(Ballot::new(0, 2), &[1]), &mut out);
+    p.on_message(NodeId::acceptor(4), accepted(b, &[1]), &mut out);
+    p.on_message(P2, accepted(b, &[1]), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![]);
+    assert_eq!(p.chosen(), 0);
+
+    // A majority for slot 1 frees one place in the window.
+    p.on_message(A3, accepted(b, &[1]), &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert_eq!(p.chosen(), 1);
+    p.flush(&mut out);
+    assert_eq!(out.take(), accepts(&ACCEPTORS, b, 3, &batch(&cmds[6..8])));
+
+    // The queue is empty now: nothing more to propose even with room.
+    p.on_message(A1, accepted(b, &[2, 3]), &mut out);
+    p.on_message(A2, accepted(b, &[2, 3]), &mut out);
+    assert_eq!(p.chosen(), 3);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![]);
+
+    // Slots keep numbering on.
+    p.on_message(C1, Message::Request(vec![vote(C1, 9)]), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), accepts(&ACCEPTORS, b, 4, &batch(&[vote(C1, 9)])));
+}
+
+#[test]
+fn chosen_only_advances_over_a_gapless_prefix() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    p.on_message(C1, Message::Request((1..=6).map(|n| vote(C1, n)).collect()), &mut out);
+    p.flush(&mut out);
+    out.take();
+
+    p.on_message(A1, accepted(b, &[2]), &mut out);
+    p.on_message(A2, accepted(b, &[2]), &mut out);
+    assert_eq!(p.chosen(), 0, "slot 2 is chosen but slot 1 is not");
+    p.on_message(A3, accepted(b, &[1]), &mut out);
+    p.on_message(A1, accepted(b, &[1]), &mut out);
+    assert_eq!(p.chosen(), 2);
+    assert_eq!(out.take(), vec![]);
+}
+
+// ---- 5. retransmission and NotConfirmed ------------------------------------------------
+
+#[test]
+fn retransmit_resends_to_the_missing_acceptors_and_tells_clients_once() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    let cmds = [vote(C1, 1), vote(C2, 2), vote(C1, 3)];
+    let v = batch(&cmds);
+    p.on_message(C1, Message::Request(cmds.to_vec()), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), accepts(&ACCEPTORS, b, 1, &v));
+    p.on_message(A2, accepted(b, &[1]), &mut out);
+    assert_eq!(out.take(), vec![]);
+
+    let rearm = set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS);
+    for tick in 1..NO_QUORUM_TICKS {
+        p.on_timer(Timer::Retransmit, &mut out);
+        let mut want = accepts(&[A1, A3], b, 1, &v);
+        want.push(rearm.clone());
+        assert_eq!(out.take(), want, "tick {tick}");
+    }
+
+    // no_quorum_ticks without a majority: one NotConfirmed per command, grouped per client.
+    p.on_timer(Timer::Retransmit, &mut out);
+    let mut want = accepts(&[A1, A3], b, 1, &v);
+    want.push(send(C1, not_confirmed(&["r1", "r3"])));
+    want.push(send(C2, not_confirmed(&["r2"])));
+    want.push(rearm.clone());
+    assert_eq!(out.take(), want);
+
+    // Later ticks keep retrying but do not tell the clients again.
+    p.on_timer(Timer::Retransmit, &mut out);
+    let mut want = accepts(&[A1, A3], b, 1, &v);
+    want.push(rearm.clone());
+    assert_eq!(out.take(), want);
+
+    // Once chosen, nothing is left to resend.
+    p.on_message(A3, accepted(b, &[1]), &mut out);
+    assert_eq!(p.chosen(), 1);
+    p.on_timer(Timer::Retransmit, &mut out);
+    assert_eq!(out.take(), vec![rearm]);
+}
+
+#[test]
+fn no_quorum_ticks_count_from_when_the_slot_was_proposed() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    let rearm = set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS);
+
+    // Two idle ticks, then a slot is proposed.
+    p.on_timer(Timer::Retransmit, &mut out);
+    p.on_timer(Timer::Retransmit, &mut out);
+    assert_eq!(out.take(), vec![rearm.clone(), rearm.clone()]);
+    let v = batch(&[vote(C1, 1)]);
+    p.on_message(C1, Message::Request(v.to_vec()), &mut out);
+    p.flush(&mut out);
+    out.take();
+
+    for _ in 1..NO_QUORUM_TICKS {
+        p.on_timer(Timer::Retransmit, &mut out);
+        let mut want = accepts(&ACCEPTORS, b, 1, &v);
+        want.push(rearm.clone());
+        assert_eq!(out.take(), want);
+    }
+    p.on_timer(Timer::Retransmit, &mut out);
+    let mut want = accepts(&ACCEPTORS, b, 1, &v);
+    want.push(send(C1, not_confirmed(&["r1"])));
+    want.push(rearm);
+    assert_eq!(out.take(), want);
+}
+
+#[test]
+fn a_non_leader_ignores_the_retransmit_and_heartbeat_timers() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Retransmit, &mut out);
+    p.on_timer(Timer::Heartbeat, &mut out);
+    assert_eq!(out.take(), vec![]);
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    p.on_timer(Timer::Retransmit, &mut out);
+    p.on_timer(Timer::Heartbeat, &mut out);
+    assert_eq!(out.take(), vec![], "a candidate has nothing to retransmit");
+}
+
+// ---- 6. nack ---------------------------------------------------------------------------
+
+#[test]
+fn a_nack_with_a_higher_promise_makes_the_leader_step_down() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    let v = batch(&[vote(C1, 1)]);
+    p.on_message(C1, Message::Request(v.to_vec()), &mut out);
+    p.flush(&mut out);
+    out.take();
+
+    p.on_message(A2, Message::Nack { ballot: b, promised: Ballot::new(7, 3) }, &mut out);
+    assert_eq!(out.take(), step_down_effects());
+    assert!(!p.is_leader());
+    assert_ne!(p.leader(), Some(P1), "a proposer that stepped down does not call itself leader");
+
+    // Nothing of the leader is left running.
+    p.on_timer(Timer::Retransmit, &mut out);
+    p.on_timer(Timer::Heartbeat, &mut out);
+    assert_eq!(out.take(), vec![]);
+
+    // The next election goes above the round the acceptor promised.
+    p.on_timer(Timer::Election, &mut out);
+    let b8 = Ballot::new(8, 1);
+    let mut want = vec![Effect::Persist(PersistOp::Round(8))];
+    want.extend(prepares(b8, 1));
+    want.push(election_timer());
+    assert_eq!(out.take(), want);
+
+    // Re-elected (no acceptor reports slot 1), it proposes the command it could not
+    // finish again, at slot 1 under the new ballot.
+    p.on_message(A1, promise(b8, vec![]), &mut out);
+    p.on_message(A3, promise(b8, vec![]), &mut out);
+    assert!(p.is_leader());
+    out.take();
+    p.flush(&mut out);
+    assert_eq!(out.take(), accepts(&ACCEPTORS, b8, 1, &v));
+}
+
+#[test]
+fn a_nack_makes_a_candidate_step_down() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    p.on_message(A1, Message::Nack { ballot: Ballot::new(1, 1), promised: Ballot::new(3, 2) }, &mut out);
+    assert_eq!(out.take(), step_down_effects());
+    // Promises for the abandoned ballot no longer elect.
+    p.on_message(A2, promise(Ballot::new(1, 1), vec![]), &mut out);
+    p.on_message(A3, promise(Ballot::new(1, 1), vec![]), &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert!(!p.is_leader());
+    p.on_timer(Timer::Election, &mut out);
+    assert_eq!(out.take()[0], Effect::Persist(PersistOp::Round(4)));
+}
+
+#[test]
+fn nacks_that_do_not_concern_the_current_ballot_are_ignored() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    let b2 = elect(&mut p, &mut out);
+    assert_eq!(b2, Ballot::new(2, 1));
+
+    // A late nack for the earlier ballot 1.1.
+    p.on_message(A1, Message::Nack { ballot: Ballot::new(1, 1), promised: Ballot::new(1, 3) }, &mut out);
+    // A nack from a node that is not an acceptor.
+    p.on_message(P3, Message::Nack { ballot: b2, promised: Ballot::new(9, 3) }, &mut out);
+    p.on_message(NodeId::acceptor(4), Message::Nack { ballot: b2, promised: Ballot::new(9, 3) }, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert!(p.is_leader());
+    assert_eq!(p.ballot(), b2);
+}
+
+// ---- 7. heartbeats ---------------------------------------------------------------------
+
+#[test]
+fn a_higher_heartbeat_makes_a_candidate_step_down() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    out.take();
+    let theirs = Ballot::new(1, 2);
+    p.on_message(P2, Message::Heartbeat { ballot: theirs, chosen: 0 }, &mut out);
+    assert_eq!(out.take(), step_down_effects());
+    assert!(!p.is_leader());
+    assert_eq!(p.leader(), Some(P2));
+    assert_eq!(p.ballot(), theirs);
+}
+
+#[test]
+fn a_higher_heartbeat_makes_a_leader_step_down_and_hand_over_its_commands() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    let cmds: Vec<Command> = (1..=7).map(|n| vote(C1, n)).collect();
+    p.on_message(C1, Message::Request(cmds.clone()), &mut out);
+    p.flush(&mut out); // slots 1 and 2 in flight, one command still queued
+    out.take();
+
+    let theirs = Ballot::new(2, 3);
+    assert!(theirs > b);
+    p.on_message(P3, Message::Heartbeat { ballot: theirs, chosen: 0 }, &mut out);
+    assert_eq!(out.take(), step_down_effects());
+    assert!(!p.is_leader());
+    assert_eq!(p.leader(), Some(P3));
+
+    // The commands of its unfinished slots, and the queued one, go to the new leader.
+    p.flush(&mut out);
+    let effects = out.take();
+    assert_eq!(effects.len(), 1);
+    let Effect::Send { to, msg: Message::Request(got) } = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(*to, P3);
+    let mut got = got.clone();
+    got.sort_by(|a, b| a.request_id().cmp(b.request_id()));
+    assert_eq!(got, cmds);
+
+    // An election after that goes above the new leader's round.
+    p.on_timer(Timer::Election, &mut out);
+    assert_eq!(out.take()[0], Effect::Persist(PersistOp::Round(3)));
+}
+
+#[test]
+fn a_follower_forwards_client_requests_to_its_leader() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    follow(&mut p, P2, Ballot::new(1, 2), &mut out);
+    let cmds = vec![vote(C1, 1), vote(C1, 2)];
+    p.on_message(C1, Message::Request(cmds.clone()), &mut out);
+    assert_eq!(out.take(), vec![send(P2, Message::Request(cmds))]);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![]);
+}
+
+#[test]
+fn requests_queued_before_a_leader_is_known_are_forwarded_once_it_is() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let cmds = vec![vote(C1, 1)];
+    p.on_message(C1, Message::Request(cmds.clone()), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![], "no leader to forward to");
+
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(1, 2), chosen: 0 }, &mut out);
+    assert_eq!(out.take(), vec![election_timer()], "a follower only resets its election timer");
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![send(P2, Message::Request(cmds))]);
+}
+
+#[test]
+fn stale_heartbeats_are_ignored() {
+    // A follower of proposer-3 at 5.3 does not switch to proposer-2 at 4.2.
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    follow(&mut p, P3, Ballot::new(5, 3), &mut out);
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(4, 2), chosen: 0 }, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert_eq!(p.leader(), Some(P3));
+    assert_eq!(p.ballot(), Ballot::new(5, 3));
+
+    // A leader at 3.1 is not unseated by 2.2.
+    let mut p = proposer_at(2);
+    let b = elect(&mut p, &mut out);
+    assert_eq!(b, Ballot::new(3, 1));
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(2, 2), chosen: 0 }, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert!(p.is_leader());
+
+    // A heartbeat whose ballot is not its sender's, or not from a proposer, is ignored.
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(9, 3), chosen: 0 }, &mut out);
+    p.on_message(A1, Message::Heartbeat { ballot: Ballot::new(9, 3), chosen: 0 }, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert!(p.is_leader());
+}
+
+// ---- 8. restart ------------------------------------------------------------------------
+
+#[test]
+fn a_restarted_proposer_never_reuses_a_ballot() {
+    let mut p = proposer_at(5);
+    let mut out = Outbox::new();
+    p.start(&mut out);
+    assert_eq!(out.take(), vec![election_timer()]);
+    p.on_timer(Timer::Election, &mut out);
+    let b = Ballot::new(6, 1);
+    let mut want = vec![Effect::Persist(PersistOp::Round(6))];
+    want.extend(prepares(b, 1));
+    want.push(election_timer());
+    assert_eq!(out.take(), want);
+    assert_eq!(p.ballot(), b);
+}

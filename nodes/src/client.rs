@@ -1,0 +1,161 @@
+//! A client of the cluster: submits commands to a proposer (which forwards them to the
+//! leader), waits for the answer with a deadline, and retries elsewhere with the same
+//! request id, so a retry is never a second vote.
+
+use ballot_core::{Command, Message, NodeId, Reply};
+use ballot_transports::{Envelope, Transport};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+#[derive(Clone, Debug)]
+pub struct SubmitOptions {
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Always send to this proposer; otherwise to the proposer that answered last, moving
+    /// to the next one on each retry.
+    pub via: Option<NodeId>,
+    /// Send again (same request id) when nothing came back for this long.
+    pub retry_every: Duration,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        SubmitOptions { timeout: Duration::from_millis(2000), via: None, retry_every: Duration::from_millis(400) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The leader could not reach a majority of acceptors in time. The command may still
+    /// be chosen later; retrying with the same request id is safe.
+    #[error("no_quorum")]
+    NoQuorum,
+    #[error("timeout")]
+    Timeout,
+    #[error("client is closed")]
+    Closed,
+}
+
+struct Inner {
+    id: NodeId,
+    proposers: Vec<NodeId>,
+    out: mpsc::UnboundedSender<Envelope>,
+    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+    preferred: AtomicUsize,
+    counter: AtomicU64,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Cheap to clone; every clone shares one endpoint and one dispatcher task.
+#[derive(Clone)]
+pub struct ClientHandle {
+    inner: Arc<Inner>,
+}
+
+impl ClientHandle {
+    /// Start a client on `transport` that talks to `proposers`.
+    pub fn spawn<T: Transport>(mut transport: T, proposers: Vec<NodeId>) -> Self {
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Envelope>();
+        let inner = Arc::new(Inner {
+            id: transport.local(),
+            proposers,
+            out,
+            pending: Mutex::new(HashMap::new()),
+            preferred: AtomicUsize::new(0),
+            counter: AtomicU64::new(0),
+            task: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&inner);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    env = out_rx.recv() => match env {
+                        Some(env) => { let _ = transport.send(env); }
+                        None => return,
+                    },
+                    env = transport.recv() => {
+                        let Some(env) = env else { return };
+                        let Message::Replies(replies) = env.msg else { continue };
+                        let Some(inner) = weak.upgrade() else { return };
+                        let pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+                        for reply in replies {
+                            if let Some(tx) = pending.get(reply.request_id()) {
+                                let _ = tx.send(reply);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        *inner.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        ClientHandle { inner }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// A request id no other request of this client uses.
+    pub fn next_request_id(&self) -> String {
+        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}/{n}", self.inner.id)
+    }
+
+    /// Submit `cmd` and wait for its answer: a `Reply::Vote` or `Reply::Read`.
+    pub async fn submit(&self, cmd: Command, opts: &SubmitOptions) -> Result<Reply, ClientError> {
+        let request_id = cmd.request_id().to_string();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.lock_pending().insert(request_id.clone(), tx);
+        let result = self.exchange(cmd, opts, &mut rx).await;
+        self.lock_pending().remove(&request_id);
+        result
+    }
+
+    async fn exchange(
+        &self,
+        cmd: Command,
+        opts: &SubmitOptions,
+        rx: &mut mpsc::UnboundedReceiver<Reply>,
+    ) -> Result<Reply, ClientError> {
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        let n = self.inner.proposers.len().max(1);
+        let mut target = self.inner.preferred.load(Ordering::Relaxed) % n;
+        loop {
+            let to = opts.via.or_else(|| self.inner.proposers.get(target).copied()).ok_or(ClientError::Closed)?;
+            let env = Envelope::new(self.inner.id, to, Message::Request(vec![cmd.clone()]));
+            self.inner.out.send(env).map_err(|_| ClientError::Closed)?;
+            let retry_at = (tokio::time::Instant::now() + opts.retry_every).min(deadline);
+            loop {
+                match tokio::time::timeout_at(retry_at, rx.recv()).await {
+                    Ok(Some(Reply::NotConfirmed { .. })) => return Err(ClientError::NoQuorum),
+                    Ok(Some(reply)) => {
+                        self.inner.preferred.store(target, Ordering::Relaxed);
+                        return Ok(reply);
+                    }
+                    Ok(None) => return Err(ClientError::Closed),
+                    Err(_) => break,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClientError::Timeout);
+            }
+            target = (target + 1) % n;
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Reply>>> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stop the dispatcher task.
+    pub fn close(&self) {
+        if let Some(t) = self.inner.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+    }
+}

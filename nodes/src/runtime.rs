@@ -1,0 +1,203 @@
+//! The node loop.
+
+use ballot_core::{Actor, Effect, NodeId, Outbox, PersistOp, Status, Storage, StorageError, Timer, Value};
+use ballot_transports::{Envelope, Transport};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Most messages taken into one step: bounds the latency a step adds and the size of one
+/// group commit.
+const MAX_STEP_MESSAGES: usize = 4096;
+
+/// Told about every slot a learner applies: `(node, slot, value)`.
+pub type Observer = Arc<dyn Fn(NodeId, u64, &Value) + Send + Sync>;
+
+/// Orders to a running node.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop taking inputs and firing timers, as SIGSTOP does; messages wait in the inbox.
+    Pause,
+    Resume,
+    /// Report status (not answered while paused, like a stopped process).
+    Status(oneshot::Sender<Status>),
+    Stop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{node} stopped: {source}")]
+    Storage { node: NodeId, source: StorageError },
+}
+
+/// A running node: send it orders, or abort it (a crash).
+pub struct NodeHandle {
+    pub id: NodeId,
+    ctrl: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl NodeHandle {
+    pub fn control(&self, c: Control) {
+        let _ = self.ctrl.send(c);
+    }
+
+    /// The node's status, or `None` if it is paused, stopped or does not answer in time.
+    pub async fn status(&self, deadline: Duration) -> Option<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Status(tx));
+        tokio::time::timeout(deadline, rx).await.ok()?.ok()
+    }
+
+    /// Crash the node: it stops at once, wherever it is. What it persisted stays.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Ask the node to stop and wait for it.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        self.control(Control::Stop);
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Start `actor` on the current tokio runtime. `seed` drives every random timer delay of
+/// this node, so a run with the same seeds replays.
+pub fn spawn_node<A, T, S>(actor: A, transport: T, storage: S, seed: u64, observer: Option<Observer>) -> NodeHandle
+where
+    A: Actor,
+    T: Transport,
+    S: Storage,
+{
+    let id = actor.id();
+    let (ctrl, ctrl_rx) = mpsc::unbounded_channel();
+    let node = Node { actor, transport, storage, rng: ChaCha8Rng::seed_from_u64(seed), timers: BTreeMap::new(), observer };
+    let task = tokio::spawn(node.run(ctrl_rx));
+    NodeHandle { id, ctrl, task }
+}
+
+struct Node<A, T, S> {
+    actor: A,
+    transport: T,
+    storage: S,
+    rng: ChaCha8Rng,
+    timers: BTreeMap<Timer, Instant>,
+    observer: Option<Observer>,
+}
+
+impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
+    async fn run(mut self, mut ctrl: mpsc::UnboundedReceiver<Control>) -> Result<(), NodeError> {
+        let mut out = Outbox::new();
+        self.actor.start(&mut out);
+        self.execute(&mut out)?;
+        loop {
+            // Due timers go first, so a flood of messages cannot starve heartbeats.
+            self.fire_due_timers(&mut out);
+            if !out.is_empty() {
+                self.actor.flush(&mut out);
+                self.execute(&mut out)?;
+            }
+            let next = self.timers.values().min().copied();
+            tokio::select! {
+                biased;
+                c = ctrl.recv() => match c {
+                    Some(Control::Pause) => {
+                        if !Self::paused(&mut ctrl).await {
+                            return Ok(());
+                        }
+                    }
+                    Some(Control::Resume) => {}
+                    Some(Control::Status(tx)) => { let _ = tx.send(self.actor.status()); }
+                    Some(Control::Stop) | None => return Ok(()),
+                },
+                env = self.transport.recv() => {
+                    let Some(env) = env else { return Ok(()) };
+                    self.actor.on_message(env.from, env.msg, &mut out);
+                    for _ in 1..MAX_STEP_MESSAGES {
+                        let Some(env) = self.transport.try_recv() else { break };
+                        self.actor.on_message(env.from, env.msg, &mut out);
+                    }
+                }
+                _ = sleep_until(next), if next.is_some() => {}
+            }
+            self.actor.flush(&mut out);
+            self.execute(&mut out)?;
+        }
+    }
+
+    /// Wait for Resume; false if told to stop meanwhile.
+    async fn paused(ctrl: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+        loop {
+            match ctrl.recv().await {
+                Some(Control::Resume) => return true,
+                Some(Control::Stop) | None => return false,
+                // A stopped process answers nothing.
+                Some(Control::Pause) | Some(Control::Status(_)) => {}
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self, out: &mut Outbox) {
+        let now = Instant::now();
+        let due: Vec<Timer> = self.timers.iter().filter(|(_, &at)| at <= now).map(|(&t, _)| t).collect();
+        for t in due {
+            self.timers.remove(&t);
+            self.actor.on_timer(t, out);
+        }
+    }
+
+    fn execute(&mut self, out: &mut Outbox) -> Result<(), NodeError> {
+        let effects = out.take();
+        let ops: Vec<PersistOp> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Persist(op) => Some(op.clone()),
+                _ => None,
+            })
+            .collect();
+        if !ops.is_empty() {
+            let node = self.actor.id();
+            self.storage.persist(&ops).map_err(|source| NodeError::Storage { node, source })?;
+        }
+        let me = self.actor.id();
+        for effect in effects {
+            match effect {
+                Effect::Persist(_) => {}
+                Effect::Send { to, msg } => {
+                    // A failed send is a lost message, which Paxos tolerates; the transport
+                    // counts it.
+                    let _ = self.transport.send(Envelope::new(me, to, msg));
+                }
+                Effect::SetTimer { timer, min_ms, max_ms } => {
+                    let ms = if max_ms > min_ms { self.rng.gen_range(min_ms..=max_ms) } else { min_ms };
+                    self.timers.insert(timer, Instant::now() + Duration::from_millis(ms));
+                }
+                Effect::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+                Effect::Decided { slot, value } => {
+                    if let Some(obs) = &self.observer {
+                        obs(me, slot, &value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
