@@ -1,1 +1,18 @@
-//! placeholder
+//! Chaos scenarios for ballot: Rhai scripts that start a cluster, cast votes, break
+//! nodes and the network, and assert on what must hold. On the in-memory transport a
+//! whole cluster runs in one process on virtual time, and every random choice comes from
+//! the seed, so a scenario and a seed give the same event log byte for byte.
+//!
+//! # Layout
+//! - [`cluster`]: a cluster on the in-memory network, with the fault verbs.
+//! - [`invariants`]: agreement, validity, durability, no double count, convergence.
+//! - [`script`]: the Rhai scenario API (the only module that knows Rhai).
+//! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
+
+pub mod cluster;
+pub mod invariants;
+pub mod runner;
+pub mod script;
+
+pub use cluster::{Cluster, ClusterSpec, VoteOptions, VoteOutcome};
+pub use runner::{collect_scenarios, exit_code, run_scenario, RunConfig, ScenarioResult, Verdict};

@@ -1,0 +1,240 @@
+//! Runs scenario files and reports a verdict for each.
+
+use crate::script::{self, Ctx, StopKind};
+use ballot_transports::EventLog;
+use rhai::EvalAltResult;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// An assertion or invariant failed (exit 1).
+    Fail(String),
+    /// The script is broken: parse error, unknown function or node, wrong arguments (exit 2).
+    ScriptError(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ScenarioResult {
+    pub path: PathBuf,
+    pub seed: u64,
+    pub verdict: Verdict,
+    pub virtual_secs: f64,
+    pub wall_secs: f64,
+    /// The event log (empty unless asked for).
+    pub events: Vec<String>,
+    /// What the script logged.
+    pub printed: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunConfig {
+    pub seed: u64,
+    /// Keep the event log (deliveries, drops, faults, votes) in the result.
+    pub record_events: bool,
+    /// Break an invariant on purpose after the script ran (tests of the checker).
+    #[doc(hidden)]
+    pub sabotage: bool,
+}
+
+/// `.rhai` files named, and those inside folders named (sorted), in order.
+pub fn collect_scenarios(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| format!("cannot read folder {}: {e}", p.display()))?;
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "rhai"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("no .rhai files in {}", p.display()));
+            }
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// 0 when every scenario passed, 2 if any script is broken, else 1.
+pub fn exit_code(results: &[ScenarioResult]) -> i32 {
+    if results.iter().any(|r| matches!(r.verdict, Verdict::ScriptError(_))) {
+        2
+    } else if results.iter().any(|r| matches!(r.verdict, Verdict::Fail(_))) {
+        1
+    } else {
+        0
+    }
+}
+
+/// Run one scenario file on the in-memory transport.
+pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
+    let wall = Instant::now();
+    let display = path.display().to_string();
+    let mut result = ScenarioResult {
+        path: path.to_path_buf(),
+        seed: cfg.seed,
+        verdict: Verdict::Pass,
+        virtual_secs: 0.0,
+        wall_secs: 0.0,
+        events: Vec::new(),
+        printed: Vec::new(),
+    };
+    let source = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            result.verdict = Verdict::ScriptError(format!("{display}: cannot read: {e}"));
+            return result;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            result.verdict = Verdict::Fail(format!("cannot start the runtime: {e}"));
+            return result;
+        }
+    };
+    // Every timestamp of the run, the log's included, comes from the runtime's paused
+    // clock: hold its context for the whole run.
+    let guard = rt.enter();
+    let (log, t0) = (EventLog::new(cfg.record_events), tokio::time::Instant::now());
+    log.record(|| format!("scenario {display} seed {}", cfg.seed));
+    drop(guard);
+    let ctx = Rc::new(Ctx {
+        rt,
+        seed: cfg.seed,
+        log: log.clone(),
+        clusters: RefCell::new(Vec::new()),
+        stop: RefCell::new(None),
+        printed: RefCell::new(Vec::new()),
+    });
+    let engine = script::engine(&ctx);
+    let _guard = ctx.rt.enter();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Verdict {
+        let ast = match engine.compile(&source) {
+            Ok(ast) => ast,
+            Err(e) => {
+                let line = e.position().line().map(|l| format!(":{l}")).unwrap_or_default();
+                return Verdict::ScriptError(format!("{display}{line}: syntax error: {}", e.err_type()));
+            }
+        };
+        if let Err(e) = engine.run_ast(&ast) {
+            return classify(&display, &e, *ctx.stop.borrow());
+        }
+        let clusters = ctx.clusters.borrow().clone();
+        if cfg.sabotage {
+            if let Some(c) = clusters.first() {
+                c.inject_violation_for_test(ballot_core::NodeId::learner(1), 1);
+            }
+        }
+        let mut violations = Vec::new();
+        for c in &clusters {
+            violations.extend(ctx.rt.block_on(c.finish()));
+        }
+        if violations.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(format!("{display}: invariant violated at the end: {}", violations.join("; ")))
+        }
+    }));
+    result.verdict = match run {
+        Ok(v) => v,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Verdict::Fail(format!("{display}: internal error (panic): {msg}; please report it with the seed"))
+        }
+    };
+    result.virtual_secs = t0.elapsed().as_secs_f64();
+    for c in ctx.clusters.borrow().iter() {
+        c.shutdown();
+    }
+    log.record(|| format!("verdict {}", verdict_word(&result.verdict)));
+    result.events = log.lines();
+    result.printed = ctx.printed.borrow().clone();
+    ctx.clusters.borrow_mut().clear();
+    result.wall_secs = wall.elapsed().as_secs_f64();
+    result
+}
+
+pub fn verdict_word(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "PASS",
+        Verdict::Fail(_) => "FAIL",
+        Verdict::ScriptError(_) => "ERROR",
+    }
+}
+
+/// Turn a Rhai error into a verdict with `file:line`.
+fn classify(file: &str, err: &EvalAltResult, stop: Option<StopKind>) -> Verdict {
+    // Errors raised inside script functions are wrapped; the innermost names the cause
+    // and the line.
+    let mut inner = err;
+    let mut pos = err.position();
+    while let EvalAltResult::ErrorInFunctionCall(_, _, e, p) = inner {
+        if !p.is_none() {
+            pos = *p;
+        }
+        inner = e;
+    }
+    if !inner.position().is_none() {
+        pos = inner.position();
+    }
+    let line = pos.line().map(|l| format!(":{l}")).unwrap_or_default();
+    let text = match inner {
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string().split(" (line ").next().unwrap_or_default().to_string(),
+    };
+    let msg = format!("{file}{line}: {text}");
+    match inner {
+        EvalAltResult::ErrorRuntime(..) if stop == Some(StopKind::Usage) => Verdict::ScriptError(msg),
+        // A failed assertion, a failed wait, or the script's own `throw`.
+        EvalAltResult::ErrorRuntime(..) => Verdict::Fail(msg),
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            Verdict::ScriptError(format!("{file}{line}: the script ran too long (endless loop?)"))
+        }
+        _ => Verdict::ScriptError(msg),
+    }
+}
+
+/// Write results as JUnit XML.
+pub fn junit(results: &[ScenarioResult]) -> String {
+    fn esc(s: &str) -> String {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    }
+    let failures = results.iter().filter(|r| matches!(r.verdict, Verdict::Fail(_))).count();
+    let errors = results.iter().filter(|r| matches!(r.verdict, Verdict::ScriptError(_))).count();
+    let total: f64 = results.iter().map(|r| r.wall_secs).sum();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x += &format!(
+        "<testsuite name=\"chaos\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total:.3}\">\n",
+        results.len()
+    );
+    for r in results {
+        let name = esc(&r.path.display().to_string());
+        x += &format!("  <testcase classname=\"chaos\" name=\"{name}\" time=\"{:.3}\">\n", r.wall_secs);
+        x += &format!(
+            "    <properties><property name=\"seed\" value=\"{}\"/><property name=\"virtual_secs\" value=\"{:.3}\"/></properties>\n",
+            r.seed, r.virtual_secs
+        );
+        match &r.verdict {
+            Verdict::Pass => {}
+            Verdict::Fail(m) => x += &format!("    <failure message=\"{}\">seed {}</failure>\n", esc(m), r.seed),
+            Verdict::ScriptError(m) => x += &format!("    <error message=\"{}\">seed {}</error>\n", esc(m), r.seed),
+        }
+        x += "  </testcase>\n";
+    }
+    x += "</testsuite>\n";
+    x
+}

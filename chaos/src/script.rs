@@ -1,0 +1,380 @@
+//! The scenario API: Rhai functions over [`Cluster`]. This is the only module that knows
+//! Rhai. Each call that waits (vote, sleep, results...) drives the scenario's runtime
+//! until it is done; between calls, virtual time stands still.
+
+use crate::cluster::{Cluster, ClusterSpec, UsageError, VoteOptions, VoteOutcome};
+use ballot_core::{NodeId, Tally};
+use ballot_transports::EventLog;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+
+/// Why a script stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// An assertion or invariant failed, or the cluster did not do what was asked in time.
+    Failure,
+    /// The script misused the API.
+    Usage,
+}
+
+/// What every function of one scenario run shares.
+pub struct Ctx {
+    pub rt: Runtime,
+    pub seed: u64,
+    pub log: EventLog,
+    pub clusters: RefCell<Vec<Rc<Cluster>>>,
+    /// Set by our functions just before they throw, so the runner can tell a failed
+    /// assertion (exit 1) from a broken script (exit 2).
+    pub stop: RefCell<Option<StopKind>>,
+    /// Lines the script logged, echoed by the runner.
+    pub printed: RefCell<Vec<String>>,
+}
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+fn throw<T>(ctx: &Ctx, kind: StopKind, msg: impl Into<String>) -> Res<T> {
+    *ctx.stop.borrow_mut() = Some(kind);
+    Err(Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE)))
+}
+
+fn usage<T>(ctx: &Ctx, e: UsageError) -> Res<T> {
+    throw(ctx, StopKind::Usage, e.0)
+}
+
+/// The Rhai value of a cluster handle.
+#[derive(Clone)]
+pub struct ClusterRef {
+    cluster: Rc<Cluster>,
+    ctx: Rc<Ctx>,
+}
+
+impl ClusterRef {
+    fn node(&self, name: &str) -> Res<NodeId> {
+        self.cluster.node(name).or_else(|e| usage(&self.ctx, e))
+    }
+
+    fn nodes_of(&self, list: &Array, what: &str) -> Res<Vec<NodeId>> {
+        list.iter()
+            .map(|d| match d.clone().into_immutable_string() {
+                Ok(s) => self.node(&s),
+                Err(t) => usage(&self.ctx, UsageError(format!("{what} takes an array of node names, found a {t}"))),
+            })
+            .collect()
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.ctx.rt.block_on(f)
+    }
+}
+
+fn ms(ctx: &Ctx, v: i64, what: &str) -> Res<Duration> {
+    if v < 0 {
+        return usage(ctx, UsageError(format!("{what} must be a duration in ms, 0 or more, not {v}")));
+    }
+    Ok(Duration::from_millis(v as u64))
+}
+
+fn tally_map(t: Tally) -> Map {
+    t.into_iter().map(|(c, n)| (c.into(), Dynamic::from(n as i64))).collect()
+}
+
+fn outcome_map(o: VoteOutcome) -> Map {
+    let mut m = Map::new();
+    m.insert("ok".into(), o.ok.into());
+    m.insert("error".into(), o.error.into());
+    m.insert("slot".into(), (o.slot as i64).into());
+    m.insert("latency_ms".into(), o.latency_ms.into());
+    m
+}
+
+fn vote_options(c: &ClusterRef, opts: &Map) -> Res<VoteOptions> {
+    let mut v = VoteOptions::default();
+    for (k, val) in opts {
+        let bad = |want: &str| {
+            usage(&c.ctx, UsageError(format!("vote option '{k}' takes {want}, found a {}", val.type_name())))
+        };
+        match k.as_str() {
+            "timeout_ms" => match val.as_int() {
+                Ok(n) => v.timeout = Some(ms(&c.ctx, n, "timeout_ms")?),
+                Err(_) => return bad("an integer"),
+            },
+            "via" => match val.clone().into_immutable_string() {
+                Ok(s) => v.via = Some(c.node(&s)?),
+                Err(_) => return bad("a node name"),
+            },
+            "request_id" => match val.clone().into_immutable_string() {
+                Ok(s) => v.request_id = Some(s.to_string()),
+                Err(_) => return bad("a string"),
+            },
+            other => {
+                return usage(&c.ctx, UsageError(format!("unknown vote option '{other}': use timeout_ms, via, request_id")))
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
+    let mut spec = ClusterSpec::default();
+    for (k, val) in m {
+        let count = |val: &Dynamic| -> Res<u16> {
+            match val.as_int() {
+                Ok(n) if (1..=99).contains(&n) => Ok(n as u16),
+                _ => usage(ctx, UsageError(format!("cluster option '{k}' takes a count from 1 to 99, found {val}"))),
+            }
+        };
+        let millis = |val: &Dynamic| -> Res<u64> {
+            match val.as_int() {
+                Ok(n) if n > 0 => Ok(n as u64),
+                _ => usage(ctx, UsageError(format!("cluster option '{k}' takes a positive number of ms, found {val}"))),
+            }
+        };
+        match k.as_str() {
+            "proposers" => spec.proposers = count(val)?,
+            "acceptors" => spec.acceptors = count(val)?,
+            "learners" => spec.learners = count(val)?,
+            "candidates" => {
+                let Some(arr) = val.clone().try_cast::<Array>() else {
+                    return usage(ctx, UsageError("cluster option 'candidates' takes an array of names".into()));
+                };
+                let mut names = Vec::new();
+                for d in arr {
+                    match d.into_immutable_string() {
+                        Ok(s) if !s.is_empty() => names.push(s.to_string()),
+                        _ => return usage(ctx, UsageError("candidate names must be non-empty strings".into())),
+                    }
+                }
+                spec.candidates = names;
+            }
+            "heartbeat_ms" => spec.timing.heartbeat_ms = millis(val)?,
+            "election_min_ms" => spec.timing.election_min_ms = millis(val)?,
+            "election_max_ms" => spec.timing.election_max_ms = millis(val)?,
+            other => {
+                return usage(
+                    ctx,
+                    UsageError(format!(
+                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, heartbeat_ms, election_min_ms, election_max_ms"
+                    )),
+                )
+            }
+        }
+    }
+    if spec.timing.election_min_ms > spec.timing.election_max_ms {
+        return usage(ctx, UsageError("election_min_ms must not exceed election_max_ms".into()));
+    }
+    Ok(spec)
+}
+
+fn new_cluster(ctx: &Rc<Ctx>, m: &Map) -> Res<ClusterRef> {
+    let spec = cluster_spec(ctx, m)?;
+    let _guard = ctx.rt.enter();
+    let cluster = Cluster::start(spec, ctx.seed, ctx.log.clone()).or_else(|e| usage(ctx, e))?;
+    let cluster = Rc::new(cluster);
+    ctx.clusters.borrow_mut().push(cluster.clone());
+    Ok(ClusterRef { cluster, ctx: ctx.clone() })
+}
+
+fn dyn_eq(a: &Dynamic, b: &Dynamic) -> bool {
+    a.type_name() == b.type_name() && format!("{a:?}") == format!("{b:?}")
+}
+
+/// An engine with the whole scenario API registered.
+pub fn engine(ctx: &Rc<Ctx>) -> Engine {
+    let mut engine = Engine::new();
+    // A runaway loop in a script ends with an error instead of hanging CI.
+    engine.set_max_operations(200_000_000);
+    engine.register_type_with_name::<ClusterRef>("Cluster");
+
+    let c = ctx.clone();
+    engine.register_fn("cluster", move || new_cluster(&c, &Map::new()));
+    let c = ctx.clone();
+    engine.register_fn("cluster", move |m: Map| new_cluster(&c, &m));
+
+    let c = ctx.clone();
+    engine.register_fn("sleep", move |n: i64| -> Res<()> {
+        let d = ms(&c, n, "sleep")?;
+        c.log.record(|| format!("sleep {n}ms"));
+        c.rt.block_on(tokio::time::sleep(d));
+        Ok(())
+    });
+    let c = ctx.clone();
+    engine.register_fn("seed", move || c.seed as i64);
+    let c = ctx.clone();
+    engine.register_fn("log", move |msg: Dynamic| {
+        let text = msg.to_string();
+        c.log.record(|| format!("log {text}"));
+        c.printed.borrow_mut().push(text);
+    });
+    let c = ctx.clone();
+    engine.register_fn("assert", move |cond: bool, msg: Dynamic| -> Res<()> {
+        if cond { Ok(()) } else { throw(&c, StopKind::Failure, format!("assertion failed: {msg}")) }
+    });
+    let c = ctx.clone();
+    engine.register_fn("assert", move |cond: bool| -> Res<()> {
+        if cond { Ok(()) } else { throw(&c, StopKind::Failure, "assertion failed") }
+    });
+    let c = ctx.clone();
+    engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic, msg: Dynamic| -> Res<()> {
+        if dyn_eq(&a, &b) {
+            Ok(())
+        } else {
+            throw(&c, StopKind::Failure, format!("assertion failed: {msg}: left {a:?}, right {b:?}"))
+        }
+    });
+    let c = ctx.clone();
+    engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic| -> Res<()> {
+        if dyn_eq(&a, &b) { Ok(()) } else { throw(&c, StopKind::Failure, format!("assertion failed: left {a:?}, right {b:?}")) }
+    });
+
+    engine.register_fn("nodes", |c: &mut ClusterRef| -> Array {
+        c.cluster.nodes().into_iter().map(|n| Dynamic::from(n.to_string())).collect()
+    });
+    engine.register_fn("leader", |c: &mut ClusterRef| -> Dynamic {
+        match c.block_on(c.cluster.leader()) {
+            Some(l) => l.to_string().into(),
+            None => Dynamic::UNIT,
+        }
+    });
+    engine.register_fn("wait_for_leader", |c: &mut ClusterRef, n: i64| -> Res<ImmutableString> {
+        let d = ms(&c.ctx, n, "wait_for_leader")?;
+        match c.block_on(c.cluster.wait_for_leader(d)) {
+            Some(l) => Ok(l.to_string().into()),
+            None => throw(&c.ctx, StopKind::Failure, format!("no leader within {n} ms")),
+        }
+    });
+    engine.register_fn("vote", |c: &mut ClusterRef, voter: &str, candidate: &str| -> Map {
+        outcome_map(c.block_on(c.cluster.vote(voter, candidate, &VoteOptions::default())))
+    });
+    engine.register_fn("vote", |c: &mut ClusterRef, voter: &str, candidate: &str, opts: Map| -> Res<Map> {
+        let opts = vote_options(c, &opts)?;
+        Ok(outcome_map(c.block_on(c.cluster.vote(voter, candidate, &opts))))
+    });
+    fn vote_all(c: &mut ClusterRef, votes: Array, opts: Map) -> Res<Array> {
+        let opts = vote_options(c, &opts)?;
+        let mut list = Vec::with_capacity(votes.len());
+        for v in votes {
+            let pair = if let Some(m) = v.clone().try_cast::<Map>() {
+                let get = |k: &str| m.get(k).and_then(|d| d.clone().into_immutable_string().ok());
+                get("voter").zip(get("candidate"))
+            } else if let Some(a) = v.clone().try_cast::<Array>() {
+                let s = |i: usize| a.get(i).and_then(|d| d.clone().into_immutable_string().ok());
+                if a.len() == 2 { s(0).zip(s(1)) } else { None }
+            } else {
+                None
+            };
+            match pair {
+                Some((voter, candidate)) => list.push((voter.to_string(), candidate.to_string())),
+                None => {
+                    return usage(
+                        &c.ctx,
+                        UsageError(format!("vote_all takes [voter, candidate] pairs or #{{voter, candidate}} maps, found {v}")),
+                    )
+                }
+            }
+        }
+        let outs = c.block_on(c.cluster.vote_all(&list, &opts));
+        Ok(outs.into_iter().map(|o| Dynamic::from(outcome_map(o))).collect())
+    }
+    engine.register_fn("vote_all", |c: &mut ClusterRef, votes: Array| vote_all(c, votes, Map::new()));
+    engine.register_fn("vote_all", vote_all);
+    fn results(c: &mut ClusterRef, timeout_ms: i64) -> Res<Map> {
+        let d = ms(&c.ctx, timeout_ms, "results timeout")?;
+        match c.block_on(c.cluster.results(d)) {
+            Ok(t) => Ok(tally_map(t)),
+            Err(e) => throw(&c.ctx, StopKind::Failure, format!("results: the read through the log failed ({e})")),
+        }
+    }
+    engine.register_fn("results", |c: &mut ClusterRef| results(c, 2000));
+    engine.register_fn("results", results);
+    engine.register_fn("results_at", |c: &mut ClusterRef, node: &str| -> Res<Map> {
+        let id = c.node(node)?;
+        if id.role != ballot_core::Role::Learner {
+            return usage(&c.ctx, UsageError(format!("results_at takes a learner, not '{node}'")));
+        }
+        match c.block_on(c.cluster.results_at(id)) {
+            Some(t) => Ok(tally_map(t)),
+            None => throw(&c.ctx, StopKind::Failure, format!("results_at: {node} is down or paused")),
+        }
+    });
+    engine.register_fn("status", |c: &mut ClusterRef, node: &str| -> Res<Dynamic> {
+        let id = c.node(node)?;
+        let Some(s) = c.block_on(c.cluster.status(id)) else { return Ok(Dynamic::UNIT) };
+        let mut m = Map::new();
+        m.insert("node".into(), node.into());
+        m.insert("role".into(), id.role.as_str().into());
+        if let Some(b) = s.ballot {
+            m.insert("ballot".into(), b.to_string().into());
+        }
+        m.insert("leader".into(), s.leader.map(|l| Dynamic::from(l.to_string())).unwrap_or(Dynamic::UNIT));
+        if let Some(x) = s.chosen {
+            m.insert("chosen".into(), (x as i64).into());
+        }
+        if let Some(x) = s.applied {
+            m.insert("applied".into(), (x as i64).into());
+        }
+        if let Some(t) = s.tally {
+            m.insert("tally".into(), tally_map(t).into());
+        }
+        Ok(m.into())
+    });
+    engine.register_fn("alive", |c: &mut ClusterRef, node: &str| -> Res<bool> {
+        let id = c.node(node)?;
+        Ok(c.cluster.is_alive(id))
+    });
+    for (name, f) in [
+        ("kill", Cluster::kill as fn(&Cluster, NodeId)),
+        ("restart", Cluster::restart),
+        ("pause", Cluster::pause),
+        ("resume", Cluster::resume),
+        ("isolate", Cluster::isolate),
+    ] {
+        engine.register_fn(name, move |c: &mut ClusterRef, node: &str| -> Res<()> {
+            let id = c.node(node)?;
+            f(&c.cluster, id);
+            Ok(())
+        });
+    }
+    engine.register_fn("partition", |c: &mut ClusterRef, a: Array, b: Array| -> Res<()> {
+        let a = c.nodes_of(&a, "partition")?;
+        let b = c.nodes_of(&b, "partition")?;
+        c.cluster.partition(&a, &b);
+        Ok(())
+    });
+    engine.register_fn("heal", |c: &mut ClusterRef| c.cluster.heal());
+    engine.register_fn("drop_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
+        c.cluster.drop_rate(p).or_else(|e| usage(&c.ctx, e))
+    });
+    engine.register_fn("drop_rate", |c: &mut ClusterRef, p: i64| -> Res<()> {
+        c.cluster.drop_rate(p as f64).or_else(|e| usage(&c.ctx, e))
+    });
+    engine.register_fn("duplicate_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
+        c.cluster.duplicate_rate(p).or_else(|e| usage(&c.ctx, e))
+    });
+    engine.register_fn("delay", |c: &mut ClusterRef, min: i64, max: i64| -> Res<()> {
+        let (min, max) = (ms(&c.ctx, min, "delay")?, ms(&c.ctx, max, "delay")?);
+        c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64).or_else(|e| usage(&c.ctx, e))
+    });
+    engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
+        let v = c.block_on(c.cluster.check());
+        if v.is_empty() { Ok(()) } else { throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; "))) }
+    });
+    engine.register_fn("stats", |c: &mut ClusterRef| -> Map {
+        let s = c.cluster.net_stats();
+        let mut m = Map::new();
+        for (k, v) in [
+            ("sent", s.sent),
+            ("delivered", s.delivered),
+            ("dropped_partition", s.dropped_partition),
+            ("dropped_random", s.dropped_random),
+            ("dropped_down", s.dropped_down),
+            ("duplicated", s.duplicated),
+        ] {
+            m.insert(k.into(), (v as i64).into());
+        }
+        m
+    });
+    engine
+}
