@@ -111,6 +111,7 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     let ctx = Rc::new(Ctx {
         rt,
         seed: cfg.seed,
+        start: t0,
         log: log.clone(),
         clusters: RefCell::new(Vec::new()),
         stop: RefCell::new(None),

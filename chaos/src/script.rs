@@ -24,6 +24,8 @@ pub enum StopKind {
 pub struct Ctx {
     pub rt: Runtime,
     pub seed: u64,
+    /// When the scenario started, on the runtime's clock.
+    pub start: tokio::time::Instant,
     pub log: EventLog,
     pub clusters: RefCell<Vec<Rc<Cluster>>>,
     /// Set by our functions just before they throw, so the runner can tell a failed
@@ -202,6 +204,12 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     });
     let c = ctx.clone();
     engine.register_fn("seed", move || c.seed as i64);
+    // Virtual on mem; Rhai's own `timestamp()` would read the wall clock.
+    let c = ctx.clone();
+    engine.register_fn("now_ms", move || -> f64 {
+        let _g = c.rt.enter();
+        (tokio::time::Instant::now() - c.start).as_secs_f64() * 1000.0
+    });
     let c = ctx.clone();
     engine.register_fn("log", move |msg: Dynamic| {
         let text = msg.to_string();
