@@ -132,6 +132,8 @@ impl Actor for Learner {
                 self.leader = Some(ballot.leader());
             }
             Message::CatchUp { applied } if self.config.learners.contains(&from) => {
+                // The asker has applied up to `applied`: slots up to there exist.
+                self.known = self.known.max(applied);
                 let entries: Vec<_> = (applied + 1..=self.applied())
                     .take(self.config.timing.catch_up_batch)
                     .map(|slot| (slot, self.log[slot as usize - 1].clone()))
@@ -154,17 +156,20 @@ impl Actor for Learner {
         let behind = self.known > self.applied() || !self.chosen.is_empty();
         let stuck = self.applied() == self.applied_at_last_check;
         self.applied_at_last_check = self.applied();
+        let applied = self.applied();
         if behind && stuck {
             // Ask everyone who may know: acceptors answer with what they accepted (counted
             // by the same quorum rule), learners with what they applied (chosen values).
             // Every answer is a fact about one slot, so it does not matter who answers first.
-            let applied = self.applied();
             for &a in &self.config.acceptors {
                 out.send(a, Message::CatchUp { applied });
             }
-            for &l in self.config.learners.iter().filter(|&&l| l != self.id) {
-                out.send(l, Message::CatchUp { applied });
-            }
+        }
+        // Learners always tell each other how far they are: a learner that missed every
+        // message about some slots, with no leader left to announce them, still finds out
+        // from a peer that is ahead (and the peer answers with the slots).
+        for &l in self.config.learners.iter().filter(|&&l| l != self.id) {
+            out.send(l, Message::CatchUp { applied });
         }
     }
 

@@ -218,10 +218,16 @@ impl Actor for Proposer {
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
         match msg {
-            Message::Request(cmds) => match (&self.phase, self.leader) {
-                (Phase::Follower, Some(leader)) if from.role == Role::Client && leader != self.id => {
-                    out.send(leader, Message::Request(cmds));
-                }
+            Message::Request(cmds) => match (&self.phase, from.role) {
+                (Phase::Follower, Role::Client) => match self.leader.filter(|&l| l != self.id) {
+                    Some(leader) => out.send(leader, Message::Request(cmds)),
+                    None => self.enqueue(cmds, out),
+                },
+                // Forwarded once already, to a proposer that no longer leads: drop it
+                // rather than forward again. Two proposers that each think the other
+                // leads would otherwise bounce it between them forever; the client's
+                // retry (same request id) finds the real leader.
+                (Phase::Follower, _) => {}
                 _ => self.enqueue(cmds, out),
             },
             Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {

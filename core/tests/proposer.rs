@@ -656,3 +656,18 @@ fn a_restarted_proposer_never_reuses_a_ballot() {
     assert_eq!(out.take(), want);
     assert_eq!(p.ballot(), b);
 }
+
+#[test]
+fn a_follower_drops_a_request_forwarded_by_another_proposer() {
+    // Two proposers that each believe the other leads must not bounce a request forever.
+    let config = std::sync::Arc::new(ballot_core::Config::new(3, 3, 2, vec!["ada".into()]));
+    let mut p = ballot_core::Proposer::new(ballot_core::NodeId::proposer(1), config, Default::default());
+    let mut out = ballot_core::Outbox::new();
+    let leader = ballot_core::NodeId::proposer(2);
+    p.on_message(leader, ballot_core::Message::Heartbeat { ballot: ballot_core::Ballot::new(3, 2), chosen: 0 }, &mut out);
+    out.take();
+    let cmd = ballot_core::Command::Read { request_id: "r".into(), client: ballot_core::NodeId::client(1) };
+    p.on_message(ballot_core::NodeId::proposer(3), ballot_core::Message::Request(vec![cmd]), &mut out);
+    p.flush(&mut out);
+    assert!(out.is_empty(), "forwarded again: {:?}", out.effects);
+}
