@@ -2,11 +2,12 @@
 
 use crate::command::Value;
 use crate::ids::Ballot;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// One change to durable state.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum PersistOp {
     /// Acceptor: never accept or promise below this ballot again.
     Promise(Ballot),
@@ -19,7 +20,7 @@ pub enum PersistOp {
 }
 
 /// Everything a node persisted, as loaded at start.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DurableState {
     pub promised: Ballot,
     pub accepted: BTreeMap<u64, (Ballot, Value)>,
