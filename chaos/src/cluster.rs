@@ -451,7 +451,10 @@ impl Cluster {
             voter: "nobody".into(),
             candidate: "nobody".into(),
         }]);
-        self.recorder.lock().unwrap_or_else(|e| e.into_inner()).on_decided(node, slot, &bogus);
+        let mut rec = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        // At a decided slot this breaks agreement; at a fresh slot, validity.
+        rec.on_decided(node, slot, &bogus);
+        rec.on_decided(node, 1_000_000_000, &bogus);
     }
 
     /// Stop every node and the client.

@@ -38,21 +38,27 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn on_decided(&mut self, node: NodeId, slot: u64, value: &Value) {
-        agreement(self, node, slot, value);
-        validity(self, slot, value);
+        // A value is checked for validity once, when the first learner applies it; any
+        // other learner's copy is held to agreement with it.
+        if agreement(self, node, slot, value) {
+            validity(self, slot, value);
+        }
     }
 }
 
-pub fn agreement(rec: &mut Recorder, node: NodeId, slot: u64, value: &Value) {
+/// Returns true when `value` is the first one seen for `slot`.
+pub fn agreement(rec: &mut Recorder, node: NodeId, slot: u64, value: &Value) -> bool {
     match rec.chosen.get(&slot) {
         Some((first, v)) => {
             if !Arc::ptr_eq(v, value) && v != value {
                 let msg = format!("agreement: slot {slot}: {node} applied a value different from {first}'s");
                 rec.violations.push(msg);
             }
+            false
         }
         None => {
             rec.chosen.insert(slot, (node, value.clone()));
+            true
         }
     }
 }

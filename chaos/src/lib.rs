@@ -8,7 +8,9 @@
 //! - [`invariants`]: agreement, validity, durability, no double count, convergence.
 //! - [`script`]: the Rhai scenario API (the only module that knows Rhai).
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
+//! - [`bench`]: throughput and scenario-suite figures for `chaos bench`.
 
+pub mod bench;
 pub mod cluster;
 pub mod invariants;
 pub mod runner;

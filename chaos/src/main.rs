@@ -32,6 +32,21 @@ enum Cmd {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Print performance figures on the in-memory transport (for docs/benchmarks.md).
+    Bench {
+        /// Votes per throughput run.
+        #[arg(long, default_value_t = 200_000)]
+        votes: usize,
+        /// Concurrent voters to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 64, 1024])]
+        voters: Vec<usize>,
+        /// Runs per figure; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Folder of scenarios to time.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,7 +68,10 @@ fn random_seed() -> u64 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Cmd::Run { paths, transport, seed, log, junit } = cli.cmd;
+    let (paths, transport, seed, log, junit) = match cli.cmd {
+        Cmd::Run { paths, transport, seed, log, junit } => (paths, transport, seed, log, junit),
+        Cmd::Bench { votes, voters, runs, scenarios } => return bench(votes, &voters, runs.max(1), scenarios),
+    };
     if transport != TransportKind::Mem {
         eprintln!(
             "chaos: transport '{}' is not available yet; use --transport mem",
@@ -111,4 +129,48 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(runner::exit_code(&results) as u8)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> ExitCode {
+    use ballot_chaos::bench;
+    println!("chaos bench: in-memory transport, 3 proposers, 3 acceptors, 2 learners; median of {runs} runs");
+    match bench::scenarios(scenarios.clone(), 1) {
+        Ok((n, wall, virt, failures)) => {
+            println!(
+                "scenarios: {n} files in {:.3} s wall, {:.1} s virtual: {:.0} virtual s per wall s",
+                wall,
+                virt,
+                virt / wall
+            );
+            for f in failures {
+                println!("  not passing: {f}");
+            }
+        }
+        Err(e) => {
+            eprintln!("chaos: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    for &n in voters {
+        let n = n.max(1);
+        // Sequential voters are slow per vote; keep their run short.
+        let total = if n == 1 { votes.min(20_000) } else { votes };
+        let results: Vec<_> = (0..runs).map(|r| bench::throughput(n, total, 7 + r as u64)).collect();
+        let rate = median(results.iter().map(|r| r.votes_per_sec()).collect());
+        let last = &results[results.len() - 1];
+        println!(
+            "voters={n:<5} votes={:<7} committed={:<7} slots={:<6} votes/s={:.0} (runs: {})",
+            last.votes,
+            last.committed,
+            last.slots,
+            rate,
+            results.iter().map(|r| format!("{:.0}", r.votes_per_sec())).collect::<Vec<_>>().join(", ")
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -6,13 +6,14 @@ use tokio::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct EventLog {
+    /// Fixed at creation, so a disabled log costs one branch and no lock.
+    enabled: bool,
     inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Debug)]
 struct Inner {
     start: Instant,
-    enabled: bool,
     lines: Vec<String>,
 }
 
@@ -20,17 +21,17 @@ impl EventLog {
     /// A log whose timestamps count from now. A disabled log records nothing and costs
     /// one branch per event.
     pub fn new(enabled: bool) -> Self {
-        EventLog { inner: Arc::new(Mutex::new(Inner { start: Instant::now(), enabled, lines: Vec::new() })) }
+        EventLog { enabled, inner: Arc::new(Mutex::new(Inner { start: Instant::now(), lines: Vec::new() })) }
     }
 
     pub fn enabled(&self) -> bool {
-        self.lock().enabled
+        self.enabled
     }
 
     /// Record one event; `text` is only built when the log is enabled.
     pub fn record(&self, text: impl FnOnce() -> String) {
-        let mut inner = self.lock();
-        if inner.enabled {
+        if self.enabled {
+            let mut inner = self.lock();
             let t = inner.start.elapsed();
             let line = format!("{:>10.3}ms {}", t.as_secs_f64() * 1000.0, text());
             inner.lines.push(line);
