@@ -261,6 +261,9 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         Ok(outcome_map(c.block_on(c.cluster.vote(voter, candidate, &opts))))
     });
     fn vote_all(c: &mut ClusterRef, votes: Array, opts: Map) -> Res<Array> {
+        if opts.contains_key("request_id") {
+            return usage(&c.ctx, UsageError("vote_all gives each vote its own request id; use vote() for a chosen one".into()));
+        }
         let opts = vote_options(c, &opts)?;
         let mut list = Vec::with_capacity(votes.len());
         for v in votes {
