@@ -1,6 +1,7 @@
 //! The interface every role implements, and the status it reports.
 
-use crate::command::Tally;
+use crate::command::{Tally, Value};
+use serde::{Deserialize, Serialize};
 use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId};
 use crate::msg::Message;
@@ -19,10 +20,15 @@ pub trait Actor: Send + 'static {
     /// End of a step: emit what was gathered over its inputs (batches, group replies).
     fn flush(&mut self, _out: &mut Outbox) {}
     fn status(&self) -> Status;
+    /// Applied values after slot `after`, at most `max` of them (learners; empty for
+    /// other roles). For operators and invariant checks.
+    fn applied_values(&self, _after: u64, _max: usize) -> Vec<(u64, Value)> {
+        Vec::new()
+    }
 }
 
 /// What a node reports about itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub id: Option<NodeId>,
     /// Proposer: its current ballot; acceptor: its promised ballot.

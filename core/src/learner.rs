@@ -179,6 +179,10 @@ impl Actor for Learner {
         }
     }
 
+    fn applied_values(&self, after: u64, max: usize) -> Vec<(u64, Value)> {
+        (after + 1..=self.applied()).take(max).map(|slot| (slot, self.log[slot as usize - 1].clone())).collect()
+    }
+
     fn status(&self) -> Status {
         Status {
             id: Some(self.id),

@@ -26,6 +26,8 @@ pub enum Control {
     Resume,
     /// Report status (not answered while paused, like a stopped process).
     Status(oneshot::Sender<Status>),
+    /// Report applied values after a slot (learners), at most so many.
+    Applied { after: u64, max: usize, reply: oneshot::Sender<Vec<(u64, Value)>> },
     Stop,
 }
 
@@ -45,6 +47,11 @@ pub struct NodeHandle {
 impl NodeHandle {
     pub fn control(&self, c: Control) {
         let _ = self.ctrl.send(c);
+    }
+
+    /// A sender of orders that outlives borrowing the handle (for a control server).
+    pub fn controller(&self) -> mpsc::UnboundedSender<Control> {
+        self.ctrl.clone()
     }
 
     /// The node's status, or `None` if it is paused, stopped or does not answer in time.
@@ -117,6 +124,9 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                     }
                     Some(Control::Resume) => {}
                     Some(Control::Status(tx)) => { let _ = tx.send(self.actor.status()); }
+                    Some(Control::Applied { after, max, reply }) => {
+                        let _ = reply.send(self.actor.applied_values(after, max));
+                    }
                     Some(Control::Stop) | None => return Ok(()),
                 },
                 env = self.transport.recv() => {
@@ -141,7 +151,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 Some(Control::Resume) => return true,
                 Some(Control::Stop) | None => return false,
                 // A stopped process answers nothing.
-                Some(Control::Pause) | Some(Control::Status(_)) => {}
+                Some(Control::Pause) | Some(Control::Status(_)) | Some(Control::Applied { .. }) => {}
             }
         }
     }
