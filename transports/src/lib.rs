@@ -1,17 +1,34 @@
 //! How ballot nodes reach each other. The node runtime is generic over [`Transport`]; the
 //! in-memory implementation here runs a whole cluster in one process on virtual time,
 //! with a fault layer (partitions, drops, delays, duplicates). TCP and ZeroMQ implement the
-//! same trait.
+//! same trait over real sockets, and [`Faulty`] puts the same fault layer on either.
 //!
 //! # Layout
 //! - [`envelope`]: what travels: sender, receiver, message, and room for a trace context.
 //! - [`mem`]: the in-memory network and its fault layer.
 //! - [`log`]: the event log shared by the network and the chaos runner.
+//! - [`wire`]: the frame codec of the network transports (header + rmp-serde, size limit).
+//! - [`link`]: what TCP and ZeroMQ share: options, counters, per-peer queues and backoff.
+//! - [`tcp`]: [`TcpTransport`], length-prefixed frames over TCP.
+//! - [`zmq`]: [`ZmqTransport`], the same frames as ZeroMQ PUSH/PULL messages.
+//! - [`faults`]: [`Faulty`], the in-memory fault model around any transport.
+//! - [`conformance`]: one test suite that every transport runs with a single call.
 
+pub mod conformance;
 pub mod envelope;
+pub mod faults;
+pub mod link;
 pub mod log;
 pub mod mem;
+pub mod tcp;
+pub mod wire;
+pub mod zmq;
 
 pub use envelope::{Envelope, SendError, TraceContext, Transport};
+pub use faults::{FaultHandle, FaultStats, Faulty};
+pub use link::{NetOptions, StatsHandle, WireStats};
 pub use log::EventLog;
 pub use mem::{LinkFaults, MemNetwork, MemTransport, NetStats};
+pub use tcp::{TcpOptions, TcpTransport};
+pub use wire::WireError;
+pub use zmq::{ZmqOptions, ZmqTransport};

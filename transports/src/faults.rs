@@ -1,0 +1,370 @@
+//! [`Faulty`]: the in-memory network's fault model, wrapped around any transport, so the
+//! chaos runner can partition, slow down and duplicate traffic between real processes
+//! without touching the kernel.
+//!
+//! Each process wraps its own transport and receives fault commands through a
+//! [`FaultHandle`]. Outbound faults (cuts, drops, delays, duplicates) are applied in
+//! `send`; inbound, messages from a peer whose link to us is cut are dropped in `recv`,
+//! so a partition holds even when only one side has been told about it.
+//!
+//! A delayed message waits in a tokio task, then in a queue that `recv`/`try_recv`
+//! empties into the inner transport: the inner `send` needs the transport, which the
+//! node owns. Node runtimes always have a `recv` pending, so the extra wait is at most
+//! one loop turn; the delay is never shorter than the drawn time.
+
+use crate::envelope::{Envelope, SendError, Transport};
+use crate::mem::LinkFaults;
+use async_trait::async_trait;
+use ballot_core::NodeId;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the fault layer did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultStats {
+    pub sent: u64,
+    /// Outbound messages dropped by a cut link.
+    pub dropped_partition: u64,
+    /// Inbound messages dropped because the link from their sender is cut.
+    pub dropped_inbound: u64,
+    pub dropped_random: u64,
+    pub duplicated: u64,
+    pub delayed: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    isolated: BTreeSet<NodeId>,
+    default_faults: LinkFaults,
+    link_faults: BTreeMap<(NodeId, NodeId), LinkFaults>,
+    rng: ChaCha8Rng,
+    stats: FaultStats,
+}
+
+impl State {
+    fn cut(&self, from: NodeId, to: NodeId) -> bool {
+        from != to
+            && (self.blocked.contains(&(from, to)) || self.isolated.contains(&from) || self.isolated.contains(&to))
+    }
+}
+
+/// Controls the faults of one or more [`Faulty`] transports. Cheap to clone; the verbs
+/// and their meaning are those of [`crate::MemNetwork`].
+#[derive(Clone, Debug)]
+pub struct FaultHandle {
+    state: Arc<Mutex<State>>,
+}
+
+impl FaultHandle {
+    /// No faults yet; every random choice comes from `seed`.
+    pub fn new(seed: u64) -> Self {
+        FaultHandle {
+            state: Arc::new(Mutex::new(State {
+                blocked: BTreeSet::new(),
+                isolated: BTreeSet::new(),
+                default_faults: LinkFaults::default(),
+                link_faults: BTreeMap::new(),
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                stats: FaultStats::default(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Block every link between the two sides, both ways.
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        let mut s = self.lock();
+        for &x in a {
+            for &y in b {
+                if x != y {
+                    s.blocked.insert((x, y));
+                    s.blocked.insert((y, x));
+                }
+            }
+        }
+    }
+
+    /// Block messages from `from` to `to` only.
+    pub fn partition_one_way(&self, from: &[NodeId], to: &[NodeId]) {
+        let mut s = self.lock();
+        for &x in from {
+            for &y in to {
+                if x != y {
+                    s.blocked.insert((x, y));
+                }
+            }
+        }
+    }
+
+    /// Cut `id` off from every other node, both ways.
+    pub fn isolate(&self, id: NodeId) {
+        self.lock().isolated.insert(id);
+    }
+
+    /// Remove every partition, isolation and link fault.
+    pub fn heal(&self) {
+        let mut s = self.lock();
+        s.blocked.clear();
+        s.isolated.clear();
+        s.default_faults = LinkFaults::default();
+        s.link_faults.clear();
+    }
+
+    /// Faults for every link without its own setting.
+    pub fn set_default_faults(&self, faults: LinkFaults) {
+        self.lock().default_faults = faults;
+    }
+
+    /// Faults for the one directed link `from -> to`.
+    pub fn set_link_faults(&self, from: NodeId, to: NodeId, faults: LinkFaults) {
+        self.lock().link_faults.insert((from, to), faults);
+    }
+
+    /// Whether a message from `from` to `to` would pass the partitions now.
+    pub fn connected(&self, from: NodeId, to: NodeId) -> bool {
+        !self.lock().cut(from, to)
+    }
+
+    pub fn stats(&self) -> FaultStats {
+        self.lock().stats.clone()
+    }
+}
+
+/// A transport with faults applied to its traffic.
+pub struct Faulty<T> {
+    inner: T,
+    handle: FaultHandle,
+    delayed_tx: mpsc::UnboundedSender<Envelope>,
+    delayed_rx: mpsc::UnboundedReceiver<Envelope>,
+}
+
+impl<T: Transport> Faulty<T> {
+    pub fn new(inner: T, handle: FaultHandle) -> Self {
+        let (delayed_tx, delayed_rx) = mpsc::unbounded_channel();
+        Faulty { inner, handle, delayed_tx, delayed_rx }
+    }
+
+    pub fn handle(&self) -> &FaultHandle {
+        &self.handle
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+
+    /// Hands ripe delayed messages to the inner transport. Their fate there (a full
+    /// queue) is the network's, so errors are ignored like any lost message.
+    fn flush_delayed(&mut self) {
+        while let Ok(env) = self.delayed_rx.try_recv() {
+            let _ = self.inner.send(env);
+        }
+    }
+
+    /// Whether an inbound message passes the cut from its sender to us.
+    fn admit(&self, env: &Envelope) -> bool {
+        let mut s = self.handle.lock();
+        if s.cut(env.from, self.inner.local()) {
+            s.stats.dropped_inbound += 1;
+            return false;
+        }
+        true
+    }
+}
+
+#[async_trait]
+impl<T: Transport> Transport for Faulty<T> {
+    fn local(&self) -> NodeId {
+        self.inner.local()
+    }
+
+    fn send(&self, env: Envelope) -> Result<(), SendError> {
+        let (from, to) = (env.from, env.to);
+        let mut delays = Vec::new();
+        {
+            let mut s = self.handle.lock();
+            s.stats.sent += 1;
+            if s.cut(from, to) {
+                s.stats.dropped_partition += 1;
+                return Ok(());
+            }
+            let faults = s.link_faults.get(&(from, to)).unwrap_or(&s.default_faults).clone();
+            if faults.drop > 0.0 && s.rng.gen_bool(faults.drop.min(1.0)) {
+                s.stats.dropped_random += 1;
+                return Ok(());
+            }
+            let copies = if faults.duplicate > 0.0 && s.rng.gen_bool(faults.duplicate.min(1.0)) {
+                s.stats.duplicated += 1;
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                delays.push(match faults.delay {
+                    Some((min, max)) if max > Duration::ZERO => {
+                        s.stats.delayed += 1;
+                        Some(if max > min { s.rng.gen_range(min..=max) } else { min })
+                    }
+                    _ => None,
+                });
+            }
+        }
+        let mut result = Ok(());
+        for delay in delays {
+            let env = env.clone();
+            match delay {
+                Some(d) => {
+                    let tx = self.delayed_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        let _ = tx.send(env);
+                    });
+                }
+                None => result = result.and(self.inner.send(env)),
+            }
+        }
+        result
+    }
+
+    async fn recv(&mut self) -> Option<Envelope> {
+        loop {
+            self.flush_delayed();
+            tokio::select! {
+                env = self.inner.recv() => {
+                    let env = env?;
+                    if self.admit(&env) {
+                        return Some(env);
+                    }
+                }
+                Some(env) = self.delayed_rx.recv() => {
+                    let _ = self.inner.send(env);
+                }
+            }
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Envelope> {
+        self.flush_delayed();
+        while let Some(env) = self.inner.try_recv() {
+            if self.admit(&env) {
+                return Some(env);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::EventLog;
+    use crate::mem::{MemNetwork, MemTransport};
+    use ballot_core::Message;
+
+    fn hb(i: u64) -> Message {
+        Message::CatchUp { applied: i }
+    }
+
+    fn ids() -> (NodeId, NodeId, NodeId) {
+        (NodeId::proposer(1), NodeId::acceptor(1), NodeId::acceptor(2))
+    }
+
+    fn drain(t: &mut impl Transport) -> Vec<NodeId> {
+        let mut v = Vec::new();
+        while let Some(e) = t.try_recv() {
+            v.push(e.from);
+        }
+        v
+    }
+
+    /// Three nodes on a healthy in-memory network, each wrapped with its own handle
+    /// (as separate processes would be), plus one handle that tells them all.
+    fn cluster(seed: u64) -> (Vec<Faulty<MemTransport>>, Vec<FaultHandle>) {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let (p, a, b) = ids();
+        let handles: Vec<_> = (0..3).map(|i| FaultHandle::new(seed + i)).collect();
+        let nodes = [p, a, b].iter().zip(&handles).map(|(&id, h)| Faulty::new(net.register(id), h.clone())).collect();
+        (nodes, handles)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_told_to_one_side_holds_both_ways() {
+        let (mut n, h) = cluster(1);
+        let (p, a, b) = ids();
+        // Only the proposer's process hears of the partition.
+        h[0].partition(&[p], &[a]);
+        n[1].send(Envelope::new(a, p, hb(0))).unwrap();
+        n[0].send(Envelope::new(p, a, hb(0))).unwrap();
+        n[0].send(Envelope::new(p, b, hb(0))).unwrap();
+        assert!(drain(&mut n[0]).is_empty(), "inbound from a cut peer is dropped");
+        assert!(drain(&mut n[1]).is_empty(), "outbound to a cut peer is dropped");
+        assert_eq!(drain(&mut n[2]), vec![p]);
+        assert_eq!(h[0].stats().dropped_partition, 1);
+        assert_eq!(h[0].stats().dropped_inbound, 1);
+        h[0].heal();
+        n[1].send(Envelope::new(a, p, hb(0))).unwrap();
+        assert_eq!(drain(&mut n[0]), vec![a]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_way_and_isolate() {
+        let (mut n, h) = cluster(1);
+        let (p, a, b) = ids();
+        h[0].partition_one_way(&[p], &[a]);
+        n[0].send(Envelope::new(p, a, hb(0))).unwrap();
+        n[1].send(Envelope::new(a, p, hb(0))).unwrap();
+        assert!(drain(&mut n[1]).is_empty());
+        assert_eq!(drain(&mut n[0]), vec![a]);
+        h[2].isolate(b);
+        n[0].send(Envelope::new(p, b, hb(0))).unwrap();
+        assert!(drain(&mut n[2]).is_empty());
+        assert!(!h[2].connected(b, a) && h[2].connected(p, a));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drops_are_seeded() {
+        let run = |seed| async move {
+            let (mut n, h) = cluster(seed);
+            let (p, a, _) = ids();
+            h[0].set_default_faults(LinkFaults { drop: 0.5, ..LinkFaults::default() });
+            for i in 0..2000 {
+                n[0].send(Envelope::new(p, a, hb(i))).unwrap();
+            }
+            drain(&mut n[1]).len()
+        };
+        let got = run(9).await;
+        assert!((800..1200).contains(&got), "{got} of 2000 at p=0.5");
+        assert_eq!(run(9).await, got);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delays_and_duplicates() {
+        let (mut n, h) = cluster(1);
+        let (p, a, _) = ids();
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(20));
+        h[0].set_link_faults(p, a, LinkFaults { duplicate: 1.0, delay: Some((min, max)), drop: 0.0 });
+        let t0 = tokio::time::Instant::now();
+        n[0].send(Envelope::new(p, a, hb(0))).unwrap();
+        assert!(drain(&mut n[1]).is_empty(), "not at once");
+        // The sender's runtime polls recv, which hands ripe messages on.
+        let mut sender = n.remove(0);
+        let pump = tokio::spawn(async move { sender.recv().await });
+        let first = n[0].recv().await.unwrap();
+        let second = n[0].recv().await.unwrap();
+        assert_eq!((first.from, second.from), (p, p));
+        assert!(t0.elapsed() >= min);
+        assert_eq!(h[0].stats().duplicated, 1);
+        pump.abort();
+    }
+}

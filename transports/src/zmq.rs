@@ -1,0 +1,328 @@
+//! [`ZmqTransport`]: ballot frame bodies (see [`crate::wire`]) as ZeroMQ PUSH/PULL
+//! messages (ZMTP 3.0, NULL mechanism), so any ZeroMQ peer can reach a node.
+//!
+//! Outbound, each peer has a task (shared with TCP, see [`crate::link`]) that owns one
+//! `zeromq::PushSocket` connected to that peer's PULL endpoint.
+//!
+//! What the `zeromq` crate (0.7) really does, found by experiment, and what follows:
+//! - A PUSH socket never reconnects. After the peer's process dies, the next one or two
+//!   sends return `Ok` and are lost in the dead connection; once its writer sees the
+//!   broken pipe every send fails with "Not connected to peers", even after the peer is
+//!   back. So a send error, or a send that takes longer than the write deadline (the
+//!   crate buffers 100k messages per peer, then its `send` waits for a paused peer), drops
+//!   the socket, and the next message dials a new one after the backoff. A restarted peer
+//!   is reached again without restarting anyone else; the one or two messages sent into
+//!   the dead connection are lost, as Paxos allows.
+//! - Its PULL side trusts the length in a ZMTP frame header and reserves that much memory
+//!   up front: 73 bytes (a greeting and a header claiming 4 TiB) abort the process. So the
+//!   inbound side here is our own small ZMTP reader, which checks every length against
+//!   [`NetOptions::max_frame`] before reading and closes the offending connection.
+
+use crate::envelope::{Envelope, SendError, Transport};
+use crate::link::{self, Connector, Counters, NetOptions, Outbound, StatsHandle, WireStats};
+use crate::wire::{self, WireError};
+use async_trait::async_trait;
+use ballot_core::NodeId;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use zeromq::{Socket, SocketSend, ZmqMessage};
+
+/// Settings of a [`ZmqTransport`].
+pub type ZmqOptions = NetOptions;
+
+/// A node's endpoint over ZeroMQ. Dropping it ends every task and closes the listener.
+pub struct ZmqTransport {
+    local: NodeId,
+    local_addr: SocketAddr,
+    out: Outbound<ZmqConnector>,
+    rx: mpsc::Receiver<Envelope>,
+    stats: Arc<Counters>,
+    _shutdown: watch::Sender<()>,
+}
+
+impl ZmqTransport {
+    /// Binds a PULL endpoint at `tcp://{listen}` (port 0 picks a free port, see
+    /// [`Self::local_addr`]) and knows `peers` by the address of their PULL endpoints.
+    pub async fn bind(
+        local: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        opts: ZmqOptions,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let opts = Arc::new(opts);
+        let stats = Arc::new(Counters::default());
+        let (inbox, rx) = mpsc::channel(opts.inbox_capacity.max(1));
+        let (shutdown_tx, shutdown) = watch::channel(());
+        let rt = tokio::runtime::Handle::current();
+
+        let serve = {
+            let (opts, stats, inbox) = (opts.clone(), stats.clone(), inbox.clone());
+            move |stream: TcpStream| serve_pull(stream, opts.clone(), stats.clone(), inbox.clone())
+        };
+        link::spawn_scoped(
+            &rt,
+            &shutdown,
+            link::accept_loop(listener, stats.clone(), rt.clone(), shutdown.clone(), serve),
+        );
+
+        let out = Outbound::new(local, ZmqConnector::default, opts, stats.clone(), inbox, rt, shutdown);
+        for (id, addr) in peers {
+            out.set_peer(id, addr);
+        }
+        Ok(ZmqTransport { local, local_addr, out, rx, stats, _shutdown: shutdown_tx })
+    }
+
+    /// The address of this node's PULL endpoint.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `tcp://host:port` of this node's PULL endpoint, for other ZeroMQ programs.
+    pub fn endpoint(&self) -> String {
+        format!("tcp://{}", self.local_addr)
+    }
+
+    /// Adds a peer or changes its address (a peer that moved is redialled).
+    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
+        self.out.set_peer(id, addr);
+    }
+
+    pub fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.out.peer_addr(id)
+    }
+
+    pub fn stats(&self) -> WireStats {
+        self.stats.snapshot()
+    }
+
+    /// Counters that stay readable after the transport is gone.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.stats.clone())
+    }
+}
+
+#[async_trait]
+impl Transport for ZmqTransport {
+    fn local(&self) -> NodeId {
+        self.local
+    }
+
+    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+        self.out.send(envelope)
+    }
+
+    async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<Envelope> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// One PUSH socket per connection; a batch is sent message by message (the crate
+/// queues them for its writer task).
+#[derive(Default)]
+struct ZmqConnector {
+    batch: Vec<Bytes>,
+    bytes: usize,
+}
+
+impl Connector for ZmqConnector {
+    type Conn = zeromq::PushSocket;
+
+    async fn connect(&mut self, addr: SocketAddr) -> io::Result<zeromq::PushSocket> {
+        let mut socket = zeromq::PushSocket::new();
+        socket.connect(&format!("tcp://{addr}")).await.map_err(io::Error::other)?;
+        Ok(socket)
+    }
+
+    fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError> {
+        let body = wire::encode_body(env, max_frame)?;
+        self.bytes += body.len();
+        self.batch.push(Bytes::from(body));
+        Ok(())
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    async fn flush<'a>(&'a mut self, conn: &'a mut zeromq::PushSocket) -> io::Result<()> {
+        self.bytes = 0;
+        for body in self.batch.drain(..) {
+            conn.send(ZmqMessage::from(body)).await.map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.batch.clear();
+        self.bytes = 0;
+    }
+}
+
+/// ZMTP 3.0 wire constants (rfc.zeromq.org/spec/23).
+pub mod zmtp {
+    /// Flag bits of a frame header.
+    pub const MORE: u8 = 0x01;
+    pub const LONG: u8 = 0x02;
+    pub const COMMAND: u8 = 0x04;
+    /// Longest command we accept (a READY with a few properties is well under this).
+    pub const MAX_COMMAND: u64 = 4096;
+
+    /// The 64-byte greeting: signature, version 3.0, NULL mechanism, not a server.
+    pub fn greeting() -> [u8; 64] {
+        let mut g = [0u8; 64];
+        g[0] = 0xff;
+        g[9] = 0x7f;
+        g[10] = 3;
+        g[12..16].copy_from_slice(b"NULL");
+        g
+    }
+
+    /// A READY command frame announcing `socket_type` (e.g. `PULL`).
+    pub fn ready(socket_type: &str) -> Vec<u8> {
+        let mut body = vec![5];
+        body.extend_from_slice(b"READY");
+        body.push(11);
+        body.extend_from_slice(b"Socket-Type");
+        body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+        body.extend_from_slice(socket_type.as_bytes());
+        let mut frame = vec![COMMAND, body.len() as u8];
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    /// A message frame header (always the long form, which every peer accepts).
+    pub fn message_header(len: u64) -> Vec<u8> {
+        let mut h = vec![LONG];
+        h.extend_from_slice(&len.to_be_bytes());
+        h
+    }
+}
+
+/// Why an inbound ZMTP connection ended early.
+enum Ended {
+    /// Closed cleanly, or the transport is gone.
+    Quiet,
+    Handshake,
+    Truncated,
+    Refused(WireError),
+}
+
+/// Serves one inbound connection as a PULL socket: handshake, then messages.
+async fn serve_pull(stream: TcpStream, opts: Arc<NetOptions>, stats: Arc<Counters>, inbox: mpsc::Sender<Envelope>) {
+    let mut conn = BufReader::with_capacity(64 * 1024, stream);
+    let ended = match timeout(opts.connect_timeout, handshake(&mut conn)).await {
+        Ok(Ok(())) => read_messages(&mut conn, &opts, &stats, &inbox).await,
+        _ => Ended::Handshake,
+    };
+    match ended {
+        Ended::Quiet => {}
+        Ended::Handshake => link::bump(&stats.bad_handshake, 1),
+        Ended::Truncated => link::bump(&stats.truncated, 1),
+        Ended::Refused(e) => stats.refused(&e),
+    }
+}
+
+/// Greeting both ways, then READY both ways. We speak first, as ZMTP allows, so a peer
+/// that waits for us is not kept waiting.
+async fn handshake(conn: &mut BufReader<TcpStream>) -> io::Result<()> {
+    let bad = || io::Error::from(io::ErrorKind::InvalidData);
+    let mut out = zmtp::greeting().to_vec();
+    out.extend_from_slice(&zmtp::ready("PULL"));
+    conn.get_mut().write_all(&out).await?;
+    let mut greeting = [0u8; 64];
+    conn.read_exact(&mut greeting).await?;
+    if greeting[0] != 0xff || greeting[9] != 0x7f || greeting[10] < 3 || &greeting[12..16] != b"NULL" {
+        return Err(bad());
+    }
+    let (flags, len) = frame_header(conn).await?;
+    if flags & zmtp::COMMAND == 0 || len > zmtp::MAX_COMMAND {
+        return Err(bad());
+    }
+    let mut cmd = Vec::new();
+    link::read_body(conn, len as usize, &mut cmd).await?;
+    if cmd.get(..6) != Some(b"\x05READY") {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Reads a frame header: flags and length.
+async fn frame_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<(u8, u64)> {
+    let flags = r.read_u8().await?;
+    Ok((flags, read_len(r, flags).await?))
+}
+
+async fn read_len<R: AsyncRead + Unpin>(r: &mut R, flags: u8) -> io::Result<u64> {
+    Ok(if flags & zmtp::LONG != 0 { r.read_u64().await? } else { r.read_u8().await? as u64 })
+}
+
+/// Reads messages until the peer closes or sends something bad. A multi-part message is
+/// taken as the concatenation of its parts; commands (e.g. PING) are skipped.
+async fn read_messages(
+    conn: &mut BufReader<TcpStream>,
+    opts: &NetOptions,
+    stats: &Counters,
+    inbox: &mpsc::Sender<Envelope>,
+) -> Ended {
+    let mut msg = Vec::new();
+    let mut part = Vec::new();
+    loop {
+        let flags = match link::read_first_byte(conn, opts.idle_timeout).await {
+            Ok(Some(f)) => f,
+            _ => return Ended::Quiet,
+        };
+        let frame = async {
+            let len = read_len(conn, flags).await.map_err(|_| Ended::Truncated)?;
+            // A message is limited as a whole, however many parts it comes in.
+            let (already, limit) = if flags & zmtp::COMMAND != 0 {
+                (0, zmtp::MAX_COMMAND as usize)
+            } else {
+                (msg.len(), opts.max_frame)
+            };
+            let total = (already as u64).saturating_add(len);
+            let len = wire::check_len(total, limit).map_err(Ended::Refused)? - already;
+            link::read_body(conn, len, &mut part).await.map_err(|_| Ended::Truncated)
+        };
+        match timeout(opts.frame_timeout, frame).await {
+            Ok(Ok(())) => {}
+            Ok(Err(ended)) => return ended,
+            Err(_) => return Ended::Truncated,
+        }
+        if flags & zmtp::COMMAND != 0 {
+            continue;
+        }
+        if flags & zmtp::MORE != 0 {
+            msg.extend_from_slice(&part);
+            continue;
+        }
+        let body = if msg.is_empty() {
+            &part
+        } else {
+            msg.extend_from_slice(&part);
+            &msg
+        };
+        match link::deliver(body, stats, inbox).await {
+            Ok(()) => {}
+            // Counted by `deliver`.
+            Err(Some(_)) => return Ended::Quiet,
+            Err(None) => return Ended::Quiet,
+        }
+        msg.clear();
+        if part.capacity() > 1 << 20 {
+            part = Vec::new();
+        }
+    }
+}
