@@ -19,7 +19,9 @@
 //! - [`client`]: a client handle that submits votes and reads with a deadline and retries.
 
 pub mod client;
+pub mod disk;
 pub mod runtime;
 
 pub use client::{ClientError, ClientHandle, SubmitOptions};
+pub use disk::{DiskOptions, DiskStorage, Identity};
 pub use runtime::{spawn_node, Control, NodeError, NodeHandle, Observer};
