@@ -232,7 +232,7 @@ fn damaged_last_record_and_zero_filled_tail_are_torn() {
         let c = copy_dir(d.path(), "tail-zero");
         let wal = c.path().join("wal");
         let mut b = fs::read(&wal).unwrap();
-        b.extend(std::iter::repeat(0u8).take(zeros));
+        b.extend(vec![0u8; zeros]);
         fs::write(&wal, b).unwrap();
         let s = open(c.path()).unwrap_or_else(|e| panic!("{zeros} zeros: {e}"));
         assert_eq!(s.state(), &full, "{zeros} zeros");

@@ -305,7 +305,7 @@ mod tests {
         let mut b = wal_header(0).to_vec();
         b.extend(rec(1));
         let good = b.len();
-        b.extend(std::iter::repeat(0u8).take(4096));
+        b.extend(vec![0u8; 4096]);
         let s = scan_records(&b, WAL_HEADER_LEN).unwrap();
         assert_eq!(s.good_end, good);
         assert_eq!(s.records.len(), 1);

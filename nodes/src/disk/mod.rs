@@ -41,8 +41,8 @@
 //!
 //! # Crash safety, step by step
 //! Initialisation (no `meta`, or an empty one): write an empty log of generation 0
-//! (`wal.tmp`, sync, rename, sync dir), then `meta` the same way. `meta` is the "done"
-//! mark. Crash before `meta` is durable: the next open finds no meta, sees that no data
+//! (`wal.tmp`, sync, rename, sync dir), then `meta` the same way, then sync the parent dir
+//! (the storage dir may be new). `meta` is the "done" mark. Crash before `meta` is durable: the next open finds no meta, sees that no data
 //! was ever stored (no snapshot, no record in the log) and initialises again. A missing or
 //! empty `meta` in a dir that holds data is refused, not re-initialised.
 //!
@@ -72,6 +72,7 @@
 //! - a log of a newer generation than the snapshot cannot arise from these steps (a log of
 //!   gen `g + 1` is only written after the snapshot of gen `g + 1` is durable): it means a
 //!   lost or replaced snapshot, and is refused.
+//!
 //! If any step fails with an I/O error, the storage refuses later calls as for a failed
 //! append (after step 2, appends to the old log would be ignored at the next open).
 //!
@@ -181,6 +182,11 @@ impl DiskStorage {
                 // Never initialised, or a crash during initialisation: nothing was stored.
                 let wal = write_atomic(dir, &wal_path, &wal_header(0))?;
                 write_atomic(dir, &meta_path, &encode_meta(identity).map_err(|e| corrupt(&meta_path, e))?)?;
+                // The dir itself may be new: make its entry in the parent durable too.
+                match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+                    _ => sync_dir(Path::new("."))?,
+                }
                 recovery.initialised = true;
                 return Ok(DiskStorage {
                     dir: dir.to_path_buf(),
