@@ -69,7 +69,10 @@ impl Default for NetOptions {
 pub struct WireStats {
     pub frames_sent: u64,
     pub frames_received: u64,
+    /// Bytes handed to the socket, in the transport's own framing (TCP counts its length
+    /// prefixes, ZeroMQ only the bodies).
     pub bytes_sent: u64,
+    /// Bodies received and decoded.
     pub bytes_received: u64,
     /// `send` found the peer's queue full.
     pub dropped_queue_full: u64,

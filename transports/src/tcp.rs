@@ -24,7 +24,8 @@ use tokio::time::timeout;
 /// Settings of a [`TcpTransport`].
 pub type TcpOptions = NetOptions;
 
-/// A node's endpoint over TCP. Dropping it ends every task and closes the listener.
+/// A node's endpoint over TCP. Dropping it ends every task; the listener closes as
+/// its task ends, a moment later (a restart on the same port retries its bind).
 pub struct TcpTransport {
     local: NodeId,
     local_addr: SocketAddr,

@@ -37,7 +37,8 @@ use zeromq::{Socket, SocketSend, ZmqMessage};
 /// Settings of a [`ZmqTransport`].
 pub type ZmqOptions = NetOptions;
 
-/// A node's endpoint over ZeroMQ. Dropping it ends every task and closes the listener.
+/// A node's endpoint over ZeroMQ. Dropping it ends every task; the listener closes as
+/// its task ends, a moment later (a restart on the same port retries its bind).
 pub struct ZmqTransport {
     local: NodeId,
     local_addr: SocketAddr,
