@@ -1,7 +1,7 @@
 //! `chaos bench`: figures for docs/benchmarks.md. Wall-clock figures are printed, never
 //! asserted: these machines are shared and noisy.
 
-use crate::cluster::{join_all, Cluster, ClusterSpec, VoteOptions};
+use crate::cluster::{join_all, Cluster, ClusterSpec, TransportKind, VoteOptions};
 use crate::runner::{run_scenario, RunConfig, Verdict};
 use ballot_transports::EventLog;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ pub fn throughput(voters: usize, votes: usize, seed: u64) -> Throughput {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("runtime");
     let _g = rt.enter();
     rt.block_on(async {
-        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false)).expect("cluster");
+        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), TransportKind::Mem).await.expect("cluster");
         c.wait_for_leader(Duration::from_secs(5)).await.expect("a leader");
         let per = votes / voters;
         let opts = VoteOptions { timeout: Some(Duration::from_secs(30)), ..VoteOptions::default() };

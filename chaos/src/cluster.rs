@@ -1,13 +1,14 @@
-//! A cluster on the in-memory network and virtual time, with the verbs scenarios use.
-//! Every method is async and runs on a current-thread tokio runtime with a paused clock:
-//! time moves only when every node is idle, straight to the next timer.
+//! A cluster and the verbs scenarios use, on either backend: the in-memory network on
+//! virtual time (a current-thread tokio runtime with a paused clock: time moves only when
+//! every node is idle, straight to the next timer), or real node processes over tcp/zmq.
 
 use crate::invariants::{self, Acked, LearnerView, Recorder};
-use ballot_core::{
-    Acceptor, Command, Config, Learner, MemStorage, NodeId, Proposer, Reply, Role, Storage, Tally, Timing, VoteError,
-};
-use ballot_nodes::{spawn_node, ClientError, ClientHandle, NodeHandle, Observer, SubmitOptions};
-use ballot_transports::{EventLog, LinkFaults, MemNetwork, NetStats};
+use crate::mem_backend::MemBackend;
+use crate::proc_backend::{NetKind, ProcBackend};
+use ballot_core::{Command, Config, NodeId, Reply, Tally, Timing, VoteError};
+use ballot_nodes::control::FaultCommand;
+use ballot_nodes::{ClientError, ClientHandle, SubmitOptions};
+use ballot_transports::EventLog;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -60,19 +61,25 @@ pub struct VoteOptions {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-struct Slot {
-    storage: MemStorage,
-    handle: Option<NodeHandle>,
-    paused: bool,
-    incarnation: u64,
+/// Where the nodes run.
+pub enum Backend {
+    Mem(MemBackend),
+    Proc(ProcBackend),
+}
+
+/// Which backend a scenario runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TransportKind {
+    #[default]
+    Mem,
+    Tcp,
+    Zmq,
 }
 
 pub struct Cluster {
     config: Arc<Config>,
-    seed: u64,
-    net: MemNetwork,
     log: EventLog,
-    nodes: RefCell<BTreeMap<NodeId, Slot>>,
+    backend: Backend,
     client: ClientHandle,
     recorder: Arc<Mutex<Recorder>>,
     /// Whether a partition or link fault may be in force (cleared by `heal`).
@@ -81,20 +88,10 @@ pub struct Cluster {
 
 /// How long the cluster must be quiet before convergence is judged.
 pub const QUIET_PERIOD: Duration = Duration::from_millis(2000);
-/// Deadline for one node's status answer.
-const STATUS_DEADLINE: Duration = Duration::from_millis(100);
-
-fn mix(mut x: u64) -> u64 {
-    // splitmix64: spreads (seed, node, incarnation) into independent node seeds.
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 impl Cluster {
     /// Start every node. Must run inside the scenario's tokio runtime.
-    pub fn start(spec: ClusterSpec, seed: u64, log: EventLog) -> Result<Cluster, UsageError> {
+    pub async fn start(spec: ClusterSpec, seed: u64, log: EventLog, transport: TransportKind) -> Result<Cluster, UsageError> {
         if spec.proposers == 0 || spec.acceptors == 0 || spec.learners == 0 {
             return Err(UsageError("a cluster needs at least one proposer, one acceptor and one learner".into()));
         }
@@ -104,26 +101,21 @@ impl Cluster {
         let mut config = Config::new(spec.proposers, spec.acceptors, spec.learners, spec.candidates);
         config.timing = spec.timing;
         let config = Arc::new(config);
-        let net = MemNetwork::new(mix(seed), log.clone());
-        let client = ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone());
-        let nodes = config
-            .nodes()
-            .map(|id| (id, Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0 }))
-            .collect();
-        let cluster = Cluster {
-            config,
-            seed,
-            net,
-            log,
-            nodes: RefCell::new(nodes),
-            client,
-            recorder: Arc::new(Mutex::new(Recorder::default())),
-            faulty: RefCell::new(false),
+        let recorder = Arc::new(Mutex::new(Recorder::default()));
+        let (backend, client) = match transport {
+            TransportKind::Mem => {
+                let (b, c) = MemBackend::start(config.clone(), seed, log.clone(), recorder.clone());
+                (Backend::Mem(b), c)
+            }
+            TransportKind::Tcp | TransportKind::Zmq => {
+                let kind = if transport == TransportKind::Tcp { NetKind::Tcp } else { NetKind::Zmq };
+                let (b, c) = ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone())
+                    .await
+                    .map_err(UsageError)?;
+                (Backend::Proc(b), c)
+            }
         };
-        for id in cluster.config.nodes().collect::<Vec<_>>() {
-            cluster.start_node(id);
-        }
-        Ok(cluster)
+        Ok(Cluster { config, log, backend, client, recorder, faulty: RefCell::new(false) })
     }
 
     pub fn config(&self) -> &Config {
@@ -134,33 +126,16 @@ impl Cluster {
         &self.log
     }
 
-    pub fn net_stats(&self) -> NetStats {
-        self.net.stats()
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
-    fn start_node(&self, id: NodeId) {
-        let mut nodes = self.nodes.borrow_mut();
-        let slot = nodes.get_mut(&id).expect("configured node");
-        slot.incarnation += 1;
-        let seed = mix(self.seed ^ mix(((id.role as u64) << 32) | id.index as u64) ^ mix(slot.incarnation));
-        let mut storage = slot.storage.clone();
-        let durable = storage.load().expect("in-memory storage always loads");
-        let transport = self.net.register(id);
-        let config = self.config.clone();
-        let handle = match id.role {
-            Role::Proposer => spawn_node(Proposer::new(id, config, durable), transport, storage, seed, None),
-            Role::Acceptor => spawn_node(Acceptor::new(id, config, durable), transport, storage, seed, None),
-            Role::Learner => {
-                let rec = self.recorder.clone();
-                let observer: Observer = Arc::new(move |node, slot, value| {
-                    rec.lock().unwrap_or_else(|e| e.into_inner()).on_decided(node, slot, value)
-                });
-                spawn_node(Learner::new(id, config, durable), transport, storage, seed, Some(observer))
-            }
-            Role::Client => unreachable!("clients are not cluster nodes"),
-        };
-        slot.handle = Some(handle);
-        slot.paused = false;
+    /// Network counters (in-memory network only; empty on real processes).
+    pub fn net_stats(&self) -> BTreeMap<&'static str, u64> {
+        match &self.backend {
+            Backend::Mem(b) => b.stats(),
+            Backend::Proc(_) => BTreeMap::new(),
+        }
     }
 
     /// Parse and check a node name of this cluster.
@@ -178,113 +153,117 @@ impl Cluster {
     }
 
     pub fn is_alive(&self, id: NodeId) -> bool {
-        self.nodes.borrow().get(&id).is_some_and(|s| s.handle.is_some())
+        match &self.backend {
+            Backend::Mem(b) => b.is_alive(id),
+            Backend::Proc(b) => b.is_alive(id),
+        }
     }
 
     pub fn is_paused(&self, id: NodeId) -> bool {
-        self.nodes.borrow().get(&id).is_some_and(|s| s.paused)
+        match &self.backend {
+            Backend::Mem(b) => b.is_paused(id),
+            Backend::Proc(b) => b.is_paused(id),
+        }
     }
 
     /// Crash `id`: it stops at once; what it persisted stays for `restart`.
     pub fn kill(&self, id: NodeId) {
-        let handle = self.nodes.borrow_mut().get_mut(&id).and_then(|s| {
-            s.paused = false;
-            s.handle.take()
-        });
-        if let Some(h) = handle {
-            h.kill();
+        match &self.backend {
+            Backend::Mem(b) => b.kill(id),
+            Backend::Proc(b) => b.kill(id),
         }
-        self.net.unregister(id);
         self.log.record(|| format!("kill {id}"));
     }
 
     /// Start `id` again from its durable state (a no-op for a live node).
-    pub fn restart(&self, id: NodeId) {
+    pub async fn restart(&self, id: NodeId) -> Result<(), String> {
         if self.is_alive(id) {
             self.log.record(|| format!("restart {id} (already running)"));
-            return;
+            return Ok(());
         }
         self.log.record(|| format!("restart {id}"));
-        self.start_node(id);
+        match &self.backend {
+            Backend::Mem(b) => {
+                b.restart(id);
+                Ok(())
+            }
+            Backend::Proc(b) => b.restart(id).await,
+        }
     }
 
-    pub fn pause(&self, id: NodeId) {
-        let mut nodes = self.nodes.borrow_mut();
-        let slot = nodes.get_mut(&id).expect("configured node");
-        if let Some(h) = &slot.handle {
-            h.control(ballot_nodes::Control::Pause);
-            slot.paused = true;
+    pub async fn pause(&self, id: NodeId) {
+        match &self.backend {
+            Backend::Mem(b) => b.pause(id),
+            Backend::Proc(b) => b.pause(id).await,
         }
         self.log.record(|| format!("pause {id}"));
     }
 
-    pub fn resume(&self, id: NodeId) {
-        let mut nodes = self.nodes.borrow_mut();
-        let slot = nodes.get_mut(&id).expect("configured node");
-        if let Some(h) = &slot.handle {
-            h.control(ballot_nodes::Control::Resume);
+    pub async fn resume(&self, id: NodeId) {
+        match &self.backend {
+            Backend::Mem(b) => b.resume(id),
+            Backend::Proc(b) => b.resume(id).await,
         }
-        slot.paused = false;
         self.log.record(|| format!("resume {id}"));
     }
 
-    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
-        *self.faulty.borrow_mut() = true;
-        self.net.partition(a, b);
-    }
-
-    pub fn isolate(&self, id: NodeId) {
-        *self.faulty.borrow_mut() = true;
-        self.net.isolate(id);
-    }
-
-    pub fn heal(&self) {
-        *self.faulty.borrow_mut() = false;
-        self.net.heal();
-    }
-
-    pub fn drop_rate(&self, p: f64) -> Result<(), UsageError> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(UsageError(format!("drop_rate takes a probability from 0.0 to 1.0, not {p}")));
+    async fn fault(&self, cmd: FaultCommand) {
+        *self.faulty.borrow_mut() = cmd != FaultCommand::Heal;
+        match &self.backend {
+            Backend::Mem(b) => b.fault(&cmd),
+            Backend::Proc(b) => {
+                self.log.record(|| format!("fault {cmd:?}"));
+                b.fault(&cmd).await
+            }
         }
-        *self.faulty.borrow_mut() = true;
-        let faults = LinkFaults { drop: p, ..self.net.default_faults() };
-        self.net.set_default_faults(faults);
+    }
+
+    pub async fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        self.fault(FaultCommand::Partition { a: a.to_vec(), b: b.to_vec() }).await
+    }
+
+    pub async fn isolate(&self, id: NodeId) {
+        self.fault(FaultCommand::Isolate(id)).await
+    }
+
+    pub async fn heal(&self) {
+        self.fault(FaultCommand::Heal).await
+    }
+
+    fn probability(what: &str, p: f64) -> Result<f64, UsageError> {
+        if (0.0..=1.0).contains(&p) {
+            Ok(p)
+        } else {
+            Err(UsageError(format!("{what} takes a probability from 0.0 to 1.0, not {p}")))
+        }
+    }
+
+    pub async fn drop_rate(&self, p: f64) -> Result<(), UsageError> {
+        let p = Self::probability("drop_rate", p)?;
+        self.fault(FaultCommand::DropRate(p)).await;
         Ok(())
     }
 
-    pub fn duplicate_rate(&self, p: f64) -> Result<(), UsageError> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(UsageError(format!("duplicate_rate takes a probability from 0.0 to 1.0, not {p}")));
-        }
-        *self.faulty.borrow_mut() = true;
-        let faults = LinkFaults { duplicate: p, ..self.net.default_faults() };
-        self.net.set_default_faults(faults);
+    pub async fn duplicate_rate(&self, p: f64) -> Result<(), UsageError> {
+        let p = Self::probability("duplicate_rate", p)?;
+        self.fault(FaultCommand::DuplicateRate(p)).await;
         Ok(())
     }
 
-    pub fn delay(&self, min_ms: u64, max_ms: u64) -> Result<(), UsageError> {
+    pub async fn delay(&self, min_ms: u64, max_ms: u64) -> Result<(), UsageError> {
         if min_ms > max_ms {
             return Err(UsageError(format!("delay({min_ms}, {max_ms}): min must not exceed max")));
         }
-        *self.faulty.borrow_mut() = true;
-        let d = (Duration::from_millis(min_ms), Duration::from_millis(max_ms));
-        let faults = LinkFaults { delay: Some(d), ..self.net.default_faults() };
-        self.net.set_default_faults(faults);
+        self.fault(FaultCommand::Delay { min_ms, max_ms }).await;
         Ok(())
     }
 
     /// The status of a live, running node.
     pub async fn status(&self, id: NodeId) -> Option<ballot_core::Status> {
-        let handle_alive = self.is_alive(id) && !self.is_paused(id);
-        if !handle_alive {
-            return None;
+        match &self.backend {
+            Backend::Mem(b) => b.status(id).await,
+            Backend::Proc(b) => b.status(id).await,
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(h) = self.nodes.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
-            h.control(ballot_nodes::Control::Status(tx));
-        }
-        tokio::time::timeout(STATUS_DEADLINE, rx).await.ok()?.ok()
     }
 
     /// The proposer that leads now: of the running proposers that believe they lead, the
@@ -397,7 +376,7 @@ impl Cluster {
     }
 
     fn faults_active(&self) -> bool {
-        *self.faulty.borrow() || self.nodes.borrow().values().any(|s| s.paused)
+        *self.faulty.borrow() || self.config.nodes().any(|n| self.is_paused(n))
     }
 
     async fn learner_views(&self) -> Vec<LearnerView> {
@@ -417,9 +396,19 @@ impl Cluster {
         if converging {
             tokio::time::sleep(QUIET_PERIOD).await;
         }
+        if let Backend::Proc(b) = &self.backend {
+            b.pull_decided().await;
+        }
         let views = self.learner_views().await;
+        let crashed = match &self.backend {
+            Backend::Mem(b) => b.crashed(),
+            Backend::Proc(b) => b.crashed(),
+        };
         let rec = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = rec.violations.clone();
+        for n in crashed {
+            out.push(format!("{n} stopped although nobody killed it (panic or storage error)"));
+        }
         let want: Vec<u64> = views.iter().map(|v| v.applied).collect();
         let replay = invariants::replay(&rec, &self.config.candidates, &want);
         invariants::durability(&rec, &replay, &mut out);
@@ -433,11 +422,10 @@ impl Cluster {
     /// End of a scenario: heal the network, resume paused nodes (killed ones stay down),
     /// let the cluster settle, and check everything.
     pub async fn finish(&self) -> Vec<String> {
-        self.heal();
-        let paused: Vec<NodeId> =
-            self.nodes.borrow().iter().filter(|(_, s)| s.paused).map(|(&id, _)| id).collect();
+        self.heal().await;
+        let paused: Vec<NodeId> = self.config.nodes().filter(|&n| self.is_paused(n)).collect();
         for id in paused {
-            self.resume(id);
+            self.resume(id).await;
         }
         self.check().await
     }
@@ -459,11 +447,9 @@ impl Cluster {
 
     /// Stop every node and the client.
     pub fn shutdown(&self) {
-        let ids: Vec<NodeId> = self.nodes.borrow().keys().copied().collect();
-        for id in ids {
-            if let Some(h) = self.nodes.borrow_mut().get_mut(&id).and_then(|s| s.handle.take()) {
-                h.kill();
-            }
+        match &self.backend {
+            Backend::Mem(b) => b.shutdown(),
+            Backend::Proc(b) => b.shutdown(),
         }
         self.client.close();
     }

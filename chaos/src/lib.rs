@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //! - [`cluster`]: a cluster on the in-memory network, with the fault verbs.
+//! - [`mem_backend`], [`proc_backend`]: where the nodes run: tasks on one runtime, or OS
+//!   processes over tcp or zmq.
 //! - [`invariants`]: agreement, validity, durability, no double count, convergence.
 //! - [`script`]: the Rhai scenario API (the only module that knows Rhai).
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
@@ -13,8 +15,10 @@
 pub mod bench;
 pub mod cluster;
 pub mod invariants;
+pub mod mem_backend;
+pub mod proc_backend;
 pub mod runner;
 pub mod script;
 
-pub use cluster::{Cluster, ClusterSpec, VoteOptions, VoteOutcome};
+pub use cluster::{Cluster, ClusterSpec, TransportKind, VoteOptions, VoteOutcome};
 pub use runner::{collect_scenarios, exit_code, run_scenario, RunConfig, ScenarioResult, Verdict};

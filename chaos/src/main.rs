@@ -32,6 +32,10 @@ enum Cmd {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Run one cluster node (what chaos starts for --transport tcp|zmq; same flags as
+    /// ballot-node).
+    #[command(hide = true)]
+    Node(ballot_nodes::process::NodeArgs),
     /// Print performance figures on the in-memory transport (for docs/benchmarks.md).
     Bench {
         /// Votes per throughput run.
@@ -53,9 +57,9 @@ enum Cmd {
 enum TransportKind {
     /// In one process, on virtual time, deterministic from the seed.
     Mem,
-    /// Real processes over TCP (not built yet).
+    /// Every node its own process, over TCP on 127.0.0.1.
     Tcp,
-    /// Real processes over ZeroMQ (not built yet).
+    /// Every node its own process, over ZeroMQ on 127.0.0.1.
     Zmq,
 }
 
@@ -71,14 +75,8 @@ fn main() -> ExitCode {
     let (paths, transport, seed, log, junit) = match cli.cmd {
         Cmd::Run { paths, transport, seed, log, junit } => (paths, transport, seed, log, junit),
         Cmd::Bench { votes, voters, runs, scenarios } => return bench(votes, &voters, runs.max(1), scenarios),
+        Cmd::Node(args) => return ballot_nodes::process::main_with(args),
     };
-    if transport != TransportKind::Mem {
-        eprintln!(
-            "chaos: transport '{}' is not available yet; use --transport mem",
-            format!("{transport:?}").to_lowercase()
-        );
-        return ExitCode::from(2);
-    }
     let files = match runner::collect_scenarios(&paths) {
         Ok(f) => f,
         Err(e) => {
@@ -87,8 +85,13 @@ fn main() -> ExitCode {
         }
     };
     let seed = seed.unwrap_or_else(random_seed);
-    println!("chaos: seed {seed} (transport mem)");
-    let cfg = RunConfig { seed, record_events: log.is_some(), ..RunConfig::default() };
+    let kind = match transport {
+        TransportKind::Mem => ballot_chaos::TransportKind::Mem,
+        TransportKind::Tcp => ballot_chaos::TransportKind::Tcp,
+        TransportKind::Zmq => ballot_chaos::TransportKind::Zmq,
+    };
+    println!("chaos: seed {seed} (transport {})", format!("{transport:?}").to_lowercase());
+    let cfg = RunConfig { seed, transport: kind, record_events: log.is_some(), ..RunConfig::default() };
     let mut results = Vec::new();
     let mut events = String::new();
     for file in &files {

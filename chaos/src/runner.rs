@@ -1,5 +1,6 @@
 //! Runs scenario files and reports a verdict for each.
 
+use crate::cluster::TransportKind;
 use crate::script::{self, Ctx, StopKind};
 use ballot_transports::EventLog;
 use rhai::EvalAltResult;
@@ -33,6 +34,8 @@ pub struct ScenarioResult {
 #[derive(Clone, Debug, Default)]
 pub struct RunConfig {
     pub seed: u64,
+    /// Where the nodes run: in this process on virtual time, or as processes.
+    pub transport: TransportKind,
     /// Keep the event log (deliveries, drops, faults, votes) in the result.
     pub record_events: bool,
     /// Break an invariant on purpose after the script ran (tests of the checker).
@@ -95,7 +98,9 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
             return result;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
+    // Virtual time on mem; the real clock with real processes.
+    let virtual_time = cfg.transport == TransportKind::Mem;
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().start_paused(virtual_time).build() {
         Ok(rt) => rt,
         Err(e) => {
             result.verdict = Verdict::Fail(format!("cannot start the runtime: {e}"));
@@ -111,6 +116,7 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     let ctx = Rc::new(Ctx {
         rt,
         seed: cfg.seed,
+        transport: cfg.transport,
         start: t0,
         log: log.clone(),
         clusters: RefCell::new(Vec::new()),

@@ -2,7 +2,7 @@
 //! Rhai. Each call that waits (vote, sleep, results...) drives the scenario's runtime
 //! until it is done; between calls, virtual time stands still.
 
-use crate::cluster::{Cluster, ClusterSpec, UsageError, VoteOptions, VoteOutcome};
+use crate::cluster::{Cluster, ClusterSpec, TransportKind, UsageError, VoteOptions, VoteOutcome};
 use ballot_core::{NodeId, Tally};
 use ballot_transports::EventLog;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
@@ -24,6 +24,7 @@ pub enum StopKind {
 pub struct Ctx {
     pub rt: Runtime,
     pub seed: u64,
+    pub transport: TransportKind,
     /// When the scenario started, on the runtime's clock.
     pub start: tokio::time::Instant,
     pub log: EventLog,
@@ -173,7 +174,8 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
 fn new_cluster(ctx: &Rc<Ctx>, m: &Map) -> Res<ClusterRef> {
     let spec = cluster_spec(ctx, m)?;
     let _guard = ctx.rt.enter();
-    let cluster = Cluster::start(spec, ctx.seed, ctx.log.clone()).or_else(|e| usage(ctx, e))?;
+    let start = Cluster::start(spec, ctx.seed, ctx.log.clone(), ctx.transport);
+    let cluster = ctx.rt.block_on(start).or_else(|e| usage(ctx, e))?;
     let cluster = Rc::new(cluster);
     ctx.clusters.borrow_mut().push(cluster.clone());
     Ok(ClusterRef { cluster, ctx: ctx.clone() })
@@ -335,57 +337,56 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         let id = c.node(node)?;
         Ok(c.cluster.is_alive(id))
     });
-    for (name, f) in [
-        ("kill", Cluster::kill as fn(&Cluster, NodeId)),
-        ("restart", Cluster::restart),
-        ("pause", Cluster::pause),
-        ("resume", Cluster::resume),
-        ("isolate", Cluster::isolate),
-    ] {
-        engine.register_fn(name, move |c: &mut ClusterRef, node: &str| -> Res<()> {
-            let id = c.node(node)?;
-            f(&c.cluster, id);
-            Ok(())
-        });
-    }
+    engine.register_fn("kill", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let id = c.node(node)?;
+        c.cluster.kill(id);
+        Ok(())
+    });
+    engine.register_fn("restart", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let id = c.node(node)?;
+        c.block_on(c.cluster.restart(id)).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart {node}: {e}")))
+    });
+    engine.register_fn("pause", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let id = c.node(node)?;
+        c.block_on(c.cluster.pause(id));
+        Ok(())
+    });
+    engine.register_fn("resume", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let id = c.node(node)?;
+        c.block_on(c.cluster.resume(id));
+        Ok(())
+    });
+    engine.register_fn("isolate", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let id = c.node(node)?;
+        c.block_on(c.cluster.isolate(id));
+        Ok(())
+    });
     engine.register_fn("partition", |c: &mut ClusterRef, a: Array, b: Array| -> Res<()> {
         let a = c.nodes_of(&a, "partition")?;
         let b = c.nodes_of(&b, "partition")?;
-        c.cluster.partition(&a, &b);
+        c.block_on(c.cluster.partition(&a, &b));
         Ok(())
     });
-    engine.register_fn("heal", |c: &mut ClusterRef| c.cluster.heal());
+    engine.register_fn("heal", |c: &mut ClusterRef| c.block_on(c.cluster.heal()));
     engine.register_fn("drop_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
-        c.cluster.drop_rate(p).or_else(|e| usage(&c.ctx, e))
+        c.block_on(c.cluster.drop_rate(p)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("drop_rate", |c: &mut ClusterRef, p: i64| -> Res<()> {
-        c.cluster.drop_rate(p as f64).or_else(|e| usage(&c.ctx, e))
+        c.block_on(c.cluster.drop_rate(p as f64)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("duplicate_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
-        c.cluster.duplicate_rate(p).or_else(|e| usage(&c.ctx, e))
+        c.block_on(c.cluster.duplicate_rate(p)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("delay", |c: &mut ClusterRef, min: i64, max: i64| -> Res<()> {
         let (min, max) = (ms(&c.ctx, min, "delay")?, ms(&c.ctx, max, "delay")?);
-        c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64).or_else(|e| usage(&c.ctx, e))
+        c.block_on(c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
         let v = c.block_on(c.cluster.check());
         if v.is_empty() { Ok(()) } else { throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; "))) }
     });
     engine.register_fn("stats", |c: &mut ClusterRef| -> Map {
-        let s = c.cluster.net_stats();
-        let mut m = Map::new();
-        for (k, v) in [
-            ("sent", s.sent),
-            ("delivered", s.delivered),
-            ("dropped_partition", s.dropped_partition),
-            ("dropped_random", s.dropped_random),
-            ("dropped_down", s.dropped_down),
-            ("duplicated", s.duplicated),
-        ] {
-            m.insert(k.into(), (v as i64).into());
-        }
-        m
+        c.cluster.net_stats().into_iter().map(|(k, v)| (k.into(), Dynamic::from(v as i64))).collect()
     });
     engine
 }

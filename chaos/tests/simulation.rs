@@ -5,7 +5,7 @@
 //! A failure names its seed; `SIM_SEED=N cargo test -p ballot-chaos --test simulation`
 //! replays that one seed.
 
-use ballot_chaos::cluster::{Cluster, ClusterSpec, VoteOptions};
+use ballot_chaos::cluster::{Cluster, ClusterSpec, TransportKind, VoteOptions};
 use ballot_core::{NodeId, Role};
 use ballot_transports::EventLog;
 use rand::{Rng, SeedableRng};
@@ -29,7 +29,7 @@ fn run(seed: u64) -> Result<(), String> {
             learners: rng.gen_range(1..=2),
             ..ClusterSpec::default()
         };
-        let c = Cluster::start(spec, seed, EventLog::new(false)).map_err(|e| e.to_string())?;
+        let c = Cluster::start(spec, seed, EventLog::new(false), TransportKind::Mem).await.map_err(|e| e.to_string())?;
         let nodes = c.nodes();
         let cands = ["ada", "grace", "linus", "nobody"];
         let mut retries: Vec<(String, String, String)> = Vec::new();
@@ -38,17 +38,17 @@ fn run(seed: u64) -> Result<(), String> {
             let n = nodes[rng.gen_range(0..nodes.len())];
             match rng.gen_range(0..10) {
                 0 => c.kill(n),
-                1 => c.restart(n),
-                2 if c.is_alive(n) => c.pause(n),
-                3 => c.resume(n),
+                1 => c.restart(n).await?,
+                2 if c.is_alive(n) => c.pause(n).await,
+                3 => c.resume(n).await,
                 4 => {
                     let (a, b): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|_| rng.gen_bool(0.5));
-                    c.partition(&a, &b);
+                    c.partition(&a, &b).await;
                 }
-                5 => c.heal(),
-                6 => c.drop_rate(rng.gen_range(0.0..0.3)).map_err(|e| e.0)?,
-                7 => c.delay(0, rng.gen_range(1..40)).map_err(|e| e.0)?,
-                8 => c.duplicate_rate(rng.gen_range(0.0..0.3)).map_err(|e| e.0)?,
+                5 => c.heal().await,
+                6 => c.drop_rate(rng.gen_range(0.0..0.3)).await.map_err(|e| e.0)?,
+                7 => c.delay(0, rng.gen_range(1..40)).await.map_err(|e| e.0)?,
+                8 => c.duplicate_rate(rng.gen_range(0.0..0.3)).await.map_err(|e| e.0)?,
                 _ => {}
             }
             // A few voters at once; some vote twice, some for an unknown candidate.
@@ -78,7 +78,7 @@ fn run(seed: u64) -> Result<(), String> {
         // Repair everything: restart the dead, heal, resume.
         for &n in &nodes {
             if !c.is_alive(n) {
-                c.restart(n);
+                c.restart(n).await?;
             }
         }
         let violations = c.finish().await;

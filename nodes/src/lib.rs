@@ -17,9 +17,13 @@
 //! # Layout
 //! - [`runtime`]: `spawn_node`, the node loop, control (pause, resume, status, stop).
 //! - [`client`]: a client handle that submits votes and reads with a deadline and retries.
+//! - [`process`]: a node as an OS process (`ballot-node`): flags, transports, disk, signals.
+//! - [`control`]: a node process's control channel (status, applied log, simulated faults).
 
 pub mod client;
+pub mod control;
 pub mod disk;
+pub mod process;
 pub mod runtime;
 
 pub use client::{ClientError, ClientHandle, SubmitOptions};

@@ -1,0 +1,182 @@
+//! The in-memory backend: every node a task on the scenario's runtime, the network a
+//! [`MemNetwork`], storage a [`MemStorage`] that outlives a killed node.
+
+use crate::invariants::Recorder;
+use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
+use ballot_nodes::control::FaultCommand;
+use ballot_nodes::{spawn_node, ClientHandle, Control, NodeHandle, Observer};
+use ballot_transports::{EventLog, LinkFaults, MemNetwork};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Slot {
+    storage: MemStorage,
+    handle: Option<NodeHandle>,
+    paused: bool,
+    incarnation: u64,
+}
+
+pub struct MemBackend {
+    config: Arc<Config>,
+    seed: u64,
+    net: MemNetwork,
+    log: EventLog,
+    slots: RefCell<BTreeMap<NodeId, Slot>>,
+    recorder: Arc<Mutex<Recorder>>,
+}
+
+/// splitmix64: spreads (seed, node, incarnation) into independent seeds.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Deadline for one node's status answer (virtual time on mem).
+const STATUS_DEADLINE: Duration = Duration::from_millis(100);
+
+impl MemBackend {
+    /// Start every node and a client. Must run inside the scenario's runtime.
+    pub fn start(config: Arc<Config>, seed: u64, log: EventLog, recorder: Arc<Mutex<Recorder>>) -> (Self, ClientHandle) {
+        let net = MemNetwork::new(mix(seed), log.clone());
+        let client = ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone());
+        let slots = config
+            .nodes()
+            .map(|id| (id, Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0 }))
+            .collect();
+        let backend = MemBackend { config, seed, net, log, slots: RefCell::new(slots), recorder };
+        for id in backend.config.nodes().collect::<Vec<_>>() {
+            backend.start_node(id);
+        }
+        (backend, client)
+    }
+
+    fn start_node(&self, id: NodeId) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = slots.get_mut(&id).expect("configured node");
+        slot.incarnation += 1;
+        let seed = mix(self.seed ^ mix(((id.role as u64) << 32) | id.index as u64) ^ mix(slot.incarnation));
+        let mut storage = slot.storage.clone();
+        let durable = storage.load().expect("in-memory storage always loads");
+        let transport = self.net.register(id);
+        let config = self.config.clone();
+        let handle = match id.role {
+            Role::Proposer => spawn_node(Proposer::new(id, config, durable), transport, storage, seed, None),
+            Role::Acceptor => spawn_node(Acceptor::new(id, config, durable), transport, storage, seed, None),
+            Role::Learner => {
+                let rec = self.recorder.clone();
+                let observer: Observer = Arc::new(move |node, slot, value| {
+                    rec.lock().unwrap_or_else(|e| e.into_inner()).on_decided(node, slot, value)
+                });
+                spawn_node(Learner::new(id, config, durable), transport, storage, seed, Some(observer))
+            }
+            Role::Client => unreachable!("clients are not cluster nodes"),
+        };
+        slot.handle = Some(handle);
+        slot.paused = false;
+    }
+
+    pub fn is_alive(&self, id: NodeId) -> bool {
+        self.slots.borrow().get(&id).is_some_and(|s| s.handle.is_some())
+    }
+
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.slots.borrow().get(&id).is_some_and(|s| s.paused)
+    }
+
+    pub fn kill(&self, id: NodeId) {
+        let handle = self.slots.borrow_mut().get_mut(&id).and_then(|s| {
+            s.paused = false;
+            s.handle.take()
+        });
+        if let Some(h) = handle {
+            h.kill();
+        }
+        self.net.unregister(id);
+    }
+
+    pub fn restart(&self, id: NodeId) {
+        self.start_node(id);
+    }
+
+    pub fn pause(&self, id: NodeId) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = slots.get_mut(&id).expect("configured node");
+        if let Some(h) = &slot.handle {
+            h.control(Control::Pause);
+            slot.paused = true;
+        }
+    }
+
+    pub fn resume(&self, id: NodeId) {
+        let mut slots = self.slots.borrow_mut();
+        let slot = slots.get_mut(&id).expect("configured node");
+        if let Some(h) = &slot.handle {
+            h.control(Control::Resume);
+        }
+        slot.paused = false;
+    }
+
+    pub fn fault(&self, cmd: &FaultCommand) {
+        let current = self.net.default_faults();
+        match cmd {
+            FaultCommand::Partition { a, b } => self.net.partition(a, b),
+            FaultCommand::Isolate(n) => self.net.isolate(*n),
+            FaultCommand::Heal => self.net.heal(),
+            FaultCommand::DropRate(p) => self.net.set_default_faults(LinkFaults { drop: *p, ..current }),
+            FaultCommand::DuplicateRate(p) => self.net.set_default_faults(LinkFaults { duplicate: *p, ..current }),
+            FaultCommand::Delay { min_ms, max_ms } => {
+                let d = (Duration::from_millis(*min_ms), Duration::from_millis(*max_ms));
+                self.net.set_default_faults(LinkFaults { delay: Some(d), ..current })
+            }
+        }
+    }
+
+    pub async fn status(&self, id: NodeId) -> Option<Status> {
+        if !self.is_alive(id) || self.is_paused(id) {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
+            h.control(Control::Status(tx));
+        }
+        tokio::time::timeout(STATUS_DEADLINE, rx).await.ok()?.ok()
+    }
+
+    /// Nodes whose task ended although nobody killed them (a panic, a storage error).
+    pub fn crashed(&self) -> Vec<NodeId> {
+        self.slots
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.handle.as_ref().is_some_and(|h| h.is_finished()))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    pub fn stats(&self) -> BTreeMap<&'static str, u64> {
+        let s = self.net.stats();
+        BTreeMap::from([
+            ("sent", s.sent),
+            ("delivered", s.delivered),
+            ("dropped_partition", s.dropped_partition),
+            ("dropped_random", s.dropped_random),
+            ("dropped_down", s.dropped_down),
+            ("duplicated", s.duplicated),
+        ])
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn shutdown(&self) {
+        for slot in self.slots.borrow_mut().values_mut() {
+            if let Some(h) = slot.handle.take() {
+                h.kill();
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The process backend (`--transport tcp|zmq`): every node its own OS process on
+//! 127.0.0.1 with free ports, its own data dir and log file under a run folder.
+//!
+//! `kill` is SIGKILL, `pause`/`resume` are SIGSTOP/SIGCONT, `restart` starts the same node
+//! on the same ports and data dir. Partitions, drops, delays and duplication are applied
+//! inside each node's transport through its control channel: not a kernel partition (the
+//! sockets stay up; messages are discarded on their way out and in). Every node learns the
+//! current faults again when it restarts or resumes.
+//!
+//! No orphans: every child is killed and reaped when the backend is dropped (pass, fail,
+//! script error, panic), and is started with PR_SET_PDEATHSIG so the kernel kills it if
+//! chaos itself dies (Ctrl-C, SIGKILL).
+
+use crate::invariants::Recorder;
+use ballot_core::{Config, NodeId, Status};
+use ballot_nodes::control::{ControlClient, ControlReply, ControlRequest, FaultCommand};
+use ballot_nodes::ClientHandle;
+use ballot_transports::{EventLog, NetOptions, TcpTransport, ZmqTransport};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    Tcp,
+    Zmq,
+}
+
+impl NetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetKind::Tcp => "tcp",
+            NetKind::Zmq => "zmq",
+        }
+    }
+}
+
+/// Deadline for a node to start answering on its control channel.
+const START_DEADLINE: Duration = Duration::from_secs(15);
+/// Deadline of one control request.
+const CONTROL_DEADLINE: Duration = Duration::from_millis(1000);
+
+struct Proc {
+    child: Option<Child>,
+    paused: bool,
+    incarnation: u64,
+}
+
+pub struct ProcBackend {
+    config: Arc<Config>,
+    kind: NetKind,
+    seed: u64,
+    run_dir: PathBuf,
+    program: (PathBuf, Vec<String>),
+    addrs: BTreeMap<NodeId, (SocketAddr, SocketAddr)>,
+    client_addr: SocketAddr,
+    procs: RefCell<BTreeMap<NodeId, Proc>>,
+    /// Faults in force since the last heal, replayed to a node that (re)starts or resumes.
+    faults: RefCell<Vec<FaultCommand>>,
+    recorder: Arc<Mutex<Recorder>>,
+    /// Per learner, the last applied slot already fed to the recorder.
+    pulled: RefCell<BTreeMap<NodeId, u64>>,
+    log: EventLog,
+}
+
+/// How to start a node: `BALLOT_NODE_BIN`, else this `chaos` binary's `node` command, else
+/// a `chaos` or `ballot-node` binary next to the running executable (tests).
+pub fn node_program() -> Result<(PathBuf, Vec<String>), String> {
+    if let Ok(p) = std::env::var("BALLOT_NODE_BIN") {
+        return Ok((PathBuf::from(p), Vec::new()));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the running executable: {e}"))?;
+    if exe.file_stem().is_some_and(|s| s == "chaos") {
+        return Ok((exe, vec!["node".into()]));
+    }
+    for dir in exe.ancestors().skip(1).take(2) {
+        if dir.join("chaos").is_file() {
+            return Ok((dir.join("chaos"), vec!["node".into()]));
+        }
+        if dir.join("ballot-node").is_file() {
+            return Ok((dir.join("ballot-node"), Vec::new()));
+        }
+    }
+    Err("cannot find the node binary: build it (cargo build -p ballot-chaos) or set BALLOT_NODE_BIN".into())
+}
+
+fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    // Hold every listener until all are chosen, so no port is handed out twice.
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    listeners.iter().map(|l| l.local_addr()).collect()
+}
+
+impl ProcBackend {
+    pub async fn start(
+        config: Arc<Config>,
+        kind: NetKind,
+        seed: u64,
+        log: EventLog,
+        recorder: Arc<Mutex<Recorder>>,
+    ) -> Result<(Self, ClientHandle), String> {
+        let program = node_program()?;
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let run_dir = std::env::temp_dir().join(format!("ballot-run-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+        let ids: Vec<NodeId> = config.nodes().collect();
+        let ports = free_ports(ids.len() * 2).map_err(|e| format!("cannot find free ports: {e}"))?;
+        let addrs: BTreeMap<NodeId, (SocketAddr, SocketAddr)> =
+            ids.iter().enumerate().map(|(i, &id)| (id, (ports[2 * i], ports[2 * i + 1]))).collect();
+        let peers: BTreeMap<NodeId, SocketAddr> = addrs.iter().map(|(&id, &(a, _))| (id, a)).collect();
+        let client_id = NodeId::client(1);
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (client, client_addr) = match kind {
+            NetKind::Tcp => {
+                let t = TcpTransport::bind(client_id, any, peers, NetOptions::default())
+                    .await
+                    .map_err(|e| format!("client cannot listen: {e}"))?;
+                let a = t.local_addr();
+                (ClientHandle::spawn(t, config.proposers.clone()), a)
+            }
+            NetKind::Zmq => {
+                let t = ZmqTransport::bind(client_id, any, peers, NetOptions::default())
+                    .await
+                    .map_err(|e| format!("client cannot listen: {e}"))?;
+                let a = t.local_addr();
+                (ClientHandle::spawn(t, config.proposers.clone()), a)
+            }
+        };
+        let procs = ids.iter().map(|&id| (id, Proc { child: None, paused: false, incarnation: 0 })).collect();
+        let backend = ProcBackend {
+            config,
+            kind,
+            seed,
+            run_dir,
+            program,
+            addrs,
+            client_addr,
+            procs: RefCell::new(procs),
+            faults: RefCell::new(Vec::new()),
+            recorder,
+            pulled: RefCell::new(BTreeMap::new()),
+            log,
+        };
+        for &id in &ids {
+            backend.spawn(id)?;
+        }
+        for &id in &ids {
+            backend.wait_ready(id).await?;
+        }
+        Ok((backend, client))
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn spawn(&self, id: NodeId) -> Result<(), String> {
+        let (listen, control) = self.addrs[&id];
+        let peers: Vec<String> = self
+            .addrs
+            .iter()
+            .map(|(n, (a, _))| format!("{n}={a}"))
+            .chain(std::iter::once(format!("{}={}", NodeId::client(1), self.client_addr)))
+            .collect();
+        let t = &self.config.timing;
+        let dir = self.run_dir.join(id.to_string());
+        let log_path = self.run_dir.join(format!("{id}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let mut procs = self.procs.borrow_mut();
+        let p = procs.get_mut(&id).expect("configured node");
+        p.incarnation += 1;
+        let mut cmd = Command::new(&self.program.0);
+        cmd.args(&self.program.1)
+            .arg("--id")
+            .arg(id.to_string())
+            .args(["--transport", self.kind.name()])
+            .arg("--listen")
+            .arg(listen.to_string())
+            .arg("--control")
+            .arg(control.to_string())
+            .arg("--peers")
+            .arg(peers.join(","))
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--candidates")
+            .arg(self.config.candidates.join(","))
+            .arg("--seed")
+            .arg((self.seed ^ p.incarnation.rotate_left(32)).to_string())
+            .arg("--heartbeat-ms")
+            .arg(t.heartbeat_ms.to_string())
+            .arg("--election-min-ms")
+            .arg(t.election_min_ms.to_string())
+            .arg("--election-max-ms")
+            .arg(t.election_max_ms.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        #[cfg(target_os = "linux")]
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            // If chaos dies, for any reason, the kernel kills its nodes.
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("cannot start {id} ({}): {e}", self.program.0.display()))?;
+        p.child = Some(child);
+        p.paused = false;
+        Ok(())
+    }
+
+    async fn wait_ready(&self, id: NodeId) -> Result<(), String> {
+        let control = self.addrs[&id].1;
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(mut c) = ControlClient::connect(control).await {
+                if let Ok(ControlReply::Ok) = c.request(&ControlRequest::Ping, CONTROL_DEADLINE).await {
+                    return self.sync_faults(id).await;
+                }
+            }
+            let exited = {
+                let mut procs = self.procs.borrow_mut();
+                let p = procs.get_mut(&id).expect("configured node");
+                p.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            };
+            if let Some(status) = exited {
+                let log = self.run_dir.join(format!("{id}.log"));
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let last = tail.lines().last().unwrap_or("").to_string();
+                return Err(format!("{id} exited at start ({status}): {last} (log: {})", log.display()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("{id} did not answer on {control} within {START_DEADLINE:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn control(&self, id: NodeId, req: &ControlRequest) -> Option<ControlReply> {
+        if !self.is_alive(id) || self.is_paused(id) {
+            return None;
+        }
+        let mut c = ControlClient::connect(self.addrs[&id].1).await.ok()?;
+        c.request(req, CONTROL_DEADLINE).await.ok()
+    }
+
+    /// Tell a node every fault in force, from a clean slate.
+    async fn sync_faults(&self, id: NodeId) -> Result<(), String> {
+        let cmds: Vec<FaultCommand> =
+            std::iter::once(FaultCommand::Heal).chain(self.faults.borrow().iter().cloned()).collect();
+        for cmd in cmds {
+            match self.control(id, &ControlRequest::Faults(cmd)).await {
+                Some(ControlReply::Ok) => {}
+                other => return Err(format!("{id} did not take a fault command: {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_alive(&self, id: NodeId) -> bool {
+        self.procs.borrow().get(&id).is_some_and(|p| p.child.is_some())
+    }
+
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.procs.borrow().get(&id).is_some_and(|p| p.paused)
+    }
+
+    fn signal(&self, id: NodeId, sig: libc::c_int) {
+        if let Some(c) = self.procs.borrow().get(&id).and_then(|p| p.child.as_ref()) {
+            // SAFETY: a plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
+    pub fn kill(&self, id: NodeId) {
+        let child = self.procs.borrow_mut().get_mut(&id).and_then(|p| {
+            p.paused = false;
+            p.child.take()
+        });
+        if let Some(mut c) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&self, id: NodeId) -> Result<(), String> {
+        self.spawn(id)?;
+        self.wait_ready(id).await
+    }
+
+    pub async fn pause(&self, id: NodeId) {
+        self.signal(id, libc::SIGSTOP);
+        if let Some(p) = self.procs.borrow_mut().get_mut(&id) {
+            p.paused = p.child.is_some();
+        }
+    }
+
+    pub async fn resume(&self, id: NodeId) {
+        self.signal(id, libc::SIGCONT);
+        let was_paused = self.procs.borrow_mut().get_mut(&id).map(|p| std::mem::replace(&mut p.paused, false));
+        if was_paused == Some(true) {
+            // Faults may have changed while it was stopped.
+            let _ = self.sync_faults(id).await;
+        }
+    }
+
+    pub async fn fault(&self, cmd: &FaultCommand) {
+        {
+            let mut f = self.faults.borrow_mut();
+            if *cmd == FaultCommand::Heal {
+                f.clear();
+            } else {
+                f.push(cmd.clone());
+            }
+        }
+        let ids: Vec<NodeId> = self.addrs.keys().copied().collect();
+        for id in ids {
+            let _ = self.control(id, &ControlRequest::Faults(cmd.clone())).await;
+        }
+    }
+
+    pub async fn status(&self, id: NodeId) -> Option<Status> {
+        match self.control(id, &ControlRequest::Status).await? {
+            ControlReply::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Feed the recorder every slot the live learners applied since the last pull.
+    pub async fn pull_decided(&self) {
+        for &l in &self.config.learners {
+            loop {
+                let after = self.pulled.borrow().get(&l).copied().unwrap_or(0);
+                let Some(ControlReply::Applied(entries)) =
+                    self.control(l, &ControlRequest::Applied { after, max: 256 }).await
+                else {
+                    break;
+                };
+                let Some(&(last, _)) = entries.last() else { break };
+                let mut rec = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+                for (slot, value) in &entries {
+                    rec.on_decided(l, *slot, value);
+                }
+                self.pulled.borrow_mut().insert(l, last);
+            }
+        }
+    }
+
+    /// Nodes that exited although nobody killed them.
+    pub fn crashed(&self) -> Vec<NodeId> {
+        let mut procs = self.procs.borrow_mut();
+        let mut out = Vec::new();
+        for (&id, p) in procs.iter_mut() {
+            if p.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Kill and reap every node. Idempotent.
+    pub fn shutdown(&self) {
+        for p in self.procs.borrow_mut().values_mut() {
+            if let Some(mut c) = p.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Remove the run folder (after a passing run).
+    pub fn remove_run_dir(&self) {
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+impl Drop for ProcBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

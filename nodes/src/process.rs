@@ -1,0 +1,273 @@
+//! A node as an OS process: what `ballot-node` runs (and `chaos node`, which chaos spawns
+//! for its tcp and zmq runs).
+//!
+//! ```text
+//! ballot-node --id proposer-1 --transport tcp --listen 127.0.0.1:7001 \
+//!   --peers proposer-1=127.0.0.1:7001,acceptor-1=127.0.0.1:7101,learner-1=127.0.0.1:7201,client-1=127.0.0.1:7301 \
+//!   --data-dir ./data/proposer-1 --candidates ada,grace,linus
+//! ```
+//! The cluster is every node named in `--peers` (clients are not members; they are only
+//! addresses to answer). Logs go to stderr through `tracing` (`RUST_LOG=debug`). SIGTERM
+//! and Ctrl-C stop the node cleanly. One line on stdout says it is ready:
+//! `ready <node> listen=<addr> control=<addr>`.
+
+use crate::control::{self, FaultSink, TransportFaults};
+use crate::{spawn_node, DiskStorage, Identity, NodeHandle};
+use ballot_core::{Acceptor, Config, Learner, NodeId, Proposer, Role, Storage};
+use ballot_transports::{FaultHandle, Faulty, NetOptions, TcpTransport, Transport, ZmqTransport};
+use clap::{Parser, ValueEnum};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ballot-node", version, about = "Run one ballot node")]
+pub struct NodeArgs {
+    /// Node name (`proposer-1`), or its index when --role is given.
+    #[arg(long)]
+    pub id: String,
+    /// proposer, acceptor, learner, or replica (all three roles, each at its own address
+    /// from --peers).
+    #[arg(long)]
+    pub role: Option<RoleArg>,
+    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
+    pub transport: TransportArg,
+    /// Address to listen on; defaults to this node's address in --peers.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Every node of the cluster and every client, as name=host:port, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// Where durable state lives (one sub-folder per role for a replica).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "ada,grace,linus")]
+    pub candidates: Vec<String>,
+    /// Name of the cluster: a data dir of another cluster is refused.
+    #[arg(long, default_value = "ballot")]
+    pub cluster_id: String,
+    /// Control channel address (status, log, simulated faults) for chaos and tools.
+    #[arg(long)]
+    pub control: Option<SocketAddr>,
+    /// Seed of this node's random timer delays and simulated faults.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Leader heartbeat period, ms.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    /// A follower runs for leader after a random silence in this range, ms.
+    #[arg(long, default_value_t = 150)]
+    pub election_min_ms: u64,
+    #[arg(long, default_value_t = 300)]
+    pub election_max_ms: u64,
+    /// Largest frame accepted or sent, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_frame: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Proposer,
+    Acceptor,
+    Learner,
+    Replica,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    Tcp,
+    Zmq,
+}
+
+fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for item in list.iter().filter(|s| !s.is_empty()) {
+        let (name, addr) = item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
+        let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
+        let addr: SocketAddr =
+            addr.trim().parse().map_err(|_| format!("--peers: '{addr}' is not a host:port address (for {name})"))?;
+        peers.insert(id, addr);
+    }
+    Ok(peers)
+}
+
+fn ids_of(args: &NodeArgs) -> Result<Vec<NodeId>, String> {
+    let role = |r: RoleArg| match r {
+        RoleArg::Proposer => Role::Proposer,
+        RoleArg::Acceptor => Role::Acceptor,
+        RoleArg::Learner => Role::Learner,
+        RoleArg::Replica => unreachable!(),
+    };
+    let by_index = |index: &str| -> Result<u16, String> {
+        index.parse::<u16>().ok().filter(|&i| i > 0).ok_or_else(|| format!("--id '{index}' is not a node index (1, 2, ...)"))
+    };
+    match (args.role, args.id.parse::<NodeId>()) {
+        (Some(RoleArg::Replica), _) => {
+            let i = match args.id.parse::<NodeId>() {
+                Ok(id) => id.index,
+                Err(_) => by_index(&args.id)?,
+            };
+            Ok(vec![NodeId::proposer(i), NodeId::acceptor(i), NodeId::learner(i)])
+        }
+        (Some(r), Ok(id)) if id.role != role(r) => Err(format!("--id {id} is not a {:?}", r).to_lowercase()),
+        (_, Ok(id)) => Ok(vec![id]),
+        (Some(r), Err(_)) => Ok(vec![NodeId::new(role(r), by_index(&args.id)?)]),
+        (None, Err(e)) => Err(e.to_string()),
+    }
+}
+
+async fn start_one(
+    id: NodeId,
+    args: &NodeArgs,
+    config: &Arc<Config>,
+    peers: &BTreeMap<NodeId, SocketAddr>,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    faults: FaultHandle,
+) -> Result<(NodeHandle, SocketAddr), String> {
+    let identity = Identity { cluster_id: args.cluster_id.clone(), node: id };
+    let mut storage = DiskStorage::open(&data_dir, &identity).map_err(|e| e.to_string())?;
+    let durable = storage.load().map_err(|e| e.to_string())?;
+    let others: BTreeMap<NodeId, SocketAddr> = peers.iter().filter(|(&n, _)| n != id).map(|(&n, &a)| (n, a)).collect();
+    let opts = NetOptions { max_frame: args.max_frame, ..NetOptions::default() };
+    let seed = args.seed ^ (((id.role as u64) << 16) | id.index as u64);
+    let bind_err = |e: std::io::Error| format!("{id} cannot listen on {listen}: {e}");
+    match args.transport {
+        TransportArg::Tcp => {
+            let t = TcpTransport::bind(id, listen, others, opts).await.map_err(bind_err)?;
+            let addr = t.local_addr();
+            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr))
+        }
+        TransportArg::Zmq => {
+            let t = ZmqTransport::bind(id, listen, others, opts).await.map_err(bind_err)?;
+            let addr = t.local_addr();
+            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr))
+        }
+    }
+}
+
+fn spawn_actor<T: Transport, S: Storage>(
+    id: NodeId,
+    config: &Arc<Config>,
+    durable: ballot_core::DurableState,
+    transport: T,
+    storage: S,
+    seed: u64,
+) -> NodeHandle {
+    let config = config.clone();
+    match id.role {
+        Role::Proposer => spawn_node(Proposer::new(id, config, durable), transport, storage, seed, None),
+        Role::Acceptor => spawn_node(Acceptor::new(id, config, durable), transport, storage, seed, None),
+        Role::Learner => spawn_node(Learner::new(id, config, durable), transport, storage, seed, None),
+        Role::Client => unreachable!("ids_of never yields a client"),
+    }
+}
+
+async fn run(args: NodeArgs) -> Result<(), String> {
+    let peers = parse_peers(&args.peers)?;
+    let ids = ids_of(&args)?;
+    let of_role = |r: Role| peers.keys().copied().filter(|n| n.role == r).collect::<Vec<_>>();
+    let mut config = Config::new(0, 0, 0, args.candidates.clone());
+    config.proposers = of_role(Role::Proposer);
+    config.acceptors = of_role(Role::Acceptor);
+    config.learners = of_role(Role::Learner);
+    config.timing.heartbeat_ms = args.heartbeat_ms.max(1);
+    config.timing.election_min_ms = args.election_min_ms.max(1);
+    config.timing.election_max_ms = args.election_max_ms.max(config.timing.election_min_ms);
+    if config.proposers.is_empty() || config.acceptors.is_empty() || config.learners.is_empty() {
+        return Err("--peers must name at least one proposer, one acceptor and one learner".into());
+    }
+    if args.candidates.iter().any(|c| c.is_empty()) {
+        return Err("--candidates: a candidate name is empty".into());
+    }
+    let config = Arc::new(config);
+    let faults = FaultHandle::new(args.seed);
+    let mut handles = Vec::new();
+    for &id in &ids {
+        let listen = match (args.listen, peers.get(&id)) {
+            (Some(l), _) if ids.len() == 1 => l,
+            (_, Some(&a)) => a,
+            _ => return Err(format!("no address for {id}: give --listen or name it in --peers")),
+        };
+        let dir = if ids.len() == 1 { args.data_dir.clone() } else { args.data_dir.join(id.to_string()) };
+        let (handle, addr) = start_one(id, &args, &config, &peers, listen, dir, faults.clone()).await?;
+        tracing::info!(node = %id, %addr, transport = ?args.transport, "listening");
+        handles.push((handle, addr));
+    }
+    let control_addr = match args.control {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for control on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let sink: Arc<dyn FaultSink> = Arc::new(TransportFaults::new(faults.clone()));
+            // A replica's control channel speaks for its first role (the proposer); all its
+            // roles share one fault layer.
+            tokio::spawn(control::serve(listener, handles[0].0.controller(), Some(sink)));
+            Some(local)
+        }
+        None => None,
+    };
+    for (h, addr) in &handles {
+        let control = control_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+        println!("ready {} listen={addr} control={control}", h.id);
+    }
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    for (h, _) in handles {
+        if let Err(e) = h.stop().await {
+            tracing::error!("{e}");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Run a node until SIGTERM or Ctrl-C: the whole `main` of `ballot-node`.
+pub fn main_with(args: NodeArgs) -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    // One thread: on 2 cores a current-thread runtime per node process avoids cross-core
+    // wake-ups (PERF.md).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ballot-node: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ballot-node: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
