@@ -99,17 +99,19 @@ fn main() -> ExitCode {
         for line in &r.printed {
             println!("      log: {line}");
         }
-        println!(
-            "{:<5} {}  seed={}  virtual={:.3}s  wall={:.3}s",
-            verdict_word(&r.verdict),
-            file.display(),
-            r.seed,
-            r.virtual_secs,
-            r.wall_secs
-        );
+        let times = if kind == ballot_chaos::TransportKind::Mem {
+            format!("virtual={:.3}s  wall={:.3}s", r.virtual_secs, r.wall_secs)
+        } else {
+            format!("wall={:.3}s", r.wall_secs)
+        };
+        println!("{:<5} {}  seed={}  {times}", verdict_word(&r.verdict), file.display(), r.seed);
         if let Verdict::Fail(m) | Verdict::ScriptError(m) = &r.verdict {
             println!("      {m}");
-            println!("      reproduce: chaos run {} --seed {}", file.display(), r.seed);
+            let flag = if kind == ballot_chaos::TransportKind::Mem { String::new() } else { format!(" --transport {}", format!("{transport:?}").to_lowercase()) };
+            println!("      reproduce: chaos run {}{flag} --seed {}", file.display(), r.seed);
+            if let Some(dir) = &r.run_dir {
+                println!("      node logs: {}", dir.display());
+            }
         }
         for line in &r.events {
             events.push_str(line);

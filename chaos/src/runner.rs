@@ -29,6 +29,8 @@ pub struct ScenarioResult {
     pub events: Vec<String>,
     /// What the script logged.
     pub printed: Vec<String>,
+    /// Node data and logs of a failed run on real processes (removed after a pass).
+    pub run_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -90,6 +92,7 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
         wall_secs: 0.0,
         events: Vec::new(),
         printed: Vec::new(),
+        run_dir: None,
     };
     let source = match std::fs::read_to_string(path) {
         Ok(s) => s,
@@ -166,6 +169,13 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     result.virtual_secs = t0.elapsed().as_secs_f64();
     for c in ctx.clusters.borrow().iter() {
         c.shutdown();
+        if let crate::cluster::Backend::Proc(b) = c.backend() {
+            if result.verdict == Verdict::Pass {
+                b.remove_run_dir();
+            } else {
+                result.run_dir = Some(b.run_dir().to_path_buf());
+            }
+        }
     }
     log.record(|| format!("verdict {}", verdict_word(&result.verdict)));
     result.events = log.lines();
