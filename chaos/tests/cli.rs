@@ -89,13 +89,14 @@ fn an_unknown_candidate_is_an_outcome_not_a_crash() {
 }
 
 #[test]
-fn a_missing_file_or_transport_not_built_exits_2_in_one_line() {
+fn a_missing_file_or_an_unknown_transport_exits_2() {
     let o = chaos(&["run", "scenarios/nope.rhai"]);
     assert_eq(o.status.code(), Some(2), &stdout(&o));
     assert!(stdout(&o).contains("scenarios/nope.rhai: no such file or folder"), "{}", stdout(&o));
-    let o = chaos(&["run", "scenarios/quorum_loss.rhai", "--transport", "tcp"]);
+    let o = chaos(&["run", "scenarios/quorum_loss.rhai", "--transport", "pigeon"]);
     assert_eq(o.status.code(), Some(2), &stdout(&o));
-    assert!(stdout(&o).contains("transport 'tcp' is not available yet"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("invalid value 'pigeon'"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[possible values: mem, tcp, zmq]"), "{}", stdout(&o));
 }
 
 #[test]
