@@ -68,3 +68,123 @@ pub fn scenarios(dir: PathBuf, seed: u64) -> Result<(usize, f64, f64, Vec<String
     }
     Ok((files.len(), t0.elapsed().as_secs_f64(), virt, failures))
 }
+
+/// Figures of one run on real node processes.
+#[derive(Clone, Debug)]
+pub struct ProcFigures {
+    pub voters: usize,
+    pub committed: usize,
+    pub wall_secs: f64,
+    /// Latency of each committed vote, ms, sorted.
+    pub latencies_ms: Vec<f64>,
+}
+
+impl ProcFigures {
+    pub fn votes_per_sec(&self) -> f64 {
+        self.committed as f64 / self.wall_secs
+    }
+    pub fn percentile(&self, p: f64) -> f64 {
+        percentile(&self.latencies_ms, p)
+    }
+}
+
+/// The `p`-th percentile (0-100) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn real_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// `voters` clients, each casting `per_voter` votes in turn, against a 3-proposer,
+/// 3-acceptor, 2-learner cluster of node processes with fsync on.
+pub fn proc_throughput(transport: TransportKind, voters: usize, per_voter: usize, seed: u64) -> Result<ProcFigures, String> {
+    let rt = real_runtime();
+    rt.block_on(async {
+        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
+        c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
+        let opts = VoteOptions { timeout: Some(Duration::from_secs(10)), ..VoteOptions::default() };
+        let t0 = Instant::now();
+        let per: Vec<Vec<f64>> = join_all((0..voters).map(|v| {
+            let (c, opts) = (&c, &opts);
+            async move {
+                let mut lat = Vec::new();
+                for i in 0..per_voter {
+                    let r = c.vote(&format!("voter-{v}-{i}"), "ada", opts).await;
+                    if r.ok {
+                        lat.push(r.latency_ms);
+                    }
+                }
+                lat
+            }
+        }))
+        .await;
+        let wall_secs = t0.elapsed().as_secs_f64();
+        let mut latencies_ms: Vec<f64> = per.into_iter().flatten().collect();
+        latencies_ms.sort_by(|a, b| a.total_cmp(b));
+        c.shutdown();
+        if let crate::cluster::Backend::Proc(b) = c.backend() {
+            b.remove_run_dir();
+        }
+        Ok(ProcFigures { voters, committed: latencies_ms.len(), wall_secs, latencies_ms })
+    })
+}
+
+/// Kill -9 the leader while `load` voters keep voting; time from the kill to the first
+/// vote committed after it, `trials` times. Returns the times in ms, sorted.
+pub fn failover(transport: TransportKind, trials: usize, load: usize, seed: u64) -> Result<Vec<f64>, String> {
+    let rt = real_runtime();
+    rt.block_on(async {
+        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
+        c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
+        let done = std::cell::Cell::new(false);
+        let background = join_all((0..load).map(|v| {
+            let (c, done) = (&c, &done);
+            async move {
+                let opts = VoteOptions { timeout: Some(Duration::from_secs(2)), ..VoteOptions::default() };
+                let mut i = 0;
+                while !done.get() {
+                    c.vote(&format!("load-{v}-{i}"), "grace", &opts).await;
+                    i += 1;
+                }
+            }
+        }));
+        let measure = async {
+            let mut times = Vec::new();
+            for trial in 0..trials {
+                let Some(leader) = c.wait_for_leader(Duration::from_secs(10)).await else { break };
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let t0 = Instant::now();
+                c.kill(leader);
+                // Ask through every proposer in turn, resending often, so the figure is the
+                // cluster's recovery and not the client's retry period.
+                let opts = VoteOptions {
+                    timeout: Some(Duration::from_secs(10)),
+                    retry_every: Some(Duration::from_millis(20)),
+                    ..VoteOptions::default()
+                };
+                let r = c.vote(&format!("probe-{trial}"), "linus", &opts).await;
+                if r.ok {
+                    times.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+                c.restart(leader).await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            done.set(true);
+            Ok::<_, String>(times)
+        };
+        let (times, _) = futures_util::future::join(measure, background).await;
+        let mut times = times?;
+        times.sort_by(|a, b| a.total_cmp(b));
+        c.shutdown();
+        if let crate::cluster::Backend::Proc(b) = c.backend() {
+            b.remove_run_dir();
+        }
+        Ok(times)
+    })
+}

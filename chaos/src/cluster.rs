@@ -54,6 +54,8 @@ pub struct VoteOptions {
     pub timeout: Option<Duration>,
     pub via: Option<NodeId>,
     pub request_id: Option<String>,
+    /// Resend after this long without an answer (the client's default when None).
+    pub retry_every: Option<Duration>,
 }
 
 /// A scenario misused the API (unknown node, bad argument): the script is wrong.
@@ -312,6 +314,9 @@ impl Cluster {
         let mut submit = SubmitOptions { via: opts.via, ..SubmitOptions::default() };
         if let Some(t) = opts.timeout {
             submit.timeout = t;
+        }
+        if let Some(r) = opts.retry_every {
+            submit.retry_every = r;
         }
         let t0 = Instant::now();
         let result = self.client.submit(cmd, &submit).await;

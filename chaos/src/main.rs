@@ -50,6 +50,13 @@ enum Cmd {
         /// Folder of scenarios to time.
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
+        /// mem (in-process figures) or tcp/zmq (node processes, fsync on: throughput,
+        /// latency and failover).
+        #[arg(long, value_enum, default_value_t = TransportKind::Mem)]
+        transport: TransportKind,
+        /// Failover trials (tcp/zmq).
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
     },
 }
 
@@ -74,7 +81,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (paths, transport, seed, log, junit) = match cli.cmd {
         Cmd::Run { paths, transport, seed, log, junit } => (paths, transport, seed, log, junit),
-        Cmd::Bench { votes, voters, runs, scenarios } => return bench(votes, &voters, runs.max(1), scenarios),
+        Cmd::Bench { votes, voters, runs, scenarios, transport, trials } => {
+            return match transport {
+                TransportKind::Mem => bench(votes, &voters, runs.max(1), scenarios),
+                TransportKind::Tcp => bench_procs(ballot_chaos::TransportKind::Tcp, &voters, trials),
+                TransportKind::Zmq => bench_procs(ballot_chaos::TransportKind::Zmq, &voters, trials),
+            }
+        }
         Cmd::Node(args) => return ballot_nodes::process::main_with(args),
     };
     let files = match runner::collect_scenarios(&paths) {
@@ -176,6 +189,45 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
             rate,
             results.iter().map(|r| format!("{:.0}", r.votes_per_sec())).collect::<Vec<_>>().join(", ")
         );
+    }
+    ExitCode::SUCCESS
+}
+
+fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usize) -> ExitCode {
+    use ballot_chaos::bench;
+    println!("chaos bench: {kind:?} node processes on 127.0.0.1, 3 proposers, 3 acceptors, 2 learners, fsync on");
+    for &n in voters {
+        let n = n.max(1);
+        let per = if n == 1 { 2000 } else { (64_000 / n).max(1) };
+        match bench::proc_throughput(kind, n, per, 11) {
+            Ok(f) => println!(
+                "voters={n:<4} committed={:<6} votes/s={:.0} latency p50={:.2}ms p99={:.2}ms",
+                f.committed,
+                f.votes_per_sec(),
+                f.percentile(50.0),
+                f.percentile(99.0)
+            ),
+            Err(e) => {
+                eprintln!("chaos: bench failed: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    if trials > 0 {
+        match bench::failover(kind, trials, 8, 12) {
+            Ok(t) => println!(
+                "failover (kill -9 of the leader under 8 voters' load -> next committed vote): trials={} p50={:.0}ms p99={:.0}ms min={:.0}ms max={:.0}ms",
+                t.len(),
+                bench::percentile(&t, 50.0),
+                bench::percentile(&t, 99.0),
+                t.first().copied().unwrap_or(f64::NAN),
+                t.last().copied().unwrap_or(f64::NAN)
+            ),
+            Err(e) => {
+                eprintln!("chaos: failover bench failed: {e}");
+                return ExitCode::from(1);
+            }
+        }
     }
     ExitCode::SUCCESS
 }
