@@ -26,10 +26,22 @@ fn run(seed: u64) -> Result<(), String> {
         let spec = ClusterSpec {
             proposers: rng.gen_range(1..=3),
             acceptors: [3, 3, 5][rng.gen_range(0..3)],
-            learners: rng.gen_range(1..=2),
+            learners: rng.gen_range(1..=3),
             ..ClusterSpec::default()
         };
-        let c = Cluster::start(spec, seed, EventLog::new(false), TransportKind::Mem).await.map_err(|e| e.to_string())?;
+        // Small logs and catch-up pages, so compaction and snapshot transfer happen often.
+        let mut spec = spec;
+        spec.timing.snapshot_every = rng.gen_range(2..64);
+        spec.timing.catch_up_batch = rng.gen_range(4..64);
+        // With SIM_LOG set, the event log of a failing seed is written to that file.
+        let log = EventLog::new(std::env::var_os("SIM_LOG").is_some());
+        let c = Cluster::start(spec, seed, log.clone(), TransportKind::Mem).await.map_err(|e| e.to_string())?;
+        let dump = |e: String| {
+            if let Some(path) = std::env::var_os("SIM_LOG") {
+                let _ = std::fs::write(path, log.lines().join("\n"));
+            }
+            e
+        };
         let nodes = c.nodes();
         let cands = ["ada", "grace", "linus", "nobody"];
         let mut retries: Vec<(String, String, String)> = Vec::new();
@@ -83,7 +95,7 @@ fn run(seed: u64) -> Result<(), String> {
         }
         let violations = c.finish().await;
         if !violations.is_empty() {
-            return Err(violations.join("; "));
+            return Err(dump(violations.join("; ")));
         }
         // Liveness after repair: a new vote commits.
         let r = c.vote("after-repair", "ada", &VoteOptions { timeout: Some(Duration::from_secs(5)), ..VoteOptions::default() }).await;

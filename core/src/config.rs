@@ -35,8 +35,11 @@ pub struct Timing {
     pub window: usize,
     /// Most commands a proposer holds while it waits for a slot or a leader.
     pub queue_limit: usize,
-    /// Most slots sent in one catch-up answer.
+    /// Most slots sent in one catch-up answer; a learner further behind than this gets a
+    /// snapshot instead.
     pub catch_up_batch: usize,
+    /// A learner compacts its applied log into a snapshot every this many slots.
+    pub snapshot_every: usize,
 }
 
 impl Default for Timing {
@@ -52,6 +55,7 @@ impl Default for Timing {
             window: 8,
             queue_limit: 1 << 20,
             catch_up_batch: 256,
+            snapshot_every: 4096,
         }
     }
 }

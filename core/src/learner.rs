@@ -16,7 +16,10 @@ pub struct Learner {
     id: NodeId,
     config: Arc<Config>,
     state: VotingState,
-    /// Applied values: `log[i]` is slot `i + 1`. Serves other learners' catch-up.
+    /// Slot the state machine's snapshot stands for; `log` holds the slots after it.
+    base: u64,
+    /// Applied values after `base`: `log[i]` is slot `base + i + 1`. Serves other
+    /// learners' catch-up.
     log: Vec<Value>,
     /// Slots above the applied ones: who accepted what, per ballot.
     pending: BTreeMap<u64, BTreeMap<Ballot, (BTreeSet<NodeId>, Value)>>,
@@ -24,6 +27,8 @@ pub struct Learner {
     chosen: BTreeMap<u64, Value>,
     /// Highest slot this learner has heard of.
     known: u64,
+    /// How far each peer learner says it has applied.
+    peers: BTreeMap<NodeId, u64>,
     leader: Option<NodeId>,
     /// `applied()` at the previous catch-up check: no progress since then means ask.
     applied_at_last_check: u64,
@@ -31,23 +36,30 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// A learner resuming from what it persisted: its applied slots are replayed.
+    /// A learner resuming from what it persisted: its snapshot, then its applied slots
+    /// replayed.
     pub fn new(id: NodeId, config: Arc<Config>, durable: DurableState) -> Self {
-        let mut state = VotingState::new(config.candidates.clone());
+        let base = durable.snapshot_slot();
+        let mut state = match durable.snapshot {
+            Some((_, state)) => state,
+            None => VotingState::new(config.candidates.clone()),
+        };
         for (i, value) in durable.applied.iter().enumerate() {
             for cmd in value.iter() {
-                state.apply(i as u64 + 1, cmd);
+                state.apply(base + i as u64 + 1, cmd);
             }
         }
-        let applied = durable.applied.len() as u64;
+        let applied = base + durable.applied.len() as u64;
         Learner {
             id,
             config,
             state,
+            base,
             log: durable.applied,
             pending: BTreeMap::new(),
             chosen: BTreeMap::new(),
             known: applied,
+            peers: BTreeMap::new(),
             leader: None,
             applied_at_last_check: applied,
             replies: BTreeMap::new(),
@@ -56,7 +68,7 @@ impl Learner {
 
     /// Last applied slot (0 before any).
     pub fn applied(&self) -> u64 {
-        self.log.len() as u64
+        self.base + self.log.len() as u64
     }
 
     pub fn state(&self) -> &VotingState {
@@ -65,7 +77,34 @@ impl Learner {
 
     /// The value applied at `slot`, if applied.
     pub fn value_at(&self, slot: u64) -> Option<&Value> {
-        slot.checked_sub(1).and_then(|i| self.log.get(i as usize))
+        slot.checked_sub(self.base + 1).and_then(|i| self.log.get(i as usize))
+    }
+
+    /// Applied values from slot `from` on (those still in the log), at most `max`.
+    fn entries_from(&self, from: u64, max: usize) -> Vec<(u64, Value)> {
+        (from.max(self.base + 1)..=self.applied()).take(max).filter_map(|s| Some((s, self.value_at(s)?.clone()))).collect()
+    }
+
+    /// Compact: the state machine as of now stands for every applied slot.
+    fn snapshot(&mut self, out: &mut Outbox) {
+        self.base = self.applied();
+        self.log.clear();
+        out.persist(PersistOp::LearnerSnapshot { applied: self.base, state: self.state.clone() });
+    }
+
+    /// Take a peer's state machine as of slot `applied`: it is the result of applying the
+    /// chosen slots, which are the same for every learner.
+    fn adopt(&mut self, applied: u64, state: VotingState, out: &mut Outbox) {
+        if applied <= self.applied() || state.candidates() != self.config.candidates.as_slice() {
+            return;
+        }
+        self.state = state;
+        self.base = applied;
+        self.log.clear();
+        self.known = self.known.max(applied);
+        self.chosen = self.chosen.split_off(&(applied + 1));
+        self.pending = self.pending.split_off(&(applied + 1));
+        out.persist(PersistOp::LearnerSnapshot { applied, state: self.state.clone() });
     }
 
     fn on_learn(&mut self, from: NodeId, entries: Vec<AcceptedEntry>) {
@@ -102,6 +141,9 @@ impl Learner {
             self.log.push(value);
             self.pending.remove(&slot);
         }
+        if self.log.len() >= self.config.timing.snapshot_every.max(1) {
+            self.snapshot(out);
+        }
     }
 }
 
@@ -131,16 +173,27 @@ impl Actor for Learner {
                 self.known = self.known.max(chosen);
                 self.leader = Some(ballot.leader());
             }
-            Message::CatchUp { applied } if self.config.learners.contains(&from) => {
-                // The asker has applied up to `applied`: slots up to there exist.
+            Message::Progress { applied } if self.config.learners.contains(&from) => {
+                // Slots up to there exist; remember who is how far, to ask the most
+                // advanced learner when behind.
                 self.known = self.known.max(applied);
-                let entries: Vec<_> = (applied + 1..=self.applied())
-                    .take(self.config.timing.catch_up_batch)
-                    .map(|slot| (slot, self.log[slot as usize - 1].clone()))
-                    .collect();
-                if !entries.is_empty() {
+                self.peers.insert(from, applied);
+            }
+            Message::CatchUp { applied } if self.config.learners.contains(&from) => {
+                self.known = self.known.max(applied);
+                self.peers.insert(from, applied);
+                let far = applied < self.base || self.applied() - applied > self.config.timing.catch_up_batch as u64;
+                if applied >= self.applied() {
+                    // Nothing to give.
+                } else if far {
+                    out.send(from, Message::Snapshot { applied: self.applied(), state: self.state.clone() });
+                } else {
+                    let entries = self.entries_from(applied + 1, self.config.timing.catch_up_batch);
                     out.send(from, Message::Chosen { entries });
                 }
+            }
+            Message::Snapshot { applied, state } if self.config.learners.contains(&from) => {
+                self.adopt(applied, state, out);
             }
             _ => {}
         }
@@ -154,22 +207,29 @@ impl Actor for Learner {
         let t = self.config.timing.catch_up_ms;
         out.set_timer(Timer::CatchUp, t, t);
         let behind = self.known > self.applied() || !self.chosen.is_empty();
-        let stuck = self.applied() == self.applied_at_last_check;
+        // Ask when the normal flow of Learn messages is not closing the gap: no progress
+        // since the last check, or further behind than one catch-up page.
+        let far = self.known - self.applied().min(self.known) > self.config.timing.catch_up_batch as u64;
+        let stuck = self.applied() == self.applied_at_last_check || far;
         self.applied_at_last_check = self.applied();
         let applied = self.applied();
         if behind && stuck {
-            // Ask everyone who may know: acceptors answer with what they accepted (counted
-            // by the same quorum rule), learners with what they applied (chosen values).
-            // Every answer is a fact about one slot, so it does not matter who answers first.
+            // Ask those who may know: acceptors answer with what they accepted (counted by
+            // the same quorum rule); the most advanced learner we know of answers with
+            // chosen values or, if we are far behind, a snapshot. Every answer is a fact
+            // about chosen slots, so no answer can be wrong, only late.
             for &a in &self.config.acceptors {
                 out.send(a, Message::CatchUp { applied });
             }
+            let ahead = self.peers.iter().filter(|(_, &p)| p > applied).max_by_key(|(&id, &p)| (p, std::cmp::Reverse(id)));
+            if let Some((&best, _)) = ahead {
+                out.send(best, Message::CatchUp { applied });
+            }
         }
-        // Learners always tell each other how far they are: a learner that missed every
-        // message about some slots, with no leader left to announce them, still finds out
-        // from a peer that is ahead (and the peer answers with the slots).
+        // Learners tell each other how far they are: a learner that missed every message
+        // about some slots, with no leader left to announce them, still finds out.
         for &l in self.config.learners.iter().filter(|&&l| l != self.id) {
-            out.send(l, Message::CatchUp { applied });
+            out.send(l, Message::Progress { applied });
         }
     }
 
@@ -180,7 +240,7 @@ impl Actor for Learner {
     }
 
     fn applied_values(&self, after: u64, max: usize) -> Vec<(u64, Value)> {
-        (after + 1..=self.applied()).take(max).map(|slot| (slot, self.log[slot as usize - 1].clone())).collect()
+        self.entries_from(after + 1, max)
     }
 
     fn status(&self) -> Status {
@@ -293,7 +353,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(asks, vec![NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3), NodeId::learner(2)]);
+        assert_eq!(asks, vec![NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3)], "no peer is known to be ahead");
         for a in [1, 3] {
             l.on_message(NodeId::acceptor(a), learn(1, b, &v1), &mut out);
         }
@@ -355,5 +415,81 @@ mod tests {
         let mut out = Outbox::new();
         l.flush(&mut out);
         assert!(out.is_empty());
+    }
+
+    fn config_with(catch_up_batch: usize, snapshot_every: usize) -> Arc<Config> {
+        let mut c = Config::new(2, 3, 3, vec!["ada".into(), "grace".into()]);
+        c.timing.catch_up_batch = catch_up_batch;
+        c.timing.snapshot_every = snapshot_every;
+        Arc::new(c)
+    }
+
+    fn feed(l: &mut Learner, slots: std::ops::RangeInclusive<u64>, out: &mut Outbox) {
+        let entries: Vec<_> = slots.map(|s| (s, vote(&format!("r{s}"), &format!("v{s}"), "ada"))).collect();
+        l.on_message(NodeId::learner(3), Message::Chosen { entries }, out);
+    }
+
+    #[test]
+    fn compacts_into_a_snapshot_and_restarts_from_it() {
+        let config = config_with(256, 4);
+        let mut l = Learner::new(NodeId::learner(1), config.clone(), DurableState::default());
+        let mut out = Outbox::new();
+        let mut durable = DurableState::default();
+        feed(&mut l, 1..=6, &mut out);
+        feed(&mut l, 7..=8, &mut out);
+        for e in out.take() {
+            if let Effect::Persist(op) = e {
+                durable.apply(&op);
+            }
+        }
+        assert_eq!(durable.snapshot_slot(), 6, "compacted once 4 or more slots were in the log");
+        assert_eq!(durable.last_applied(), 8);
+        let restarted = Learner::new(NodeId::learner(1), config, durable);
+        assert_eq!(restarted.applied(), 8);
+        assert_eq!(restarted.state(), l.state(), "snapshot + replayed log = the state before the crash");
+    }
+
+    #[test]
+    fn a_learner_far_behind_gets_a_snapshot_one_close_gets_slots() {
+        let config = config_with(2, 1000);
+        let mut ahead = Learner::new(NodeId::learner(1), config.clone(), DurableState::default());
+        let mut out = Outbox::new();
+        feed(&mut ahead, 1..=5, &mut out);
+        out.take();
+        ahead.on_message(NodeId::learner(2), Message::CatchUp { applied: 4 }, &mut out);
+        assert!(matches!(&out.take()[..], [Effect::Send { msg: Message::Chosen { entries }, .. }] if entries.len() == 1));
+        ahead.on_message(NodeId::learner(2), Message::CatchUp { applied: 0 }, &mut out);
+        let snap = match out.take().pop() {
+            Some(Effect::Send { to, msg: msg @ Message::Snapshot { .. } }) if to == NodeId::learner(2) => msg,
+            other => panic!("expected a snapshot, got {other:?}"),
+        };
+        let mut behind = Learner::new(NodeId::learner(2), config, DurableState::default());
+        behind.on_message(NodeId::learner(1), snap, &mut out);
+        assert_eq!(behind.applied(), 5);
+        assert_eq!(behind.state(), ahead.state());
+        assert!(matches!(&out.take()[..], [Effect::Persist(PersistOp::LearnerSnapshot { applied: 5, .. })]));
+        // A stale snapshot changes nothing.
+        behind.on_message(NodeId::learner(1), Message::Snapshot { applied: 3, state: VotingState::new(vec![]) }, &mut out);
+        assert_eq!(behind.applied(), 5);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn asks_the_most_advanced_learner() {
+        let config = config_with(256, 1000);
+        let mut l = Learner::new(NodeId::learner(1), config, DurableState::default());
+        let mut out = Outbox::new();
+        l.on_message(NodeId::learner(2), Message::Progress { applied: 7 }, &mut out);
+        l.on_message(NodeId::learner(3), Message::Progress { applied: 9 }, &mut out);
+        l.on_timer(Timer::CatchUp, &mut out);
+        let learners_asked: Vec<_> = out
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, msg: Message::CatchUp { .. } } if to.role == Role::Learner => Some(to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(learners_asked, vec![NodeId::learner(3)], "only the learner furthest ahead");
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::command::{Command, Reply, Value};
 use crate::ids::Ballot;
+use crate::voting::VotingState;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -43,6 +44,10 @@ pub enum Message {
     CatchUp { applied: u64 },
     /// Learner -> learner: chosen values, from the sender's applied log.
     Chosen { entries: Vec<(u64, Value)> },
+    /// Learner -> learner, every catch-up period: "I have applied up to `applied`".
+    Progress { applied: u64 },
+    /// Learner -> learner far behind: the state machine as of slot `applied`.
+    Snapshot { applied: u64, state: VotingState },
 }
 
 impl Message {
@@ -60,6 +65,8 @@ impl Message {
             Message::Nack { .. } => "Nack",
             Message::CatchUp { .. } => "CatchUp",
             Message::Chosen { .. } => "Chosen",
+            Message::Progress { .. } => "Progress",
+            Message::Snapshot { .. } => "Snapshot",
         }
     }
 }
@@ -95,6 +102,10 @@ impl fmt::Display for Message {
             Message::Nack { ballot, promised } => write!(f, "Nack(b={ballot} promised={promised})"),
             Message::CatchUp { applied } => write!(f, "CatchUp(applied={applied})"),
             Message::Chosen { entries } => write!(f, "Chosen(n={})", entries.len()),
+            Message::Progress { applied } => write!(f, "Progress(applied={applied})"),
+            Message::Snapshot { applied, state } => {
+                write!(f, "Snapshot(applied={applied} voters={})", state.voter_count())
+            }
         }
     }
 }

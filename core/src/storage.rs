@@ -2,6 +2,7 @@
 
 use crate::command::Value;
 use crate::ids::Ballot;
+use crate::voting::VotingState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,9 @@ pub enum PersistOp {
     Round(u64),
     /// Learner: `slot` applied with `value` (slots are applied in order, without gaps).
     Apply { slot: u64, value: Value },
+    /// Learner: the state machine as of slot `applied` stands for every slot up to it
+    /// (compaction, or a snapshot taken from a peer to catch up).
+    LearnerSnapshot { applied: u64, state: VotingState },
 }
 
 /// Everything a node persisted, as loaded at start.
@@ -25,7 +29,10 @@ pub struct DurableState {
     pub promised: Ballot,
     pub accepted: BTreeMap<u64, (Ballot, Value)>,
     pub round: u64,
-    /// Applied slots in order: `applied[i]` is slot `i + 1`.
+    /// Learner snapshot: the state machine after slot `.0`.
+    pub snapshot: Option<(u64, VotingState)>,
+    /// Applied slots after the snapshot, in order: `applied[i]` is slot `base + i + 1`,
+    /// where `base` is the snapshot's slot (0 without one).
     pub applied: Vec<Value>,
 }
 
@@ -41,11 +48,32 @@ impl DurableState {
             PersistOp::Round(r) => self.round = self.round.max(*r),
             PersistOp::Apply { slot, value } => {
                 // Slots arrive in order; an old or repeated one changes nothing.
-                if *slot == self.applied.len() as u64 + 1 {
+                if *slot == self.last_applied() + 1 {
                     self.applied.push(value.clone());
                 }
             }
+            PersistOp::LearnerSnapshot { applied, state } => {
+                let (base, last) = (self.snapshot_slot(), self.last_applied());
+                if *applied > base {
+                    if *applied >= last {
+                        self.applied.clear();
+                    } else {
+                        self.applied.drain(..(*applied - base) as usize);
+                    }
+                    self.snapshot = Some((*applied, state.clone()));
+                }
+            }
         }
+    }
+
+    /// The slot the learner snapshot stands for (0 without one).
+    pub fn snapshot_slot(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.0)
+    }
+
+    /// Last applied slot, snapshot included.
+    pub fn last_applied(&self) -> u64 {
+        self.snapshot_slot() + self.applied.len() as u64
     }
 }
 
@@ -126,6 +154,26 @@ mod tests {
         s.apply(&PersistOp::Promise(Ballot::new(5, 1)));
         s.apply(&PersistOp::Promise(Ballot::new(4, 3)));
         assert_eq!(s.promised, Ballot::new(5, 1));
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_slots_it_covers() {
+        let mut s = DurableState::default();
+        let v: Value = Arc::new(vec![]);
+        for slot in 1..=5 {
+            s.apply(&PersistOp::Apply { slot, value: v.clone() });
+        }
+        let state = VotingState::new(vec!["ada".into()]);
+        s.apply(&PersistOp::LearnerSnapshot { applied: 3, state: state.clone() });
+        assert_eq!((s.snapshot_slot(), s.applied.len(), s.last_applied()), (3, 2, 5));
+        s.apply(&PersistOp::Apply { slot: 6, value: v.clone() });
+        assert_eq!(s.last_applied(), 6);
+        // A snapshot from a peer that is far ahead replaces everything.
+        s.apply(&PersistOp::LearnerSnapshot { applied: 100, state: state.clone() });
+        assert_eq!((s.snapshot_slot(), s.applied.len(), s.last_applied()), (100, 0, 100));
+        // An older one changes nothing.
+        s.apply(&PersistOp::LearnerSnapshot { applied: 50, state });
+        assert_eq!(s.last_applied(), 100);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 
 use crate::command::{Command, Reply, RequestId, Tally, VoteError};
 use crate::ids::NodeId;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Tally, voters and the first outcome of every request, built by applying the log in
 /// order. Two learners that applied the same slots hold equal `VotingState`s.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VotingState {
     candidates: Vec<String>,
     counts: Vec<u64>,
