@@ -182,14 +182,18 @@ async fn run(args: NodeArgs) -> Result<(), String> {
     if args.candidates.iter().any(|c| c.is_empty()) {
         return Err("--candidates: a candidate name is empty".into());
     }
+    // The cluster is what --peers names: a node missing from it would run outside the
+    // configuration (an acceptor nobody asks, a proposer whose address nobody knows).
+    if let Some(id) = ids.iter().find(|id| !peers.contains_key(id)) {
+        return Err(format!("--id {id} is not named in --peers: name every node of the cluster there"));
+    }
     let config = Arc::new(config);
     let faults = FaultHandle::new(args.seed);
     let mut handles = Vec::new();
     for &id in &ids {
-        let listen = match (args.listen, peers.get(&id)) {
-            (Some(l), _) if ids.len() == 1 => l,
-            (_, Some(&a)) => a,
-            _ => return Err(format!("no address for {id}: give --listen or name it in --peers")),
+        let listen = match args.listen {
+            Some(l) if ids.len() == 1 => l,
+            _ => peers[&id],
         };
         let dir = if ids.len() == 1 { args.data_dir.clone() } else { args.data_dir.join(id.to_string()) };
         let (handle, addr) = start_one(id, &args, &config, &peers, listen, dir, faults.clone()).await?;
