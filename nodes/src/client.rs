@@ -130,16 +130,14 @@ impl ClientHandle {
             let env = Envelope::new(self.inner.id, to, Message::Request(vec![cmd.clone()]));
             self.inner.out.send(env).map_err(|_| ClientError::Closed)?;
             let retry_at = (tokio::time::Instant::now() + opts.retry_every).min(deadline);
-            loop {
-                match tokio::time::timeout_at(retry_at, rx.recv()).await {
-                    Ok(Some(Reply::NotConfirmed { .. })) => return Err(ClientError::NoQuorum),
-                    Ok(Some(reply)) => {
-                        self.inner.preferred.store(target, Ordering::Relaxed);
-                        return Ok(reply);
-                    }
-                    Ok(None) => return Err(ClientError::Closed),
-                    Err(_) => break,
+            match tokio::time::timeout_at(retry_at, rx.recv()).await {
+                Ok(Some(Reply::NotConfirmed { .. })) => return Err(ClientError::NoQuorum),
+                Ok(Some(reply)) => {
+                    self.inner.preferred.store(target, Ordering::Relaxed);
+                    return Ok(reply);
                 }
+                Ok(None) => return Err(ClientError::Closed),
+                Err(_) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Timeout);

@@ -257,6 +257,8 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: chaos writes node logs to files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // One thread: on 2 cores a current-thread runtime per node process avoids cross-core
     // wake-ups (PERF.md).
