@@ -13,14 +13,10 @@
 //! one loop turn; the delay is never shorter than the drawn time.
 
 use crate::envelope::{Envelope, SendError, Transport};
-use crate::mem::LinkFaults;
+use crate::fault_model::{FaultModel, LinkFaults, Route};
 use async_trait::async_trait;
 use ballot_core::NodeId;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// What the fault layer did.
@@ -38,23 +34,13 @@ pub struct FaultStats {
 
 #[derive(Debug)]
 struct State {
-    blocked: BTreeSet<(NodeId, NodeId)>,
-    isolated: BTreeSet<NodeId>,
-    default_faults: LinkFaults,
-    link_faults: BTreeMap<(NodeId, NodeId), LinkFaults>,
-    rng: ChaCha8Rng,
+    faults: FaultModel,
     stats: FaultStats,
 }
 
-impl State {
-    fn cut(&self, from: NodeId, to: NodeId) -> bool {
-        from != to
-            && (self.blocked.contains(&(from, to)) || self.isolated.contains(&from) || self.isolated.contains(&to))
-    }
-}
-
 /// Controls the faults of one or more [`Faulty`] transports. Cheap to clone; the verbs
-/// and their meaning are those of [`crate::MemNetwork`].
+/// and their meaning are those of [`crate::MemNetwork`] (both use one
+/// [`FaultModel`]).
 #[derive(Clone, Debug)]
 pub struct FaultHandle {
     state: Arc<Mutex<State>>,
@@ -64,14 +50,7 @@ impl FaultHandle {
     /// No faults yet; every random choice comes from `seed`.
     pub fn new(seed: u64) -> Self {
         FaultHandle {
-            state: Arc::new(Mutex::new(State {
-                blocked: BTreeSet::new(),
-                isolated: BTreeSet::new(),
-                default_faults: LinkFaults::default(),
-                link_faults: BTreeMap::new(),
-                rng: ChaCha8Rng::seed_from_u64(seed),
-                stats: FaultStats::default(),
-            })),
+            state: Arc::new(Mutex::new(State { faults: FaultModel::new(seed), stats: FaultStats::default() })),
         }
     }
 
@@ -81,56 +60,37 @@ impl FaultHandle {
 
     /// Block every link between the two sides, both ways.
     pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
-        let mut s = self.lock();
-        for &x in a {
-            for &y in b {
-                if x != y {
-                    s.blocked.insert((x, y));
-                    s.blocked.insert((y, x));
-                }
-            }
-        }
+        self.lock().faults.partition(a, b);
     }
 
     /// Block messages from `from` to `to` only.
     pub fn partition_one_way(&self, from: &[NodeId], to: &[NodeId]) {
-        let mut s = self.lock();
-        for &x in from {
-            for &y in to {
-                if x != y {
-                    s.blocked.insert((x, y));
-                }
-            }
-        }
+        self.lock().faults.partition_one_way(from, to);
     }
 
     /// Cut `id` off from every other node, both ways.
     pub fn isolate(&self, id: NodeId) {
-        self.lock().isolated.insert(id);
+        self.lock().faults.isolate(id);
     }
 
     /// Remove every partition, isolation and link fault.
     pub fn heal(&self) {
-        let mut s = self.lock();
-        s.blocked.clear();
-        s.isolated.clear();
-        s.default_faults = LinkFaults::default();
-        s.link_faults.clear();
+        self.lock().faults.heal();
     }
 
     /// Faults for every link without its own setting.
     pub fn set_default_faults(&self, faults: LinkFaults) {
-        self.lock().default_faults = faults;
+        self.lock().faults.set_default_faults(faults);
     }
 
     /// Faults for the one directed link `from -> to`.
     pub fn set_link_faults(&self, from: NodeId, to: NodeId, faults: LinkFaults) {
-        self.lock().link_faults.insert((from, to), faults);
+        self.lock().faults.set_link_faults(from, to, faults);
     }
 
     /// Whether a message from `from` to `to` would pass the partitions now.
     pub fn connected(&self, from: NodeId, to: NodeId) -> bool {
-        !self.lock().cut(from, to)
+        self.lock().faults.connected(from, to)
     }
 
     pub fn stats(&self) -> FaultStats {
@@ -175,7 +135,7 @@ impl<T: Transport> Faulty<T> {
     /// Whether an inbound message passes the cut from its sender to us.
     fn admit(&self, env: &Envelope) -> bool {
         let mut s = self.handle.lock();
-        if s.cut(env.from, self.inner.local()) {
+        if s.faults.cut(env.from, self.inner.local()) {
             s.stats.dropped_inbound += 1;
             return false;
         }
@@ -190,36 +150,27 @@ impl<T: Transport> Transport for Faulty<T> {
     }
 
     fn send(&self, env: Envelope) -> Result<(), SendError> {
-        let (from, to) = (env.from, env.to);
-        let mut delays = Vec::new();
-        {
+        let delays = {
             let mut s = self.handle.lock();
             s.stats.sent += 1;
-            if s.cut(from, to) {
-                s.stats.dropped_partition += 1;
-                return Ok(());
-            }
-            let faults = s.link_faults.get(&(from, to)).unwrap_or(&s.default_faults).clone();
-            if faults.drop > 0.0 && s.rng.gen_bool(faults.drop.min(1.0)) {
-                s.stats.dropped_random += 1;
-                return Ok(());
-            }
-            let copies = if faults.duplicate > 0.0 && s.rng.gen_bool(faults.duplicate.min(1.0)) {
-                s.stats.duplicated += 1;
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                delays.push(match faults.delay {
-                    Some((min, max)) if max > Duration::ZERO => {
-                        s.stats.delayed += 1;
-                        Some(if max > min { s.rng.gen_range(min..=max) } else { min })
+            match s.faults.route(env.from, env.to) {
+                Route::Cut => {
+                    s.stats.dropped_partition += 1;
+                    return Ok(());
+                }
+                Route::DroppedRandom => {
+                    s.stats.dropped_random += 1;
+                    return Ok(());
+                }
+                Route::Deliver { copies } => {
+                    if copies.len() > 1 {
+                        s.stats.duplicated += 1;
                     }
-                    _ => None,
-                });
+                    s.stats.delayed += copies.iter().filter(|d| d.is_some()).count() as u64;
+                    copies
+                }
             }
-        }
+        };
         let mut result = Ok(());
         for delay in delays {
             let env = env.clone();
@@ -269,6 +220,7 @@ impl<T: Transport> Transport for Faulty<T> {
 mod tests {
     use super::*;
     use crate::log::EventLog;
+    use std::time::Duration;
     use crate::mem::{MemNetwork, MemTransport};
     use ballot_core::Message;
 

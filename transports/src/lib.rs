@@ -5,7 +5,9 @@
 //!
 //! # Layout
 //! - [`envelope`]: what travels: sender, receiver, message, and room for a trace context.
-//! - [`mem`]: the in-memory network and its fault layer.
+//! - [`fault_model`]: [`FaultModel`], the cuts, link faults and seeded choices shared by
+//!   the in-memory network and [`Faulty`].
+//! - [`mem`]: the in-memory network.
 //! - [`log`]: the event log shared by the network and the chaos runner.
 //! - [`wire`]: the frame codec of the network transports (header + rmp-serde, size limit).
 //! - [`link`]: what TCP and ZeroMQ share: options, counters, per-peer queues and backoff.
@@ -16,6 +18,7 @@
 
 pub mod conformance;
 pub mod envelope;
+pub mod fault_model;
 pub mod faults;
 pub mod link;
 pub mod log;
@@ -25,6 +28,7 @@ pub mod wire;
 pub mod zmq;
 
 pub use envelope::{Envelope, SendError, TraceContext, Transport};
+pub use fault_model::{FaultModel, Route};
 pub use faults::{FaultHandle, FaultStats, Faulty};
 pub use link::{NetOptions, StatsHandle, WireStats};
 pub use log::EventLog;

@@ -1,13 +1,15 @@
 //! What the TCP and ZeroMQ transports share: options, counters, the per-peer outbound
 //! task (bounded queue, lazy connect, backoff, deadlines), the inbound channel and the
-//! shutdown signal. Each transport only supplies a [`Connector`] (how to dial a peer and
-//! write a batch) and its own reader for inbound connections.
+//! shutdown signal, and the endpoint itself ([`NetTransport`]: bind, accessors, the
+//! [`Transport`] impl). Each transport only supplies a [`Connector`] (how to dial a peer
+//! and write a batch) and its own reader for inbound connections.
 //!
 //! Why one task per peer: a peer that is down, slow or paused (SIGSTOP) stalls only its
 //! own task and its own bounded queue; `send` to every other peer goes on, and `send`
 //! itself never waits.
 
-use crate::envelope::{Envelope, SendError};
+use crate::envelope::{Envelope, SendError, Transport};
+use async_trait::async_trait;
 use crate::wire::{self, WireError};
 use ballot_core::NodeId;
 use std::collections::BTreeMap;
@@ -192,18 +194,25 @@ impl Backoff {
     }
 }
 
-/// How one transport dials a peer and writes to it. The connector owns the batch being
-/// built, so each transport keeps its own framing.
-pub(crate) trait Connector: Send + 'static {
-    type Conn: Send;
-    fn connect(&mut self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Conn>> + Send;
-    /// Adds one envelope to the pending batch; on error the batch is unchanged.
-    fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError>;
-    fn pending_bytes(&self) -> usize;
-    /// Writes the pending batch and empties it (also on error).
-    fn flush<'a>(&'a mut self, conn: &'a mut Self::Conn) -> impl Future<Output = io::Result<()>> + Send + 'a;
-    fn clear(&mut self);
+/// `pub` in a private module: a bound of the public [`NetTransport`] impls, which nothing
+/// outside the crate can name or implement.
+mod connector {
+    use super::*;
+
+    /// How one transport dials a peer and writes to it. The connector owns the batch being
+    /// built, so each transport keeps its own framing.
+    pub trait Connector: Send + 'static {
+        type Conn: Send;
+        fn connect(&mut self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Conn>> + Send;
+        /// Adds one envelope to the pending batch; on error the batch is unchanged.
+        fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError>;
+        fn pending_bytes(&self) -> usize;
+        /// Writes the pending batch and empties it (also on error).
+        fn flush<'a>(&'a mut self, conn: &'a mut Self::Conn) -> impl Future<Output = io::Result<()>> + Send + 'a;
+        fn clear(&mut self);
+    }
 }
+pub(crate) use connector::Connector;
 
 struct PeerLink {
     tx: mpsc::Sender<Envelope>,
@@ -296,6 +305,102 @@ impl<C: Connector> Outbound<C> {
             Err(mpsc::error::TrySendError::Full(_)) => full(&self.stats),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed(self.local)),
         }
+    }
+}
+
+/// A node's endpoint over a socket transport: a listener whose accepted connections are
+/// read by the transport's own serve function, and the per-peer outbound tasks built on
+/// its connector. [`crate::TcpTransport`] and [`crate::ZmqTransport`] are this type with
+/// their connector; each adds its own `bind`. Dropping it ends every task; the listener
+/// closes as its task ends, a moment later (a restart on the same port retries its bind).
+pub struct NetTransport<C> {
+    local: NodeId,
+    local_addr: SocketAddr,
+    out: Outbound<C>,
+    rx: mpsc::Receiver<Envelope>,
+    stats: Arc<Counters>,
+    _shutdown: watch::Sender<()>,
+}
+
+impl<C: Connector + Default> NetTransport<C> {
+    /// Listens on `listen`, runs `serve` for every accepted connection and knows
+    /// `peers` by address. Must be called inside a tokio runtime.
+    pub(crate) async fn bind_with<S, Fut>(
+        local: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        opts: NetOptions,
+        serve: S,
+    ) -> io::Result<Self>
+    where
+        S: Fn(tokio::net::TcpStream, Arc<NetOptions>, Arc<Counters>, mpsc::Sender<Envelope>) -> Fut
+            + Send
+            + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let opts = Arc::new(opts);
+        let stats = Arc::new(Counters::default());
+        let (inbox, rx) = mpsc::channel(opts.inbox_capacity.max(1));
+        let (shutdown_tx, shutdown) = watch::channel(());
+        let rt = tokio::runtime::Handle::current();
+
+        let serve = {
+            let (opts, stats, inbox) = (opts.clone(), stats.clone(), inbox.clone());
+            move |stream| serve(stream, opts.clone(), stats.clone(), inbox.clone())
+        };
+        spawn_scoped(&rt, &shutdown, accept_loop(listener, stats.clone(), rt.clone(), shutdown.clone(), serve));
+
+        let out = Outbound::new(local, C::default, opts, stats.clone(), inbox, rt, shutdown);
+        for (id, addr) in peers {
+            out.set_peer(id, addr);
+        }
+        Ok(NetTransport { local, local_addr, out, rx, stats, _shutdown: shutdown_tx })
+    }
+}
+
+impl<C: Connector> NetTransport<C> {
+    /// The address this node listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Adds a peer or changes its address (a peer that moved is redialled).
+    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
+        self.out.set_peer(id, addr);
+    }
+
+    pub fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.out.peer_addr(id)
+    }
+
+    pub fn stats(&self) -> WireStats {
+        self.stats.snapshot()
+    }
+
+    /// Counters that stay readable after the transport is gone.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.stats.clone())
+    }
+}
+
+#[async_trait]
+impl<C: Connector> Transport for NetTransport<C> {
+    fn local(&self) -> NodeId {
+        self.local
+    }
+
+    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+        self.out.send(envelope)
+    }
+
+    async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<Envelope> {
+        self.rx.try_recv().ok()
     }
 }
 

@@ -4,30 +4,20 @@
 //! Faults are per directed link, as raft-rs's test network and turmoil do: a partition
 //! blocks links both ways, a one-way partition blocks one direction, `isolate` cuts a
 //! node from everyone. Drop probability, delay range and duplication apply to every link
-//! unless a link has its own setting. A node that is down (killed, not yet restarted)
+//! unless a link has its own setting (the model is [`crate::fault_model::FaultModel`],
+//! shared with [`crate::Faulty`]). A node that is down (killed, not yet restarted)
 //! loses what is sent to it, as a crashed process would.
 
 use crate::envelope::{Envelope, SendError, Transport};
+use crate::fault_model::{FaultModel, Route};
 use crate::log::EventLog;
 use async_trait::async_trait;
 use ballot_core::NodeId;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Faults on a link (or, as the default, on every link).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LinkFaults {
-    /// Probability that a message is lost.
-    pub drop: f64,
-    /// Probability that a message is delivered twice.
-    pub duplicate: f64,
-    /// Each delivery is delayed by a time drawn uniformly from this range.
-    pub delay: Option<(Duration, Duration)>,
-}
+pub use crate::fault_model::LinkFaults;
 
 /// Counters of what the network did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,11 +32,7 @@ pub struct NetStats {
 
 struct Net {
     inboxes: BTreeMap<NodeId, mpsc::UnboundedSender<Envelope>>,
-    blocked: BTreeSet<(NodeId, NodeId)>,
-    isolated: BTreeSet<NodeId>,
-    default_faults: LinkFaults,
-    link_faults: BTreeMap<(NodeId, NodeId), LinkFaults>,
-    rng: ChaCha8Rng,
+    faults: FaultModel,
     log: EventLog,
     stats: NetStats,
 }
@@ -63,11 +49,7 @@ impl MemNetwork {
         MemNetwork {
             net: Arc::new(Mutex::new(Net {
                 inboxes: BTreeMap::new(),
-                blocked: BTreeSet::new(),
-                isolated: BTreeSet::new(),
-                default_faults: LinkFaults::default(),
-                link_faults: BTreeMap::new(),
-                rng: ChaCha8Rng::seed_from_u64(seed),
+                faults: FaultModel::new(seed),
                 log,
                 stats: NetStats::default(),
             })),
@@ -102,44 +84,28 @@ impl MemNetwork {
     /// Block every link between the two sides, both ways.
     pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
         let mut net = self.lock();
-        for &x in a {
-            for &y in b {
-                if x != y {
-                    net.blocked.insert((x, y));
-                    net.blocked.insert((y, x));
-                }
-            }
-        }
+        net.faults.partition(a, b);
         net.log.record(|| format!("fault partition {} | {}", names(a), names(b)));
     }
 
     /// Block messages from `from` to `to` only.
     pub fn partition_one_way(&self, from: &[NodeId], to: &[NodeId]) {
         let mut net = self.lock();
-        for &x in from {
-            for &y in to {
-                if x != y {
-                    net.blocked.insert((x, y));
-                }
-            }
-        }
+        net.faults.partition_one_way(from, to);
         net.log.record(|| format!("fault one-way {} -> {}", names(from), names(to)));
     }
 
     /// Cut `id` off from every other node, both ways.
     pub fn isolate(&self, id: NodeId) {
         let mut net = self.lock();
-        net.isolated.insert(id);
+        net.faults.isolate(id);
         net.log.record(|| format!("fault isolate {id}"));
     }
 
     /// Remove every partition, isolation and link fault.
     pub fn heal(&self) {
         let mut net = self.lock();
-        net.blocked.clear();
-        net.isolated.clear();
-        net.default_faults = LinkFaults::default();
-        net.link_faults.clear();
+        net.faults.heal();
         net.log.record(|| "fault heal".to_string());
     }
 
@@ -147,24 +113,23 @@ impl MemNetwork {
     pub fn set_default_faults(&self, faults: LinkFaults) {
         let mut net = self.lock();
         net.log.record(|| format!("fault all-links {faults:?}"));
-        net.default_faults = faults;
+        net.faults.set_default_faults(faults);
     }
 
     pub fn default_faults(&self) -> LinkFaults {
-        self.lock().default_faults.clone()
+        self.lock().faults.default_faults().clone()
     }
 
     /// Faults for the one directed link `from -> to`.
     pub fn set_link_faults(&self, from: NodeId, to: NodeId, faults: LinkFaults) {
         let mut net = self.lock();
         net.log.record(|| format!("fault link {from}->{to} {faults:?}"));
-        net.link_faults.insert((from, to), faults);
+        net.faults.set_link_faults(from, to, faults);
     }
 
     /// Whether a message from `from` to `to` would pass the partitions now.
     pub fn connected(&self, from: NodeId, to: NodeId) -> bool {
-        let net = self.lock();
-        !net.cut(from, to)
+        self.lock().faults.connected(from, to)
     }
 
     pub fn stats(&self) -> NetStats {
@@ -179,48 +144,39 @@ impl MemNetwork {
         let mut net = self.lock();
         net.stats.sent += 1;
         let (from, to) = (env.from, env.to);
-        if net.cut(from, to) {
-            net.stats.dropped_partition += 1;
-            net.log.record(|| format!("drop-partition {from}->{to} {}", env.msg));
-            return;
-        }
-        let faults = net.link_faults.get(&(from, to)).unwrap_or(&net.default_faults).clone();
-        if faults.drop > 0.0 && net.rng.gen_bool(faults.drop.min(1.0)) {
-            net.stats.dropped_random += 1;
-            net.log.record(|| format!("drop-random {from}->{to} {}", env.msg));
-            return;
-        }
-        let copies = if faults.duplicate > 0.0 && net.rng.gen_bool(faults.duplicate.min(1.0)) {
-            net.stats.duplicated += 1;
-            2
-        } else {
-            1
+        let copies = match net.faults.route(from, to) {
+            Route::Cut => {
+                net.stats.dropped_partition += 1;
+                net.log.record(|| format!("drop-partition {from}->{to} {}", env.msg));
+                return;
+            }
+            Route::DroppedRandom => {
+                net.stats.dropped_random += 1;
+                net.log.record(|| format!("drop-random {from}->{to} {}", env.msg));
+                return;
+            }
+            Route::Deliver { copies } => copies,
         };
-        for _ in 0..copies {
+        if copies.len() > 1 {
+            net.stats.duplicated += 1;
+        }
+        for delay in copies {
             let env = env.clone();
-            match faults.delay {
-                Some((min, max)) if max > Duration::ZERO => {
-                    let d = if max > min { net.rng.gen_range(min..=max) } else { min };
+            match delay {
+                Some(d) => {
                     let me = self.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(d).await;
                         me.lock().deliver(env);
                     });
                 }
-                _ => net.deliver(env),
+                None => net.deliver(env),
             }
         }
     }
 }
 
 impl Net {
-    fn cut(&self, from: NodeId, to: NodeId) -> bool {
-        from != to
-            && (self.blocked.contains(&(from, to))
-                || self.isolated.contains(&from)
-                || self.isolated.contains(&to))
-    }
-
     fn deliver(&mut self, env: Envelope) {
         let (from, to) = (env.from, env.to);
         match self.inboxes.get(&to) {
@@ -275,6 +231,7 @@ impl Transport for MemTransport {
 mod tests {
     use super::*;
     use ballot_core::Message;
+    use std::time::Duration;
 
     fn hb() -> Message {
         Message::CatchUp { applied: 0 }

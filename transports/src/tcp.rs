@@ -7,18 +7,17 @@
 //! connection only. Nothing on the inbound side waits for a peer while holding up
 //! another one.
 
-use crate::envelope::{Envelope, SendError, Transport};
-use crate::link::{self, Connector, Counters, NetOptions, Outbound, StatsHandle, WireStats};
+use crate::envelope::Envelope;
+use crate::link::{self, Connector, Counters, NetOptions, NetTransport};
 use crate::wire::{self, WireError};
-use async_trait::async_trait;
 use ballot_core::NodeId;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 /// Settings of a [`TcpTransport`].
@@ -26,14 +25,7 @@ pub type TcpOptions = NetOptions;
 
 /// A node's endpoint over TCP. Dropping it ends every task; the listener closes as
 /// its task ends, a moment later (a restart on the same port retries its bind).
-pub struct TcpTransport {
-    local: NodeId,
-    local_addr: SocketAddr,
-    out: Outbound<TcpConnector>,
-    rx: mpsc::Receiver<Envelope>,
-    stats: Arc<Counters>,
-    _shutdown: watch::Sender<()>,
-}
+pub type TcpTransport = NetTransport<TcpConnector>;
 
 impl TcpTransport {
     /// Listens on `listen` (port 0 picks a free port, see [`Self::local_addr`]) and
@@ -44,111 +36,54 @@ impl TcpTransport {
         peers: BTreeMap<NodeId, SocketAddr>,
         opts: TcpOptions,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(listen).await?;
-        let local_addr = listener.local_addr()?;
-        let opts = Arc::new(opts);
-        let stats = Arc::new(Counters::default());
-        let (inbox, rx) = mpsc::channel(opts.inbox_capacity.max(1));
-        let (shutdown_tx, shutdown) = watch::channel(());
-        let rt = tokio::runtime::Handle::current();
+        NetTransport::bind_with(local, listen, peers, opts, read_frames).await
+    }
+}
 
-        let serve = {
-            let (opts, stats, inbox) = (opts.clone(), stats.clone(), inbox.clone());
-            move |stream: TcpStream| read_frames(stream, opts.clone(), stats.clone(), inbox.clone())
-        };
-        link::spawn_scoped(
-            &rt,
-            &shutdown,
-            link::accept_loop(listener, stats.clone(), rt.clone(), shutdown.clone(), serve),
-        );
+/// The connector lives in a private module: it is `pub` only so that the public alias
+/// over [`NetTransport`] may name it; nothing outside the crate can.
+mod connector {
+    use super::*;
 
-        let out = Outbound::new(local, TcpConnector::default, opts, stats.clone(), inbox, rt, shutdown);
-        for (id, addr) in peers {
-            out.set_peer(id, addr);
+    /// Dials with `TCP_NODELAY` and writes a batch of length-prefixed frames in one go.
+    #[derive(Default)]
+    pub struct TcpConnector {
+        batch: Vec<u8>,
+    }
+
+    impl Connector for TcpConnector {
+        type Conn = TcpStream;
+
+        async fn connect(&mut self, addr: SocketAddr) -> io::Result<TcpStream> {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(stream)
         }
-        Ok(TcpTransport { local, local_addr, out, rx, stats, _shutdown: shutdown_tx })
-    }
 
-    /// The address this node listens on (with the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
+        fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError> {
+            wire::encode_frame_into(env, max_frame, &mut self.batch)
+        }
 
-    /// Adds a peer or changes its address (a peer that moved is redialled).
-    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
-        self.out.set_peer(id, addr);
-    }
+        fn pending_bytes(&self) -> usize {
+            self.batch.len()
+        }
 
-    pub fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
-        self.out.peer_addr(id)
-    }
+        async fn flush<'a>(&'a mut self, conn: &'a mut TcpStream) -> io::Result<()> {
+            let result = conn.write_all(&self.batch).await;
+            self.clear();
+            result
+        }
 
-    pub fn stats(&self) -> WireStats {
-        self.stats.snapshot()
-    }
-
-    /// Counters that stay readable after the transport is gone.
-    pub fn stats_handle(&self) -> StatsHandle {
-        StatsHandle(self.stats.clone())
-    }
-}
-
-#[async_trait]
-impl Transport for TcpTransport {
-    fn local(&self) -> NodeId {
-        self.local
-    }
-
-    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
-        self.out.send(envelope)
-    }
-
-    async fn recv(&mut self) -> Option<Envelope> {
-        self.rx.recv().await
-    }
-
-    fn try_recv(&mut self) -> Option<Envelope> {
-        self.rx.try_recv().ok()
-    }
-}
-
-/// Dials with `TCP_NODELAY` and writes a batch of length-prefixed frames in one go.
-#[derive(Default)]
-struct TcpConnector {
-    batch: Vec<u8>,
-}
-
-impl Connector for TcpConnector {
-    type Conn = TcpStream;
-
-    async fn connect(&mut self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    }
-
-    fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError> {
-        wire::encode_frame_into(env, max_frame, &mut self.batch)
-    }
-
-    fn pending_bytes(&self) -> usize {
-        self.batch.len()
-    }
-
-    async fn flush<'a>(&'a mut self, conn: &'a mut TcpStream) -> io::Result<()> {
-        let result = conn.write_all(&self.batch).await;
-        self.clear();
-        result
-    }
-
-    fn clear(&mut self) {
-        self.batch.clear();
-        // Keep a modest buffer, not the largest batch ever sent.
-        if self.batch.capacity() > 1 << 20 {
-            self.batch.shrink_to(64 * 1024);
+        fn clear(&mut self) {
+            self.batch.clear();
+            // Keep a modest buffer, not the largest batch ever sent.
+            if self.batch.capacity() > 1 << 20 {
+                self.batch.shrink_to(64 * 1024);
+            }
         }
     }
 }
+use connector::TcpConnector;
 
 /// Reads frames from one inbound connection until it closes or sends something bad.
 async fn read_frames(stream: TcpStream, opts: Arc<NetOptions>, stats: Arc<Counters>, inbox: mpsc::Sender<Envelope>) {

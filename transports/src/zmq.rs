@@ -18,10 +18,9 @@
 //!   inbound side here is our own small ZMTP reader, which checks every length against
 //!   [`NetOptions::max_frame`] before reading and closes the offending connection.
 
-use crate::envelope::{Envelope, SendError, Transport};
-use crate::link::{self, Connector, Counters, NetOptions, Outbound, StatsHandle, WireStats};
+use crate::envelope::Envelope;
+use crate::link::{self, Connector, Counters, NetOptions, NetTransport};
 use crate::wire::{self, WireError};
-use async_trait::async_trait;
 use ballot_core::NodeId;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -29,8 +28,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use zeromq::{Socket, SocketSend, ZmqMessage};
 
@@ -39,14 +38,7 @@ pub type ZmqOptions = NetOptions;
 
 /// A node's endpoint over ZeroMQ. Dropping it ends every task; the listener closes as
 /// its task ends, a moment later (a restart on the same port retries its bind).
-pub struct ZmqTransport {
-    local: NodeId,
-    local_addr: SocketAddr,
-    out: Outbound<ZmqConnector>,
-    rx: mpsc::Receiver<Envelope>,
-    stats: Arc<Counters>,
-    _shutdown: watch::Sender<()>,
-}
+pub type ZmqTransport = NetTransport<ZmqConnector>;
 
 impl ZmqTransport {
     /// Binds a PULL endpoint at `tcp://{listen}` (port 0 picks a free port, see
@@ -57,120 +49,63 @@ impl ZmqTransport {
         peers: BTreeMap<NodeId, SocketAddr>,
         opts: ZmqOptions,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(listen).await?;
-        let local_addr = listener.local_addr()?;
-        let opts = Arc::new(opts);
-        let stats = Arc::new(Counters::default());
-        let (inbox, rx) = mpsc::channel(opts.inbox_capacity.max(1));
-        let (shutdown_tx, shutdown) = watch::channel(());
-        let rt = tokio::runtime::Handle::current();
-
-        let serve = {
-            let (opts, stats, inbox) = (opts.clone(), stats.clone(), inbox.clone());
-            move |stream: TcpStream| serve_pull(stream, opts.clone(), stats.clone(), inbox.clone())
-        };
-        link::spawn_scoped(
-            &rt,
-            &shutdown,
-            link::accept_loop(listener, stats.clone(), rt.clone(), shutdown.clone(), serve),
-        );
-
-        let out = Outbound::new(local, ZmqConnector::default, opts, stats.clone(), inbox, rt, shutdown);
-        for (id, addr) in peers {
-            out.set_peer(id, addr);
-        }
-        Ok(ZmqTransport { local, local_addr, out, rx, stats, _shutdown: shutdown_tx })
-    }
-
-    /// The address of this node's PULL endpoint.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        NetTransport::bind_with(local, listen, peers, opts, serve_pull).await
     }
 
     /// `tcp://host:port` of this node's PULL endpoint, for other ZeroMQ programs.
     pub fn endpoint(&self) -> String {
-        format!("tcp://{}", self.local_addr)
-    }
-
-    /// Adds a peer or changes its address (a peer that moved is redialled).
-    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
-        self.out.set_peer(id, addr);
-    }
-
-    pub fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
-        self.out.peer_addr(id)
-    }
-
-    pub fn stats(&self) -> WireStats {
-        self.stats.snapshot()
-    }
-
-    /// Counters that stay readable after the transport is gone.
-    pub fn stats_handle(&self) -> StatsHandle {
-        StatsHandle(self.stats.clone())
+        format!("tcp://{}", self.local_addr())
     }
 }
 
-#[async_trait]
-impl Transport for ZmqTransport {
-    fn local(&self) -> NodeId {
-        self.local
+/// The connector lives in a private module: it is `pub` only so that the public alias
+/// over [`NetTransport`] may name it; nothing outside the crate can.
+mod connector {
+    use super::*;
+
+    /// One PUSH socket per connection; a batch is sent message by message (the crate
+    /// queues them for its writer task).
+    #[derive(Default)]
+    pub struct ZmqConnector {
+        batch: Vec<Bytes>,
+        bytes: usize,
     }
 
-    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
-        self.out.send(envelope)
-    }
+    impl Connector for ZmqConnector {
+        type Conn = zeromq::PushSocket;
 
-    async fn recv(&mut self) -> Option<Envelope> {
-        self.rx.recv().await
-    }
-
-    fn try_recv(&mut self) -> Option<Envelope> {
-        self.rx.try_recv().ok()
-    }
-}
-
-/// One PUSH socket per connection; a batch is sent message by message (the crate
-/// queues them for its writer task).
-#[derive(Default)]
-struct ZmqConnector {
-    batch: Vec<Bytes>,
-    bytes: usize,
-}
-
-impl Connector for ZmqConnector {
-    type Conn = zeromq::PushSocket;
-
-    async fn connect(&mut self, addr: SocketAddr) -> io::Result<zeromq::PushSocket> {
-        let mut socket = zeromq::PushSocket::new();
-        socket.connect(&format!("tcp://{addr}")).await.map_err(io::Error::other)?;
-        Ok(socket)
-    }
-
-    fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError> {
-        let body = wire::encode_body(env, max_frame)?;
-        self.bytes += body.len();
-        self.batch.push(Bytes::from(body));
-        Ok(())
-    }
-
-    fn pending_bytes(&self) -> usize {
-        self.bytes
-    }
-
-    async fn flush<'a>(&'a mut self, conn: &'a mut zeromq::PushSocket) -> io::Result<()> {
-        self.bytes = 0;
-        for body in self.batch.drain(..) {
-            conn.send(ZmqMessage::from(body)).await.map_err(io::Error::other)?;
+        async fn connect(&mut self, addr: SocketAddr) -> io::Result<zeromq::PushSocket> {
+            let mut socket = zeromq::PushSocket::new();
+            socket.connect(&format!("tcp://{addr}")).await.map_err(io::Error::other)?;
+            Ok(socket)
         }
-        Ok(())
-    }
 
-    fn clear(&mut self) {
-        self.batch.clear();
-        self.bytes = 0;
+        fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError> {
+            let body = wire::encode_body(env, max_frame)?;
+            self.bytes += body.len();
+            self.batch.push(Bytes::from(body));
+            Ok(())
+        }
+
+        fn pending_bytes(&self) -> usize {
+            self.bytes
+        }
+
+        async fn flush<'a>(&'a mut self, conn: &'a mut zeromq::PushSocket) -> io::Result<()> {
+            self.bytes = 0;
+            for body in self.batch.drain(..) {
+                conn.send(ZmqMessage::from(body)).await.map_err(io::Error::other)?;
+            }
+            Ok(())
+        }
+
+        fn clear(&mut self) {
+            self.batch.clear();
+            self.bytes = 0;
+        }
     }
 }
+use connector::ZmqConnector;
 
 /// ZMTP 3.0 wire constants (rfc.zeromq.org/spec/23).
 pub mod zmtp {
