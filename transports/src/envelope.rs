@@ -19,11 +19,15 @@ pub struct Envelope {
     pub to: NodeId,
     pub msg: Message,
     pub trace: Option<TraceContext>,
+    /// Where the sender listens, stamped by socket transports, so a node can answer a peer
+    /// it was not configured with (a voter's client, a learner that joined later).
+    #[serde(default)]
+    pub reply_to: Option<std::net::SocketAddr>,
 }
 
 impl Envelope {
     pub fn new(from: NodeId, to: NodeId, msg: Message) -> Self {
-        Envelope { from, to, msg, trace: None }
+        Envelope { from, to, msg, trace: None, reply_to: None }
     }
 }
 

@@ -316,6 +316,9 @@ impl<C: Connector> Outbound<C> {
 pub struct NetTransport<C> {
     local: NodeId,
     local_addr: SocketAddr,
+    /// Stamped on every outgoing envelope as `reply_to` (none when bound to an
+    /// unspecified address, which a peer could not dial).
+    advertise: Option<SocketAddr>,
     out: Outbound<C>,
     rx: mpsc::Receiver<Envelope>,
     stats: Arc<Counters>,
@@ -356,7 +359,8 @@ impl<C: Connector + Default> NetTransport<C> {
         for (id, addr) in peers {
             out.set_peer(id, addr);
         }
-        Ok(NetTransport { local, local_addr, out, rx, stats, _shutdown: shutdown_tx })
+        let advertise = (!local_addr.ip().is_unspecified()).then_some(local_addr);
+        Ok(NetTransport { local, local_addr, advertise, out, rx, stats, _shutdown: shutdown_tx })
     }
 }
 
@@ -391,16 +395,42 @@ impl<C: Connector> Transport for NetTransport<C> {
         self.local
     }
 
-    fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+    fn send(&self, mut envelope: Envelope) -> Result<(), SendError> {
+        if envelope.reply_to.is_none() {
+            envelope.reply_to = self.advertise;
+        }
         self.out.send(envelope)
     }
 
     async fn recv(&mut self) -> Option<Envelope> {
-        self.rx.recv().await
+        let env = self.rx.recv().await?;
+        self.learn_address(&env);
+        Some(env)
     }
 
     fn try_recv(&mut self) -> Option<Envelope> {
-        self.rx.try_recv().ok()
+        let env = self.rx.try_recv().ok()?;
+        self.learn_address(&env);
+        Some(env)
+    }
+}
+
+impl<C: Connector> NetTransport<C> {
+    /// Answer a sender we have no address for at the address it advertises. A client's
+    /// address is always taken afresh (a restarted client listens on a new port); a
+    /// configured node's is never overridden by what a message claims.
+    fn learn_address(&self, env: &Envelope) {
+        let Some(addr) = env.reply_to else { return };
+        if env.from == self.local {
+            return;
+        }
+        match self.out.peer_addr(env.from) {
+            None => self.out.set_peer(env.from, addr),
+            Some(known) if known != addr && env.from.role == ballot_core::Role::Client => {
+                self.out.set_peer(env.from, addr)
+            }
+            Some(_) => {}
+        }
     }
 }
 
