@@ -19,9 +19,11 @@
 //! - [`client`]: a client handle that submits votes and reads with a deadline and retries.
 //! - [`process`]: a node as an OS process (`ballot-node`): flags, transports, disk, signals.
 //! - [`control`]: a node process's control channel (status, applied log, simulated faults).
+//! - [`discovery`]: the discovery service (register, heartbeat, members, leader over HTTP) and its client.
 
 pub mod client;
 pub mod control;
+pub mod discovery;
 pub mod disk;
 pub mod process;
 pub mod runtime;
