@@ -188,3 +188,46 @@ pub fn failover(transport: TransportKind, trials: usize, load: usize, seed: u64)
         Ok(times)
     })
 }
+
+/// A learner that was down while `votes` votes were committed is restarted; returns the
+/// time from its restart until it has applied everything the other learner has (ms) and
+/// the number of slots it had to catch up.
+pub fn catch_up(transport: TransportKind, votes: usize, seed: u64) -> Result<(f64, u64), String> {
+    let rt = if transport == TransportKind::Mem {
+        tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime")
+    } else {
+        real_runtime()
+    };
+    let _g = rt.enter();
+    rt.block_on(async {
+        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
+        c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
+        let behind = c.config().learners[1];
+        let ahead = c.config().learners[0];
+        c.kill(behind);
+        let opts = VoteOptions { timeout: Some(Duration::from_secs(30)), ..VoteOptions::default() };
+        for chunk in (0..votes).collect::<Vec<_>>().chunks(1024) {
+            let batch: Vec<(String, String)> = chunk.iter().map(|i| (format!("v{i}"), "ada".to_string())).collect();
+            c.vote_all(&batch, &opts).await;
+        }
+        let target = c.status(ahead).await.and_then(|s| s.applied).ok_or("the other learner does not answer")?;
+        let t0 = tokio::time::Instant::now();
+        c.restart(behind).await?;
+        loop {
+            let applied = c.status(behind).await.and_then(|s| s.applied).unwrap_or(0);
+            if applied >= target {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{behind} reached slot {applied} of {target} in 60 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        c.shutdown();
+        if let crate::cluster::Backend::Proc(b) = c.backend() {
+            b.remove_run_dir();
+        }
+        Ok((ms, target))
+    })
+}

@@ -174,6 +174,10 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
             return ExitCode::from(2);
         }
     }
+    match bench::catch_up(ballot_chaos::TransportKind::Mem, 100_000, 13) {
+        Ok((ms, slots)) => println!("catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"),
+        Err(e) => println!("catch-up: failed: {e}"),
+    }
     for &n in voters {
         let n = n.max(1);
         // Sequential voters are slow per vote; keep their run short.
@@ -211,6 +215,15 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
                 eprintln!("chaos: bench failed: {e}");
                 return ExitCode::from(1);
             }
+        }
+    }
+    match bench::catch_up(kind, 100_000, 13) {
+        Ok((ms, slots)) => println!(
+            "catch-up: a learner restarted 100,000 votes ({slots} slots) behind has caught up {ms:.0} ms after its restart (process start included)"
+        ),
+        Err(e) => {
+            eprintln!("chaos: catch-up bench failed: {e}");
+            return ExitCode::from(1);
         }
     }
     if trials > 0 {

@@ -92,7 +92,7 @@ impl Actor for Acceptor {
             Message::CatchUp { applied } if from.role == Role::Learner => {
                 let entries: Vec<_> = self
                     .accepted
-                    .range(applied + 1..)
+                    .range(applied.saturating_add(1)..)
                     .take(self.config.timing.catch_up_batch)
                     .map(|(&slot, (b, v))| AcceptedEntry { slot, ballot: *b, value: v.clone() })
                     .collect();
@@ -265,5 +265,16 @@ mod tests {
         a.flush(&mut out);
         assert!(out.is_empty());
         assert_eq!(a.promised(), Ballot::ZERO);
+    }
+
+    #[test]
+    fn extreme_slot_numbers_from_the_network_do_not_panic() {
+        let mut a = acceptor();
+        let mut out = Outbox::new();
+        a.on_message(NodeId::learner(1), Message::CatchUp { applied: u64::MAX }, &mut out);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(u64::MAX, u16::MAX), from_slot: u64::MAX }, &mut out);
+        a.on_message(NodeId::proposer(1), Message::Accept { ballot: Ballot::new(u64::MAX, u16::MAX), slot: u64::MAX, value: value() }, &mut out);
+        a.flush(&mut out);
+        assert!(!out.is_empty(), "the promise and the accept are still answered");
     }
 }

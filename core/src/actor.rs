@@ -43,4 +43,7 @@ pub struct Status {
     pub tally: Option<Tally>,
     /// Acceptor: how many slots it holds accepted values for.
     pub accepted_slots: Option<u64>,
+    /// Proposer: elections it started since it (re)started.
+    #[serde(default)]
+    pub elections: Option<u64>,
 }

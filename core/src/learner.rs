@@ -68,7 +68,7 @@ impl Learner {
 
     /// Last applied slot (0 before any).
     pub fn applied(&self) -> u64 {
-        self.base + self.log.len() as u64
+        self.base.saturating_add(self.log.len() as u64)
     }
 
     pub fn state(&self) -> &VotingState {
@@ -77,12 +77,12 @@ impl Learner {
 
     /// The value applied at `slot`, if applied.
     pub fn value_at(&self, slot: u64) -> Option<&Value> {
-        slot.checked_sub(self.base + 1).and_then(|i| self.log.get(i as usize))
+        slot.checked_sub(self.base.saturating_add(1)).and_then(|i| self.log.get(i as usize))
     }
 
     /// Applied values from slot `from` on (those still in the log), at most `max`.
     fn entries_from(&self, from: u64, max: usize) -> Vec<(u64, Value)> {
-        (from.max(self.base + 1)..=self.applied()).take(max).filter_map(|s| Some((s, self.value_at(s)?.clone()))).collect()
+        (from.max(self.base.saturating_add(1))..=self.applied()).take(max).filter_map(|s| Some((s, self.value_at(s)?.clone()))).collect()
     }
 
     /// Compact: the state machine as of now stands for every applied slot.
@@ -102,8 +102,8 @@ impl Learner {
         self.base = applied;
         self.log.clear();
         self.known = self.known.max(applied);
-        self.chosen = self.chosen.split_off(&(applied + 1));
-        self.pending = self.pending.split_off(&(applied + 1));
+        self.chosen = self.chosen.split_off(&applied.saturating_add(1));
+        self.pending = self.pending.split_off(&applied.saturating_add(1));
         out.persist(PersistOp::LearnerSnapshot { applied, state: self.state.clone() });
     }
 
@@ -130,8 +130,8 @@ impl Learner {
     }
 
     fn apply_ready(&mut self, out: &mut Outbox) {
-        while let Some(value) = self.chosen.remove(&(self.applied() + 1)) {
-            let slot = self.applied() + 1;
+        while let Some(value) = self.chosen.remove(&self.applied().saturating_add(1)) {
+            let slot = self.applied().saturating_add(1);
             for cmd in value.iter() {
                 let (client, reply) = self.state.apply(slot, cmd);
                 self.replies.entry(client).or_default().push(reply);
@@ -155,6 +155,12 @@ impl Actor for Learner {
     fn start(&mut self, out: &mut Outbox) {
         let t = self.config.timing.catch_up_ms;
         out.set_timer(Timer::CatchUp, t, t);
+        // A (re)started learner asks its peers at once: one that is ahead answers with the
+        // slots or a snapshot, without waiting for the first catch-up period.
+        let applied = self.applied();
+        for &l in self.config.learners.iter().filter(|&&l| l != self.id) {
+            out.send(l, Message::CatchUp { applied });
+        }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
@@ -178,17 +184,23 @@ impl Actor for Learner {
                 // advanced learner when behind.
                 self.known = self.known.max(applied);
                 self.peers.insert(from, applied);
+                if applied > self.applied() + self.config.timing.catch_up_batch as u64 {
+                    // More than a page behind: the Learn flow will not close that; ask now.
+                    out.send(from, Message::CatchUp { applied: self.applied() });
+                }
             }
             Message::CatchUp { applied } if self.config.learners.contains(&from) => {
                 self.known = self.known.max(applied);
                 self.peers.insert(from, applied);
-                let far = applied < self.base || self.applied() - applied > self.config.timing.catch_up_batch as u64;
+                // (The asker may be ahead of us: a learner that just restarted asks everyone.)
+                let far = applied < self.base
+                    || self.applied().saturating_sub(applied) > self.config.timing.catch_up_batch as u64;
                 if applied >= self.applied() {
                     // Nothing to give.
                 } else if far {
                     out.send(from, Message::Snapshot { applied: self.applied(), state: self.state.clone() });
                 } else {
-                    let entries = self.entries_from(applied + 1, self.config.timing.catch_up_batch);
+                    let entries = self.entries_from(applied.saturating_add(1), self.config.timing.catch_up_batch);
                     out.send(from, Message::Chosen { entries });
                 }
             }
@@ -240,7 +252,7 @@ impl Actor for Learner {
     }
 
     fn applied_values(&self, after: u64, max: usize) -> Vec<(u64, Value)> {
-        self.entries_from(after + 1, max)
+        self.entries_from(after.saturating_add(1), max)
     }
 
     fn status(&self) -> Status {
@@ -491,5 +503,28 @@ mod tests {
             })
             .collect();
         assert_eq!(learners_asked, vec![NodeId::learner(3)], "only the learner furthest ahead");
+    }
+
+    #[test]
+    fn a_catch_up_request_from_a_learner_ahead_is_answered_with_nothing() {
+        let mut l = learner();
+        let mut out = Outbox::new();
+        l.on_message(NodeId::learner(2), Message::CatchUp { applied: 1_000 }, &mut out);
+        l.flush(&mut out);
+        assert!(out.is_empty(), "{:?}", out.effects);
+    }
+
+    #[test]
+    fn extreme_slot_numbers_from_the_network_do_not_panic() {
+        let mut l = learner();
+        let mut out = Outbox::new();
+        let v = vote("r", "x", "ada");
+        l.on_message(NodeId::learner(2), Message::CatchUp { applied: u64::MAX }, &mut out);
+        l.on_message(NodeId::learner(2), Message::Progress { applied: u64::MAX }, &mut out);
+        l.on_message(NodeId::learner(2), Message::Snapshot { applied: u64::MAX, state: VotingState::new(vec!["ada".into(), "grace".into()]) }, &mut out);
+        l.on_message(NodeId::acceptor(1), learn(u64::MAX, Ballot::new(u64::MAX, 1), &v), &mut out);
+        l.on_message(NodeId::learner(2), Message::Chosen { entries: vec![(u64::MAX, v)] }, &mut out);
+        l.on_timer(Timer::CatchUp, &mut out);
+        l.flush(&mut out);
     }
 }

@@ -44,6 +44,10 @@ pub enum Message {
     CatchUp { applied: u64 },
     /// Learner -> learner: chosen values, from the sender's applied log.
     Chosen { entries: Vec<(u64, Value)> },
+    /// Client -> any node: "I am here". Roles ignore it; a socket transport learns from it
+    /// where to send the client's answers (learners and the leader answer clients that
+    /// never sent them anything else).
+    Hello,
     /// Learner -> learner, every catch-up period: "I have applied up to `applied`".
     Progress { applied: u64 },
     /// Learner -> learner far behind: the state machine as of slot `applied`.
@@ -65,6 +69,7 @@ impl Message {
             Message::Nack { .. } => "Nack",
             Message::CatchUp { .. } => "CatchUp",
             Message::Chosen { .. } => "Chosen",
+            Message::Hello => "Hello",
             Message::Progress { .. } => "Progress",
             Message::Snapshot { .. } => "Snapshot",
         }
@@ -102,6 +107,7 @@ impl fmt::Display for Message {
             Message::Nack { ballot, promised } => write!(f, "Nack(b={ballot} promised={promised})"),
             Message::CatchUp { applied } => write!(f, "CatchUp(applied={applied})"),
             Message::Chosen { entries } => write!(f, "Chosen(n={})", entries.len()),
+            Message::Hello => write!(f, "Hello"),
             Message::Progress { applied } => write!(f, "Progress(applied={applied})"),
             Message::Snapshot { applied, state } => {
                 write!(f, "Snapshot(applied={applied} voters={})", state.voter_count())

@@ -43,6 +43,8 @@ pub struct Proposer {
     /// Commands waiting for a slot (leader) or for a leader to forward to (follower).
     queue: VecDeque<Command>,
     tick: u64,
+    /// Elections started since this incarnation began (for operators).
+    elections: u64,
 }
 
 impl Proposer {
@@ -58,6 +60,7 @@ impl Proposer {
             chosen_above: BTreeSet::new(),
             queue: VecDeque::new(),
             tick: 0,
+            elections: 0,
         }
     }
 
@@ -87,11 +90,12 @@ impl Proposer {
     }
 
     fn start_election(&mut self, out: &mut Outbox) {
-        self.round = self.round.max(self.leader_ballot.round) + 1;
+        self.round = self.round.max(self.leader_ballot.round).saturating_add(1);
+        self.elections += 1;
         let ballot = Ballot::new(self.round, self.id.index);
         // Durable before any Prepare leaves: a restarted proposer never reuses a ballot.
         out.persist(PersistOp::Round(self.round));
-        let from_slot = self.chosen + 1;
+        let from_slot = self.chosen.saturating_add(1);
         for &a in &self.config.acceptors {
             out.send(a, Message::Prepare { ballot, from_slot });
         }
@@ -113,8 +117,8 @@ impl Proposer {
                 }
             }
         }
-        let last = merged.keys().next_back().copied().unwrap_or(0).max(from_slot - 1);
-        self.phase = Phase::Leader { ballot, next_slot: last + 1, inflight: BTreeMap::new() };
+        let last = merged.keys().next_back().copied().unwrap_or(0).max(from_slot.saturating_sub(1));
+        self.phase = Phase::Leader { ballot, next_slot: last.saturating_add(1), inflight: BTreeMap::new() };
         self.leader = Some(self.id);
         self.leader_ballot = ballot;
         for slot in from_slot..=last {
@@ -151,7 +155,7 @@ impl Proposer {
         if slot > self.chosen {
             self.chosen_above.insert(slot);
         }
-        while self.chosen_above.remove(&(self.chosen + 1)) {
+        while self.chosen < u64::MAX && self.chosen_above.remove(&(self.chosen + 1)) {
             self.chosen += 1;
         }
     }
@@ -200,7 +204,7 @@ impl Proposer {
         self.leader = Some(from);
         if chosen > self.chosen {
             self.chosen = chosen;
-            self.chosen_above = self.chosen_above.split_off(&(chosen + 1));
+            self.chosen_above = self.chosen_above.split_off(&chosen.saturating_add(1));
             self.mark_chosen(chosen);
         }
         self.step_down(out);
@@ -346,6 +350,7 @@ impl Actor for Proposer {
             ballot: Some(self.ballot()),
             leader: self.leader,
             chosen: Some(self.chosen),
+            elections: Some(self.elections),
             ..Status::default()
         }
     }
