@@ -20,14 +20,19 @@
 //! - [`process`]: a node as an OS process (`ballot-node`): flags, transports, disk, signals.
 //! - [`control`]: a node process's control channel (status, applied log, simulated faults).
 //! - [`discovery`]: the discovery service (register, heartbeat, members, leader over HTTP) and its client.
+//! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency).
+//! - [`http`]: a node's HTTP pages: health, status, logs, Prometheus metrics, overview.
 
 pub mod client;
 pub mod control;
 pub mod discovery;
 pub mod disk;
+pub mod http;
+pub mod metrics;
 pub mod process;
 pub mod runtime;
 
 pub use client::{ClientError, ClientHandle, SubmitOptions};
 pub use disk::{DiskOptions, DiskStorage, Identity};
+pub use metrics::NodeMetrics;
 pub use runtime::{spawn_node, Control, NodeError, NodeHandle, Observer};

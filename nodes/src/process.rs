@@ -9,12 +9,13 @@
 //! The cluster is every node named in `--peers` (clients are not members; they are only
 //! addresses to answer). Logs go to stderr through `tracing` (`RUST_LOG=debug`). SIGTERM
 //! and Ctrl-C stop the node cleanly. One line on stdout says it is ready:
-//! `ready <node> listen=<addr> control=<addr>`.
+//! `ready <node> listen=<addr> control=<addr>`, with ` http=<addr>` after it when `--http`
+//! is given (see [`crate::http`] for the pages).
 
 use crate::control::{self, FaultSink, TransportFaults};
 use crate::{spawn_node, DiskStorage, Identity, NodeHandle};
 use ballot_core::{Acceptor, Config, Learner, NodeId, Proposer, Role, Storage};
-use ballot_transports::{FaultHandle, Faulty, NetOptions, TcpTransport, Transport, ZmqTransport};
+use ballot_transports::{FaultHandle, Faulty, NetOptions, StatsHandle, TcpTransport, Transport, ZmqTransport};
 use clap::{Parser, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -65,6 +66,13 @@ pub struct NodeArgs {
     /// Largest frame accepted or sent, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame: usize,
+    /// HTTP pages (/, /healthz, /status, /logs, /metrics) on this address; off when absent.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// The other nodes' HTTP addresses, name=host:port comma-separated, for the overview
+    /// page at / (a node without one shows as unknown).
+    #[arg(long, value_delimiter = ',')]
+    pub http_peers: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,10 +134,14 @@ async fn start_one(
     listen: SocketAddr,
     data_dir: PathBuf,
     faults: FaultHandle,
-) -> Result<(NodeHandle, SocketAddr), String> {
+) -> Result<(NodeHandle, SocketAddr, StatsHandle), String> {
     let identity = Identity { cluster_id: args.cluster_id.clone(), node: id };
     let mut storage = DiskStorage::open(&data_dir, &identity).map_err(|e| e.to_string())?;
     let durable = storage.load().map_err(|e| e.to_string())?;
+    tracing::info!(
+        node = %id, round = durable.round, promised = %durable.promised, accepted = durable.accepted.len(),
+        applied = durable.last_applied(), "durable state loaded"
+    );
     let others: BTreeMap<NodeId, SocketAddr> = peers.iter().filter(|(&n, _)| n != id).map(|(&n, &a)| (n, a)).collect();
     let opts = NetOptions { max_frame: args.max_frame, ..NetOptions::default() };
     let seed = args.seed ^ (((id.role as u64) << 16) | id.index as u64);
@@ -137,13 +149,13 @@ async fn start_one(
     match args.transport {
         TransportArg::Tcp => {
             let t = TcpTransport::bind(id, listen, others, opts).await.map_err(bind_err)?;
-            let addr = t.local_addr();
-            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr))
+            let (addr, stats) = (t.local_addr(), t.stats_handle());
+            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr, stats))
         }
         TransportArg::Zmq => {
             let t = ZmqTransport::bind(id, listen, others, opts).await.map_err(bind_err)?;
-            let addr = t.local_addr();
-            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr))
+            let (addr, stats) = (t.local_addr(), t.stats_handle());
+            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr, stats))
         }
     }
 }
@@ -165,8 +177,9 @@ fn spawn_actor<T: Transport, S: Storage>(
     }
 }
 
-async fn run(args: NodeArgs) -> Result<(), String> {
+async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
     let peers = parse_peers(&args.peers)?;
+    let http_peers = crate::http::parse_http_peers(&args.http_peers)?;
     let ids = ids_of(&args)?;
     let of_role = |r: Role| peers.keys().copied().filter(|n| n.role == r).collect::<Vec<_>>();
     let mut config = Config::new(0, 0, 0, args.candidates.clone());
@@ -190,14 +203,16 @@ async fn run(args: NodeArgs) -> Result<(), String> {
     let config = Arc::new(config);
     let faults = FaultHandle::new(args.seed);
     let mut handles = Vec::new();
+    let mut served = Vec::new();
     for &id in &ids {
         let listen = match args.listen {
             Some(l) if ids.len() == 1 => l,
             _ => peers[&id],
         };
         let dir = if ids.len() == 1 { args.data_dir.clone() } else { args.data_dir.join(id.to_string()) };
-        let (handle, addr) = start_one(id, &args, &config, &peers, listen, dir, faults.clone()).await?;
+        let (handle, addr, stats) = start_one(id, &args, &config, &peers, listen, dir, faults.clone()).await?;
         tracing::info!(node = %id, %addr, transport = ?args.transport, "listening");
+        served.push(crate::http::HttpNode::new(&handle).with_listen(addr).with_wire(stats));
         handles.push((handle, addr));
     }
     let control_addr = match args.control {
@@ -214,9 +229,25 @@ async fn run(args: NodeArgs) -> Result<(), String> {
         }
         None => None,
     };
+    let http_addr = match args.http {
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let cluster = [&config.proposers, &config.acceptors, &config.learners].into_iter().flatten().copied().collect();
+            let transport = format!("{:?}", args.transport).to_lowercase();
+            let mut state = crate::http::HttpState::new(served, cluster, args.candidates.clone(), &transport);
+            (state.http_peers, state.control, state.faults, state.logs) = (http_peers, control_addr, Some(faults), Some(logs));
+            tokio::spawn(crate::http::serve(listener, state));
+            tracing::info!(%local, "http pages");
+            Some(local)
+        }
+        None => None,
+    };
     for (h, addr) in &handles {
         let control = control_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
-        println!("ready {} listen={addr} control={control}", h.id);
+        let http = http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
+        println!("ready {} listen={addr} control={control}{http}", h.id);
     }
     wait_for_signal().await;
     tracing::info!("stopping");
@@ -252,13 +283,21 @@ async fn wait_for_signal() {
 
 /// Run a node until SIGTERM or Ctrl-C: the whole `main` of `ballot-node`.
 pub fn main_with(args: NodeArgs) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The last log lines also go to a ring for the /logs page.
+    let logs = crate::http::LogRing::default();
+    let _ = tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: chaos writes node logs to files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour only on a terminal: chaos writes node logs to files.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(logs.layer())
         .try_init();
     // One thread: on 2 cores a current-thread runtime per node process avoids cross-core
     // wake-ups (PERF.md).
@@ -269,7 +308,7 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(args)) {
+    match rt.block_on(run(args, logs)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ballot-node: {e}");

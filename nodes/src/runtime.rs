@@ -1,6 +1,7 @@
 //! The node loop.
 
-use ballot_core::{Actor, Effect, NodeId, Outbox, PersistOp, Status, Storage, StorageError, Timer, Value};
+use crate::metrics::NodeMetrics;
+use ballot_core::{Actor, Ballot, Effect, NodeId, Outbox, PersistOp, Role, Status, Storage, StorageError, Timer, Value};
 use ballot_transports::{Envelope, Transport};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +43,7 @@ pub struct NodeHandle {
     pub id: NodeId,
     ctrl: mpsc::UnboundedSender<Control>,
     task: JoinHandle<Result<(), NodeError>>,
+    metrics: Arc<NodeMetrics>,
 }
 
 impl NodeHandle {
@@ -52,6 +54,12 @@ impl NodeHandle {
     /// A sender of orders that outlives borrowing the handle (for a control server).
     pub fn controller(&self) -> mpsc::UnboundedSender<Control> {
         self.ctrl.clone()
+    }
+
+    /// The node loop's counters (messages per peer, steps, persist latency); they stay
+    /// readable after the node stops.
+    pub fn metrics(&self) -> Arc<NodeMetrics> {
+        self.metrics.clone()
     }
 
     /// The node's status, or `None` if it is paused, stopped or does not answer in time.
@@ -87,9 +95,19 @@ where
 {
     let id = actor.id();
     let (ctrl, ctrl_rx) = mpsc::unbounded_channel();
-    let node = Node { actor, transport, storage, rng: ChaCha8Rng::seed_from_u64(seed), timers: BTreeMap::new(), observer };
+    let metrics = Arc::new(NodeMetrics::new());
+    let node = Node {
+        actor,
+        transport,
+        storage,
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        timers: BTreeMap::new(),
+        observer,
+        metrics: metrics.clone(),
+        watched: Watched::default(),
+    };
     let task = tokio::spawn(node.run(ctrl_rx));
-    NodeHandle { id, ctrl, task }
+    NodeHandle { id, ctrl, task, metrics }
 }
 
 struct Node<A, T, S> {
@@ -99,6 +117,18 @@ struct Node<A, T, S> {
     rng: ChaCha8Rng,
     timers: BTreeMap<Timer, Instant>,
     observer: Option<Observer>,
+    metrics: Arc<NodeMetrics>,
+    watched: Watched,
+}
+
+/// What the loop watches in a proposer's or acceptor's status after each step, to log
+/// elections, leadership and ballot changes. Learners are not watched: their status
+/// clones the tally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Watched {
+    ballot: Option<Ballot>,
+    leader: Option<NodeId>,
+    elections: Option<u64>,
 }
 
 impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
@@ -106,12 +136,14 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
         let mut out = Outbox::new();
         self.actor.start(&mut out);
         self.execute(&mut out)?;
+        self.started();
         loop {
             // Due timers go first, so a flood of messages cannot starve heartbeats.
             self.fire_due_timers(&mut out);
             if !out.is_empty() {
                 self.actor.flush(&mut out);
                 self.execute(&mut out)?;
+                self.watch();
             }
             let next = self.timers.values().min().copied();
             tokio::select! {
@@ -131,9 +163,12 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 },
                 env = self.transport.recv() => {
                     let Some(env) = env else { return Ok(()) };
+                    let mut peers = self.metrics.peers();
+                    peers.received(env.from);
                     self.actor.on_message(env.from, env.msg, &mut out);
                     for _ in 1..MAX_STEP_MESSAGES {
                         let Some(env) = self.transport.try_recv() else { break };
+                        peers.received(env.from);
                         self.actor.on_message(env.from, env.msg, &mut out);
                     }
                 }
@@ -141,6 +176,48 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
             }
             self.actor.flush(&mut out);
             self.execute(&mut out)?;
+            self.watch();
+        }
+    }
+
+    /// Logs where the node starts from (its durable state, as the role reports it).
+    fn started(&mut self) {
+        let s = self.actor.status();
+        let ballot = s.ballot.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        let fmt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        tracing::info!(node = %self.actor.id(), %ballot, chosen = %fmt(s.chosen), applied = %fmt(s.applied), "node started");
+        self.watched = Watched { ballot: s.ballot, leader: s.leader, elections: s.elections };
+    }
+
+    /// After a step: log elections, leadership gained or lost and ballot changes.
+    fn watch(&mut self) {
+        let me = self.actor.id();
+        if me.role == Role::Learner {
+            return;
+        }
+        let s = self.actor.status();
+        let now = Watched { ballot: s.ballot, leader: s.leader, elections: s.elections };
+        let was = std::mem::replace(&mut self.watched, now);
+        if now == was {
+            return;
+        }
+        let show = |b: Option<Ballot>| b.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        if now.elections > was.elections {
+            tracing::info!(node = %me, ballot = %show(now.ballot), "election started");
+        } else if now.ballot != was.ballot {
+            let what = if me.role == Role::Acceptor { "promised a new ballot" } else { "ballot changed" };
+            tracing::info!(node = %me, from = %show(was.ballot), to = %show(now.ballot), "{what}");
+        }
+        if now.leader != was.leader {
+            match (was.leader == Some(me), now.leader) {
+                (_, Some(l)) if l == me => tracing::info!(node = %me, ballot = %show(now.ballot), "leadership gained"),
+                (true, other) => {
+                    let other = other.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+                    tracing::warn!(node = %me, ballot = %show(now.ballot), leader = %other, "leadership lost")
+                }
+                (false, Some(l)) => tracing::info!(node = %me, leader = %l, ballot = %show(now.ballot), "following leader"),
+                (false, None) => tracing::debug!(node = %me, "no leader known"),
+            }
         }
     }
 
@@ -174,15 +251,25 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 _ => None,
             })
             .collect();
+        self.metrics.step();
         if !ops.is_empty() {
             let node = self.actor.id();
-            self.storage.persist(&ops).map_err(|source| NodeError::Storage { node, source })?;
+            let t0 = std::time::Instant::now();
+            let result = self.storage.persist(&ops);
+            self.metrics.persisted(t0.elapsed());
+            if let Err(source) = result {
+                self.metrics.storage_error();
+                tracing::error!(node = %node, error = %source, "storage error: the node stops");
+                return Err(NodeError::Storage { node, source });
+            }
         }
         let me = self.actor.id();
+        let mut peers = self.metrics.peers();
         for effect in effects {
             match effect {
                 Effect::Persist(_) => {}
                 Effect::Send { to, msg } => {
+                    peers.sent(to);
                     // A failed send is a lost message, which Paxos tolerates; the transport
                     // counts it.
                     let _ = self.transport.send(Envelope::new(me, to, msg));
