@@ -43,6 +43,9 @@ pub enum ClientError {
 struct Inner {
     id: NodeId,
     proposers: Vec<NodeId>,
+    /// Nodes told where this client listens (at start and on every retry), so learners and
+    /// the leader can answer it although it only ever sends to one proposer.
+    announce_to: Mutex<Vec<NodeId>>,
     out: mpsc::UnboundedSender<Envelope>,
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
     preferred: AtomicUsize,
@@ -63,6 +66,7 @@ impl ClientHandle {
         let inner = Arc::new(Inner {
             id: transport.local(),
             proposers,
+            announce_to: Mutex::new(Vec::new()),
             out,
             pending: Mutex::new(HashMap::new()),
             preferred: AtomicUsize::new(0),
@@ -98,6 +102,20 @@ impl ClientHandle {
 
     pub fn id(&self) -> NodeId {
         self.inner.id
+    }
+
+    /// Tell `nodes` where this client listens now, and again before every retry (a node
+    /// that restarted has forgotten). Needed over sockets when the nodes were not started
+    /// with this client's address.
+    pub fn announce(&self, nodes: Vec<NodeId>) {
+        *self.inner.announce_to.lock().unwrap_or_else(|e| e.into_inner()) = nodes;
+        self.send_hellos();
+    }
+
+    fn send_hellos(&self) {
+        for &n in self.inner.announce_to.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = self.inner.out.send(Envelope::new(self.inner.id, n, Message::Hello));
+        }
     }
 
     /// A request id no other request of this client uses.
@@ -142,6 +160,7 @@ impl ClientHandle {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Timeout);
             }
+            self.send_hellos();
             target = (target + 1) % n;
         }
     }

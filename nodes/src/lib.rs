@@ -23,6 +23,7 @@
 //! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency).
 //! - [`http`]: a node's HTTP pages: health, status, logs, Prometheus metrics, overview.
 
+pub mod cli;
 pub mod client;
 pub mod control;
 pub mod discovery;
