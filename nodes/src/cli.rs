@@ -4,11 +4,19 @@
 //! when its node dies or is paused, and retries under the same request id, so a retry is
 //! never a second vote.
 //!
-//! Exit codes: 0 done (vote recorded, results shown); 2 bad usage or the cluster cannot be
-//! reached at all; 3 the vote was refused (already voted, unknown candidate); 4 the vote is
+//! With `--discovery ADDR` the members and their addresses come from the discovery server
+//! (`/members`) and the proposer it names leader (`/leader`) is tried first; if discovery
+//! does not answer within the deadline, `--peers` is the fallback (one warning line on
+//! stderr). `status` and `results --local` read nodes' HTTP `/status` pages (addresses
+//! from discovery or `--http-peers`), each within a deadline.
+//!
+//! Exit codes: 0 done (vote recorded, results shown, status of at least one node); 2 bad
+//! usage or the cluster cannot be reached at all (no discovery and no --peers, no node
+//! answers `status`); 3 the vote was refused (already voted, unknown candidate); 4 the vote is
 //! not confirmed (no quorum or no answer in time; retrying with the same request id is safe).
 
 use crate::client::{ClientError, ClientHandle, SubmitOptions};
+use crate::discovery::{DiscoveryClient, Member};
 use ballot_core::{Command, NodeId, Reply, Role, Tally, VoteError};
 use ballot_transports::{NetOptions, TcpTransport, ZmqTransport};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -35,6 +43,14 @@ pub struct CliArgs {
     /// Address this client listens on for answers (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0", global = true)]
     pub listen: SocketAddr,
+    /// A discovery server (`ballot-node --role discovery`): members, their addresses and
+    /// the leader come from it; --peers is the fallback when it does not answer.
+    #[arg(long, global = true)]
+    pub discovery: Option<SocketAddr>,
+    /// Nodes' HTTP addresses as name=host:port, comma-separated, for `status` and
+    /// `results --local` (added to what discovery lists).
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub http_peers: Vec<String>,
     #[command(subcommand)]
     pub cmd: CliCommand,
 }
@@ -59,7 +75,15 @@ pub enum CliCommand {
         request_id: Option<String>,
     },
     /// The tally, read through the log (every acknowledged vote is in it).
-    Results,
+    Results {
+        /// Instead, this learner's own tally from its HTTP /status (what it has applied;
+        /// no trip through the log).
+        #[arg(long, value_name = "NODE")]
+        local: Option<String>,
+    },
+    /// Every node's status from its HTTP /status page: role, reachable, ballot, leader,
+    /// chosen, applied, tally. Unreachable nodes are shown as such.
+    Status,
     /// The candidates one can vote for.
     Candidates,
     /// Pick a candidate from a menu, vote, see results; until `quit`.
@@ -96,9 +120,60 @@ fn client_id() -> NodeId {
     NodeId::client(2 + (h.finish() % 65_000) as u16)
 }
 
+/// Deadline of each call to discovery.
+fn discovery_deadline(args: &CliArgs) -> Duration {
+    Duration::from_millis(args.timeout_ms.clamp(1, 2000))
+}
+
+/// Deadline of each node's `/status` (a node answers within about 1 s even when its loop
+/// is stuck).
+fn status_deadline(args: &CliArgs) -> Duration {
+    Duration::from_millis(args.timeout_ms.clamp(1, 3000))
+}
+
+/// The members discovery lists and the leader it names (a failed `/leader` only means no
+/// preferred proposer).
+async fn ask_discovery(addr: SocketAddr, deadline: Duration) -> Result<(Vec<Member>, Option<NodeId>), String> {
+    let c = DiscoveryClient::new(addr).with_deadline(deadline);
+    let members = c.members().await.map_err(|e| e.to_string())?;
+    let leader = c.leader().await.ok().flatten().map(|m| m.node);
+    Ok((members, leader))
+}
+
+/// Data addresses of the members, and the proposers in the order to try them.
+async fn find_cluster(args: &CliArgs) -> Result<(BTreeMap<NodeId, SocketAddr>, Vec<NodeId>), String> {
+    let from_peers = |args: &CliArgs| {
+        let peers = parse_peers(&args.peers)?;
+        let proposers: Vec<NodeId> = peers.keys().copied().filter(|n| n.role == Role::Proposer).collect();
+        Ok::<_, String>((peers, proposers))
+    };
+    let Some(d) = args.discovery else { return from_peers(args) };
+    let found = ask_discovery(d, discovery_deadline(args)).await.and_then(|(members, leader)| {
+        let peers: BTreeMap<NodeId, SocketAddr> =
+            members.iter().filter(|m| m.node.role != Role::Client).map(|m| (m.node, m.addr)).collect();
+        let mut proposers: Vec<NodeId> = peers.keys().copied().filter(|n| n.role == Role::Proposer).collect();
+        if proposers.is_empty() {
+            return Err(format!("discovery at {d} lists no proposer"));
+        }
+        // The leader first: it needs no forwarding.
+        if let Some(i) = leader.and_then(|l| proposers.iter().position(|&p| p == l)) {
+            let l = proposers.remove(i);
+            proposers.insert(0, l);
+        }
+        Ok((peers, proposers))
+    });
+    match found {
+        Ok(f) => Ok(f),
+        Err(e) if args.peers.iter().any(|p| !p.trim().is_empty()) => {
+            eprintln!("ballot: warning: {e}; using --peers instead");
+            from_peers(args)
+        }
+        Err(e) => Err(format!("{e}, and no --peers to fall back on")),
+    }
+}
+
 async fn connect(args: &CliArgs) -> Result<ClientHandle, String> {
-    let peers = parse_peers(&args.peers)?;
-    let proposers: Vec<NodeId> = peers.keys().copied().filter(|n| n.role == Role::Proposer).collect();
+    let (peers, proposers) = find_cluster(args).await?;
     let members: Vec<NodeId> = peers.keys().copied().filter(|n| n.role != Role::Client).collect();
     let me = client_id();
     let opts = NetOptions::default();
@@ -203,6 +278,172 @@ async fn candidates(client: &ClientHandle, args: &CliArgs) -> Outcome {
     }
 }
 
+/// Every node to show and its HTTP address, if known: discovery's members (when
+/// `--discovery` answers) and `--http-peers`.
+async fn find_http(args: &CliArgs) -> Result<BTreeMap<NodeId, Option<SocketAddr>>, String> {
+    let given = crate::http::parse_http_peers(&args.http_peers)?;
+    let mut nodes: BTreeMap<NodeId, Option<SocketAddr>> = BTreeMap::new();
+    match args.discovery {
+        Some(d) => match ask_discovery(d, discovery_deadline(args)).await {
+            Ok((members, _)) => {
+                nodes.extend(members.iter().filter(|m| m.node.role != Role::Client).map(|m| (m.node, m.http)))
+            }
+            Err(e) if !given.is_empty() => eprintln!("ballot: warning: {e}; using --http-peers only"),
+            Err(e) => return Err(format!("{e}, and no --http-peers to fall back on")),
+        },
+        None if given.is_empty() => {
+            return Err("give --discovery ADDR or --http-peers name=host:port,... to find the nodes' HTTP pages".into())
+        }
+        None => {}
+    }
+    for (id, addr) in given {
+        let known = nodes.entry(id).or_insert(None);
+        known.get_or_insert(addr);
+    }
+    Ok(nodes)
+}
+
+/// Each node's entry of its process's `/status` (a replica serves three), or why not.
+async fn fetch_statuses(
+    nodes: &BTreeMap<NodeId, Option<SocketAddr>>,
+    deadline: Duration,
+) -> BTreeMap<NodeId, Result<serde_json::Value, String>> {
+    let mut fetches = BTreeMap::new();
+    for addr in nodes.values().flatten() {
+        fetches.entry(*addr).or_insert_with(|| {
+            let addr = *addr;
+            tokio::spawn(async move {
+                let (code, body) = DiscoveryClient::get_raw(addr, "/status", deadline).await?;
+                if code != 200 {
+                    return Err(format!("{addr} answered {code} to GET /status"));
+                }
+                serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| format!("{addr}: /status is not JSON: {e}"))
+            })
+        });
+    }
+    let mut pages = BTreeMap::new();
+    for (addr, f) in fetches {
+        pages.insert(addr, f.await.unwrap_or_else(|e| Err(e.to_string())));
+    }
+    nodes
+        .iter()
+        .map(|(id, addr)| {
+            let entry = match addr {
+                None => Err("no HTTP address known (start it with --http, or give --http-peers)".to_string()),
+                Some(a) => match &pages[a] {
+                    Err(e) => Err(e.clone()),
+                    Ok(page) => page
+                        .get("nodes")
+                        .and_then(|n| n.as_array())
+                        .and_then(|a| a.iter().find(|n| n.get("node").and_then(|x| x.as_str()) == Some(id.to_string().as_str())))
+                        .cloned()
+                        .ok_or_else(|| format!("{a} does not serve {id}")),
+                },
+            };
+            let entry = entry.and_then(|e| match e.get("responding").and_then(|r| r.as_bool()) {
+                Some(true) => Ok(e),
+                _ => Err(format!("{id} is up but its node loop does not answer (paused or stuck)")),
+            });
+            (*id, entry)
+        })
+        .collect()
+}
+
+fn cell(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Object(o)) => {
+            o.iter().map(|(k, v)| format!("{k}={}", cell(Some(v)))).collect::<Vec<_>>().join(" ")
+        }
+        Some(v) => v.to_string(),
+    }
+}
+
+async fn status(args: &CliArgs) -> Outcome {
+    let nodes = match find_http(args).await {
+        Ok(n) => n,
+        Err(e) => return usage_outcome(format!("status: {e}")),
+    };
+    let statuses = fetch_statuses(&nodes, status_deadline(args)).await;
+    let mut rows = Vec::new();
+    for (id, st) in &statuses {
+        let mut row = serde_json::json!({
+            "node": id.to_string(),
+            "role": id.role.to_string(),
+            "http": nodes[id].map(|a| a.to_string()),
+            "reachable": st.is_ok(),
+        });
+        for k in ["ballot", "leader", "is_leader", "chosen", "applied", "tally"] {
+            row[k] = st.as_ref().ok().and_then(|e| e.get(k)).cloned().unwrap_or(serde_json::Value::Null);
+        }
+        row["error"] = st.as_ref().err().map(|e| serde_json::json!(e)).unwrap_or(serde_json::Value::Null);
+        rows.push(row);
+    }
+    let reachable = statuses.values().filter(|s| s.is_ok()).count();
+    if reachable == 0 {
+        let why = statuses.values().find_map(|s| s.as_ref().err().cloned()).unwrap_or_else(|| "no nodes are known".into());
+        let text = format!("status: no node answered ({} known; first: {why})", statuses.len());
+        return Outcome { code: 2, json: serde_json::json!({"ok": false, "error": text, "nodes": rows}), text };
+    }
+    let header = ["node", "role", "reachable", "ballot", "leader", "chosen", "applied", "tally"];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in &rows {
+        let reachable = if r["reachable"] == true { "yes" } else { "no" };
+        let mut line = vec![cell(r.get("node")), cell(r.get("role")), reachable.to_string()];
+        line.extend(["ballot", "leader", "chosen", "applied", "tally"].iter().map(|k| cell(r.get(*k))));
+        table.push(line);
+    }
+    let widths: Vec<usize> = (0..header.len()).map(|i| table.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    let text = table
+        .iter()
+        .map(|l| l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Outcome { code: 0, text, json: serde_json::json!({"ok": true, "reachable": reachable, "nodes": rows}) }
+}
+
+fn usage_outcome(text: String) -> Outcome {
+    Outcome { code: 2, json: serde_json::json!({"ok": false, "error": "usage", "message": text}), text }
+}
+
+async fn results_local(args: &CliArgs, node: &str) -> Outcome {
+    let id: NodeId = match node.trim().parse() {
+        Ok(id) => id,
+        Err(e) => return usage_outcome(format!("results --local: {e}")),
+    };
+    if id.role != Role::Learner {
+        return usage_outcome(format!("results --local: {id} is not a learner; only learners keep a tally (e.g. learner-1)"));
+    }
+    let nodes = match find_http(args).await {
+        Ok(n) => n,
+        Err(e) => return usage_outcome(format!("results --local: {e}")),
+    };
+    let Some(&addr) = nodes.get(&id) else {
+        return usage_outcome(format!("results --local: {id} is not a known node (not in discovery nor --http-peers)"));
+    };
+    let one = BTreeMap::from([(id, addr)]);
+    let entry = fetch_statuses(&one, status_deadline(args)).await.remove(&id).unwrap_or_else(|| Err("no answer".into()));
+    let unreachable = |e: String| {
+        let text = format!("results --local: {id} is unreachable: {e}");
+        Outcome { code: 4, json: serde_json::json!({"ok": false, "error": "unreachable", "message": text}), text }
+    };
+    match entry {
+        Err(e) => unreachable(e),
+        Ok(e) => match e.get("tally").and_then(|t| t.as_object()) {
+            None => unreachable(format!("its /status has no tally: {}", cell(e.get("role")))),
+            Some(t) => {
+                let tally: Tally = t.iter().map(|(c, n)| (c.clone(), n.as_u64().unwrap_or(0))).collect();
+                let applied = e.get("applied").and_then(|a| a.as_u64()).unwrap_or(0);
+                let mut json = tally_json(applied, &tally);
+                json["node"] = serde_json::json!(id.to_string());
+                json["applied"] = serde_json::json!(applied);
+                Outcome { code: 0, text: tally_text(&tally), json }
+            }
+        },
+    }
+}
+
 /// The menu loop of `ballot interactive`, over any input and output (tests drive it
 /// through pipes).
 async fn interactive(client: &ClientHandle, args: &CliArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<u8> {
@@ -260,6 +501,15 @@ pub fn main_with(args: CliArgs) -> ExitCode {
         }
     };
     rt.block_on(async {
+        // Read from the nodes' HTTP pages: no client endpoint needed.
+        let local = match &args.cmd {
+            CliCommand::Status => Some(status(&args).await),
+            CliCommand::Results { local: Some(node) } => Some(results_local(&args, node).await),
+            _ => None,
+        };
+        if let Some(outcome) = local {
+            return finish(&args, outcome);
+        }
         let client = match connect(&args).await {
             Ok(c) => c,
             Err(e) => {
@@ -269,7 +519,8 @@ pub fn main_with(args: CliArgs) -> ExitCode {
         };
         let outcome = match &args.cmd {
             CliCommand::Vote { voter, candidate, request_id } => vote(&client, &args, voter, candidate, request_id.clone()).await,
-            CliCommand::Results => results(&client, &args).await,
+            CliCommand::Results { .. } => results(&client, &args).await,
+            CliCommand::Status => unreachable!("answered above"),
             CliCommand::Candidates => candidates(&client, &args).await,
             CliCommand::Interactive => {
                 let stdin = std::io::stdin();
@@ -279,13 +530,17 @@ pub fn main_with(args: CliArgs) -> ExitCode {
             }
         };
         client.close();
-        if args.json {
-            println!("{}", outcome.json);
-        } else if outcome.code == 0 {
-            println!("{}", outcome.text);
-        } else {
-            eprintln!("ballot: {}", outcome.text);
-        }
-        ExitCode::from(outcome.code)
+        finish(&args, outcome)
     })
+}
+
+fn finish(args: &CliArgs, outcome: Outcome) -> ExitCode {
+    if args.json {
+        println!("{}", outcome.json);
+    } else if outcome.code == 0 {
+        println!("{}", outcome.text);
+    } else {
+        eprintln!("ballot: {}", outcome.text);
+    }
+    ExitCode::from(outcome.code)
 }

@@ -707,6 +707,19 @@ impl DiscoveryClient {
         wire.check().map(Some).map_err(|e| self.garbage(e))
     }
 
+    /// A GET of `path` on any HTTP/1.1 server at `addr` (a node's `/status`, say) with this
+    /// client's framing, size limit and one deadline: the status code and body, or one
+    /// line naming `addr` (not "discovery").
+    pub(crate) async fn get_raw(addr: SocketAddr, path: &str, deadline: Duration) -> Result<(u16, Vec<u8>), String> {
+        let c = DiscoveryClient::new(addr).with_deadline(deadline);
+        c.call("GET", path, None).await.map(|a| (a.status, a.body)).map_err(|e| match e {
+            DiscoveryError::Timeout { .. } => format!("{addr} did not answer within {deadline:?}"),
+            DiscoveryError::Unreachable { reason, .. } => format!("{addr} could not be reached: {reason}"),
+            DiscoveryError::Garbage { what, .. } => format!("{addr} answered garbage: {what}"),
+            DiscoveryError::Refused { status, reason, .. } => format!("{addr} refused ({status}): {reason}"),
+        })
+    }
+
     fn garbage(&self, what: impl fmt::Display) -> DiscoveryError {
         DiscoveryError::Garbage { addr: self.addr, what: one_line(&what.to_string(), 200) }
     }

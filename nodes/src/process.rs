@@ -13,6 +13,7 @@
 //! is given (see [`crate::http`] for the pages).
 
 use crate::control::{self, FaultSink, TransportFaults};
+use crate::discovery::{spawn_heartbeats_async, DiscoveryClient, Registration, DEFAULT_HEARTBEAT_PERIOD};
 use crate::{spawn_node, DiskStorage, Identity, NodeHandle};
 use ballot_core::{Acceptor, Config, Learner, NodeId, Proposer, Role, Storage};
 use ballot_transports::{FaultHandle, Faulty, NetOptions, StatsHandle, TcpTransport, Transport, ZmqTransport};
@@ -22,15 +23,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "ballot-node", version, about = "Run one ballot node")]
 pub struct NodeArgs {
-    /// Node name (`proposer-1`), or its index when --role is given.
-    #[arg(long)]
+    /// Node name (`proposer-1`), or its index when --role is given. Not used by
+    /// `--role discovery`.
+    #[arg(long, default_value = "")]
     pub id: String,
-    /// proposer, acceptor, learner, or replica (all three roles, each at its own address
-    /// from --peers).
+    /// proposer, acceptor, learner, replica (all three roles, each at its own address
+    /// from --peers), or discovery (the discovery server on --listen, nothing else).
     #[arg(long)]
     pub role: Option<RoleArg>,
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
@@ -38,12 +41,14 @@ pub struct NodeArgs {
     /// Address to listen on; defaults to this node's address in --peers.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Every node of the cluster and every client, as name=host:port, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Every node of the cluster and every client, as name=host:port, comma-separated
+    /// (required except for `--role discovery`).
+    #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
-    /// Where durable state lives (one sub-folder per role for a replica).
+    /// Where durable state lives (one sub-folder per role for a replica; required except
+    /// for `--role discovery`).
     #[arg(long)]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     #[arg(long, value_delimiter = ',', default_value = "ada,grace,linus")]
     pub candidates: Vec<String>,
     /// Name of the cluster: a data dir of another cluster is refused.
@@ -73,6 +78,14 @@ pub struct NodeArgs {
     /// page at / (a node without one shows as unknown).
     #[arg(long, value_delimiter = ',')]
     pub http_peers: Vec<String>,
+    /// A discovery server (`ballot-node --role discovery`): this node registers there and
+    /// heart-beats every second (role, addresses, ballot, leadership), and deregisters on
+    /// SIGTERM. Never on the commit path: a dead or garbled discovery changes nothing.
+    #[arg(long)]
+    pub discovery: Option<SocketAddr>,
+    /// `--role discovery`: how long a member that stopped heart-beating stays listed, ms.
+    #[arg(long, default_value_t = crate::discovery::DEFAULT_TTL.as_millis() as u64)]
+    pub ttl_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,6 +94,7 @@ pub enum RoleArg {
     Acceptor,
     Learner,
     Replica,
+    Discovery,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,12 +120,16 @@ fn ids_of(args: &NodeArgs) -> Result<Vec<NodeId>, String> {
         RoleArg::Proposer => Role::Proposer,
         RoleArg::Acceptor => Role::Acceptor,
         RoleArg::Learner => Role::Learner,
-        RoleArg::Replica => unreachable!(),
+        RoleArg::Replica | RoleArg::Discovery => unreachable!(),
     };
     let by_index = |index: &str| -> Result<u16, String> {
         index.parse::<u16>().ok().filter(|&i| i > 0).ok_or_else(|| format!("--id '{index}' is not a node index (1, 2, ...)"))
     };
+    if args.id.is_empty() {
+        return Err("--id is required: a node name (proposer-1) or an index with --role".into());
+    }
     match (args.role, args.id.parse::<NodeId>()) {
+        (Some(RoleArg::Discovery), _) => unreachable!("run_discovery handles it"),
         (Some(RoleArg::Replica), _) => {
             let i = match args.id.parse::<NodeId>() {
                 Ok(id) => id.index,
@@ -177,7 +195,57 @@ fn spawn_actor<T: Transport, S: Storage>(
     }
 }
 
+/// `--role discovery`: the discovery server on `--listen` until SIGTERM or Ctrl-C.
+async fn run_discovery(args: NodeArgs) -> Result<(), String> {
+    let addr = args.listen.ok_or("--role discovery needs --listen ADDR (where the discovery server listens)")?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("discovery cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let opts = crate::discovery::DiscoveryOptions {
+        ttl: Duration::from_millis(args.ttl_ms.max(1)),
+        ..crate::discovery::DiscoveryOptions::default()
+    };
+    let server = tokio::spawn(crate::discovery::serve(listener, opts));
+    tracing::info!(%local, "discovery listening");
+    println!("ready discovery listen={local} control=-");
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        r = server => return Err(match r {
+            Ok(Ok(())) => "the discovery server stopped".into(),
+            Ok(Err(e)) => format!("the discovery server failed: {e}"),
+            Err(e) => format!("the discovery server failed: {e}"),
+        }),
+    }
+    tracing::info!("stopping");
+    Ok(())
+}
+
+/// What a node of this process tells discovery now, or `None` if its loop did not answer
+/// in time (then the beat is skipped, so a stuck node drops out of the list).
+async fn registration(node: crate::http::HttpNode, addr: SocketAddr, http: Option<SocketAddr>) -> Option<Registration> {
+    let st = node.status(STATUS_FOR_DISCOVERY).await?;
+    let mut reg = Registration::new(node.id, addr);
+    reg.http = http;
+    reg.ballot = st.ballot;
+    reg.leader = node.id.role == Role::Proposer && st.leader == Some(node.id);
+    Some(reg)
+}
+
+/// How long a heartbeat waits for the node loop's status.
+const STATUS_FOR_DISCOVERY: Duration = Duration::from_millis(500);
+/// Deadline of the deregistration on the way out (best effort).
+const DEREGISTER_DEADLINE: Duration = Duration::from_millis(500);
+
 async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
+    if args.role == Some(RoleArg::Discovery) {
+        return run_discovery(args).await;
+    }
+    if args.peers.iter().all(|p| p.trim().is_empty()) {
+        return Err("--peers is required: name every node of the cluster as name=host:port,...".into());
+    }
+    let Some(data_dir) = args.data_dir.clone() else {
+        return Err("--data-dir is required: where this node keeps its durable state".into());
+    };
     let peers = parse_peers(&args.peers)?;
     let http_peers = crate::http::parse_http_peers(&args.http_peers)?;
     let ids = ids_of(&args)?;
@@ -209,7 +277,7 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
             Some(l) if ids.len() == 1 => l,
             _ => peers[&id],
         };
-        let dir = if ids.len() == 1 { args.data_dir.clone() } else { args.data_dir.join(id.to_string()) };
+        let dir = if ids.len() == 1 { data_dir.clone() } else { data_dir.join(id.to_string()) };
         let (handle, addr, stats) = start_one(id, &args, &config, &peers, listen, dir, faults.clone()).await?;
         tracing::info!(node = %id, %addr, transport = ?args.transport, "listening");
         served.push(crate::http::HttpNode::new(&handle).with_listen(addr).with_wire(stats));
@@ -229,6 +297,7 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
         }
         None => None,
     };
+    let loops: Vec<crate::http::HttpNode> = served.clone();
     let http_addr = match args.http {
         Some(addr) => {
             let listener =
@@ -249,8 +318,35 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
         let http = http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
         println!("ready {} listen={addr} control={control}{http}", h.id);
     }
+    // Discovery: heartbeats from their own task, each bounded; never awaited by the node.
+    let mut beats = Vec::new();
+    if let Some(d) = args.discovery {
+        let client = DiscoveryClient::new(d);
+        for (node, (_, addr)) in loops.iter().zip(&handles) {
+            let (node, addr) = (node.clone(), *addr);
+            beats.push(spawn_heartbeats_async(
+                client.clone(),
+                move || registration(node.clone(), addr, http_addr),
+                DEFAULT_HEARTBEAT_PERIOD,
+            ));
+        }
+        tracing::info!(discovery = %d, "registering with discovery");
+    }
     wait_for_signal().await;
     tracing::info!("stopping");
+    if let Some(d) = args.discovery {
+        beats.iter().for_each(|b| b.abort());
+        let client = DiscoveryClient::new(d).with_deadline(DEREGISTER_DEADLINE);
+        let gone = futures_util::future::join_all(handles.iter().map(|(h, _)| client.deregister(h.id)));
+        match tokio::time::timeout(DEREGISTER_DEADLINE, gone).await {
+            Ok(results) => {
+                for e in results.into_iter().filter_map(Result::err) {
+                    tracing::warn!("deregistration skipped: {e}");
+                }
+            }
+            Err(_) => tracing::warn!("deregistration skipped: discovery at {d} did not answer within {DEREGISTER_DEADLINE:?}"),
+        }
+    }
     for (h, _) in handles {
         if let Err(e) = h.stop().await {
             tracing::error!("{e}");
