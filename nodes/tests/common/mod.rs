@@ -65,11 +65,23 @@ impl Drop for TempDir {
 pub struct Ready {
     pub listen: SocketAddr,
     pub control: Option<SocketAddr>,
+    /// The ` http=<addr>` the line ends with when `--http` is given.
+    pub http: Option<SocketAddr>,
 }
 
 pub fn parse_ready(name: &str, line: &str) -> Ready {
     let bad = || panic!("{name} printed {line:?}, not `ready {name} listen=<addr> control=<addr>`");
     let words: Vec<&str> = line.split_whitespace().collect();
+    let (words, http) = match words[..] {
+        [a, b, c, d, http] => {
+            let http = match http.strip_prefix("http=").and_then(|a| a.parse::<SocketAddr>().ok()) {
+                Some(h) => h,
+                None => panic!("{name} printed {line:?}: its last word is not http=<addr>"),
+            };
+            (vec![a, b, c, d], Some(http))
+        }
+        _ => (words, None),
+    };
     let [ready, node, listen, control] = words[..] else { bad() };
     if ready != "ready" || node != name {
         bad();
@@ -80,7 +92,7 @@ pub fn parse_ready(name: &str, line: &str) -> Ready {
         Some(a) => Some(a.parse().unwrap_or_else(|_| bad())),
         None => bad(),
     };
-    Ready { listen, control }
+    Ready { listen, control, http }
 }
 
 /// One `ballot-node` process. Dropping it kills and reaps the process, on every path out
@@ -317,6 +329,10 @@ pub struct Cluster {
     pub dir: TempDir,
     pub listen: BTreeMap<NodeId, SocketAddr>,
     pub control: BTreeMap<NodeId, SocketAddr>,
+    /// HTTP addresses of the nodes started with `--http`.
+    pub http: BTreeMap<NodeId, SocketAddr>,
+    /// More flags every node gets (`--discovery`, `--http`).
+    pub extra_args: Vec<String>,
     /// The `--peers` value: every member and the client.
     pub peers: String,
     pub client: ClientHandle,
@@ -338,6 +354,11 @@ impl Cluster {
 
     /// A cluster of exactly `members`.
     pub async fn start_with(net: Net, members: &[NodeId]) -> Cluster {
+        Self::start_with_args(net, members, &[]).await
+    }
+
+    /// A cluster of exactly `members`, each node also given `extra_args`.
+    pub async fn start_with_args(net: Net, members: &[NodeId], extra_args: &[&str]) -> Cluster {
         let dir = TempDir::new(net.flag());
         let listen: BTreeMap<NodeId, SocketAddr> = members.iter().copied().zip(free_ports(members.len())).collect();
         let endpoint = Endpoint::bind(net, CLIENT, listen.clone()).await;
@@ -356,6 +377,8 @@ impl Cluster {
             dir,
             listen,
             control: BTreeMap::new(),
+            http: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             peers,
             client,
             voters: 0,
@@ -394,6 +417,7 @@ impl Cluster {
             "--data-dir",
         ]);
         args.push(self.dir.path().join(&name).into());
+        args.extend(self.extra_args.iter().map(OsString::from));
         let log = self.dir.path().join(format!("{name}.stderr"));
         self.nodes.insert(id, NodeProc::spawn(&name, &args, &log));
     }
@@ -402,6 +426,9 @@ impl Cluster {
         let ready = self.node(id).wait_ready().await;
         assert_eq!(ready.listen, self.listen[&id], "{id} listens where --listen said");
         self.control.insert(id, ready.control.expect("--control was given"));
+        if let Some(http) = ready.http {
+            self.http.insert(id, http);
+        }
     }
 
     pub async fn restart(&mut self, id: NodeId) {
@@ -493,7 +520,12 @@ impl Cluster {
 
     /// Every member is still running and answers on its control channel.
     pub async fn all_alive(&mut self) {
-        for id in MEMBERS {
+        self.all_alive_of(&MEMBERS).await
+    }
+
+    /// Every one of `members` is still running and answers on its control channel.
+    pub async fn all_alive_of(&mut self, members: &[NodeId]) {
+        for &id in members {
             let node = self.node(id);
             assert!(node.is_running(), "{id} exited: {:?}\n{}", node.exited, node.stderr());
             ping(self.control[&id]).await;
