@@ -11,6 +11,12 @@
 //! and Ctrl-C stop the node cleanly. One line on stdout says it is ready:
 //! `ready <node> listen=<addr> control=<addr>`, with ` http=<addr>` after it when `--http`
 //! is given (see [`crate::http`] for the pages).
+//!
+//! `--discovery ADDR` registers every node of the process there and heart-beats each
+//! second from its own task (bounded calls; failures only logged), and deregisters on
+//! SIGTERM within [`DEREGISTER_DEADLINE`]. `ballot-node --role discovery --listen ADDR`
+//! runs the discovery server ([`crate::discovery::serve`]) and nothing else, and prints
+//! `ready discovery listen=<addr> control=-`.
 
 use crate::control::{self, FaultSink, TransportFaults};
 use crate::discovery::{spawn_heartbeats_async, DiscoveryClient, Registration, DEFAULT_HEARTBEAT_PERIOD};
