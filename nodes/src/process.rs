@@ -14,7 +14,7 @@
 //!
 //! `--discovery ADDR` registers every node of the process there and heart-beats each
 //! second from its own task (bounded calls; failures only logged), and deregisters on
-//! SIGTERM within [`DEREGISTER_DEADLINE`]. `ballot-node --role discovery --listen ADDR`
+//! SIGTERM within 500 ms. `ballot-node --role discovery --listen ADDR`
 //! runs the discovery server ([`crate::discovery::serve`]) and nothing else, and prints
 //! `ready discovery listen=<addr> control=-`.
 
