@@ -5,7 +5,7 @@
 use crate::cluster::{Cluster, ClusterSpec, TransportKind, UsageError, VoteOptions, VoteOutcome};
 use ballot_core::{NodeId, Tally};
 use ballot_transports::EventLog;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext, Position};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -211,6 +211,35 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     engine.register_fn("now_ms", move || -> f64 {
         let _g = c.rt.enter();
         (tokio::time::Instant::now() - c.start).as_secs_f64() * 1000.0
+    });
+    // True on mem: timing assertions are only meaningful on virtual time (on real
+    // processes a loaded machine stretches every wait).
+    let c = ctx.clone();
+    engine.register_fn("virtual_time", move || c.transport == TransportKind::Mem);
+    // eventually(ms, || cond): poll `cond` every 10 ms until it is true; fail the scenario
+    // if it is still false after `ms`. What must happen "soon" is written with it, so a
+    // slow machine delays a scenario instead of failing it.
+    let c = ctx.clone();
+    engine.register_fn("eventually", move |nc: NativeCallContext, n: i64, f: FnPtr| -> Res<()> {
+        let within = ms(&c, n, "eventually")?;
+        let deadline = {
+            let _g = c.rt.enter();
+            tokio::time::Instant::now() + within
+        };
+        loop {
+            let ok = f.call_within_context::<bool>(&nc, ())?;
+            if ok {
+                return Ok(());
+            }
+            let now = {
+                let _g = c.rt.enter();
+                tokio::time::Instant::now()
+            };
+            if now >= deadline {
+                return throw(&c, StopKind::Failure, format!("eventually: still false after {n} ms"));
+            }
+            c.rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(10)));
+        }
     });
     let c = ctx.clone();
     engine.register_fn("log", move |msg: Dynamic| {
