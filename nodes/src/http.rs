@@ -38,7 +38,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
@@ -598,39 +597,18 @@ async fn cluster(State(s): State<Shared>) -> Response {
 
 /// GET `/status` of another node, within `deadline` for everything (connect, write, read).
 pub async fn fetch_status(addr: SocketAddr, deadline: Duration) -> Result<Json, String> {
-    let (code, body) = http_get(addr, "/status", deadline, 1 << 20).await?;
+    let (code, body) = http_get(addr, "/status", deadline).await?;
     if code != 200 {
         return Err(format!("{addr} answered {code}"));
     }
     serde_json::from_slice(&body).map_err(|e| format!("{addr}: bad /status JSON: {e}"))
 }
 
-/// A minimal HTTP/1.1 GET with `Connection: close`: status code and body, at most `max`
-/// bytes, within `deadline`.
-pub async fn http_get(addr: SocketAddr, path: &str, deadline: Duration, max: usize) -> Result<(u16, Vec<u8>), String> {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n");
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("{addr}: {e}"))?;
-        let mut buf = Vec::new();
-        (&mut s).take(max as u64 + 1).read_to_end(&mut buf).await.map_err(|e| format!("{addr}: {e}"))?;
-        if buf.len() > max {
-            return Err(format!("{addr}: answer over {max} bytes"));
-        }
-        Ok(buf)
-    };
-    let buf = tokio::time::timeout(deadline, exchange).await.map_err(|_| format!("{addr}: no answer within {deadline:?}"))??;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("{addr}: not an HTTP answer"))?;
-    let head = String::from_utf8_lossy(&buf[..split]);
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| format!("{addr}: not an HTTP answer"))?;
-    if head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")) {
-        return Err(format!("{addr}: chunked answers are not supported"));
-    }
-    Ok((code, buf[split + 4..].to_vec()))
+/// GET `path` from `addr` within `deadline`: status code and body. The one small HTTP
+/// client of the crate (discovery's), which also reads chunked answers; answers are
+/// capped at 4 MiB.
+pub async fn http_get(addr: SocketAddr, path: &str, deadline: Duration) -> Result<(u16, Vec<u8>), String> {
+    crate::discovery::DiscoveryClient::get_raw(addr, path, deadline).await
 }
 
 /// `?format=json` asks for JSON.

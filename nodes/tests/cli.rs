@@ -8,37 +8,11 @@ mod common;
 use common::*;
 
 use ballot_core::NodeId;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-const CLI: &str = env!("CARGO_BIN_EXE_ballot");
-
-/// Runs `ballot` with `args` (and `stdin`), killed if it outlives the deadline.
+/// Runs `ballot --peers PEERS ARGS` (see `run_ballot`).
 fn ballot(peers: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(CLI)
-        .args(["--peers", peers, "--timeout-ms", "8000"])
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ballot");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
-    }
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("ballot output"),
-        Err(_) => {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("ballot {args:?} did not finish within {DEADLINE:?}");
-        }
-    }
+    run_ballot(&[&["--peers", peers][..], args].concat(), stdin)
 }
 
 fn out(o: &Output) -> (Option<i32>, String, String) {

@@ -17,11 +17,10 @@ use ballot_nodes::discovery::{DiscoveryClient, Member};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 use tokio::time::Instant;
 
-const CLI: &str = env!("CARGO_BIN_EXE_ballot");
 
 const MEMBERS6: [NodeId; 6] = [
     NodeId::proposer(1),
@@ -32,30 +31,10 @@ const MEMBERS6: [NodeId; 6] = [
     NodeId::learner(1),
 ];
 
-/// Runs `ballot` with `args`, killed if it outlives the deadline. Blocking: call it from
-/// `spawn_blocking` (see [`ballot`]).
+/// Runs `ballot ARGS` (see `run_ballot`). Blocking: call it from `spawn_blocking`.
 fn ballot_blocking(args: Vec<String>) -> Output {
-    let child = Command::new(CLI)
-        .args(["--timeout-ms", "8000"])
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ballot");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.expect("ballot output"),
-        Err(_) => {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("ballot {args:?} did not finish within {DEADLINE:?}");
-        }
-    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_ballot(&args, None)
 }
 
 /// `ballot ARGS`: exit code, stdout, stderr.

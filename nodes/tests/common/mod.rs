@@ -537,3 +537,36 @@ impl Cluster {
 // 1. A cluster commits votes and answers reads, over TCP and ZeroMQ
 // ---------------------------------------------------------------------------------------
 
+
+/// The `ballot` command line.
+pub const CLI: &str = env!("CARGO_BIN_EXE_ballot");
+
+/// Runs `ballot --timeout-ms 8000 ARGS` (with `stdin` if given); killed if it outlives
+/// the deadline. Blocking: from async code call it through `spawn_blocking`.
+pub fn run_ballot(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(CLI)
+        .args(["--timeout-ms", "8000"])
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ballot");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.expect("ballot output"),
+        Err(_) => {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("ballot {args:?} did not finish within {DEADLINE:?}");
+        }
+    }
+}
