@@ -86,6 +86,8 @@ pub struct Cluster {
     recorder: Arc<Mutex<Recorder>>,
     /// Whether a partition or link fault may be in force (cleared by `heal`).
     faulty: RefCell<bool>,
+    /// Learners added to the running cluster (`add_learner`); not in `config`.
+    joined: RefCell<Vec<NodeId>>,
 }
 
 /// How long the cluster must be quiet before convergence is judged.
@@ -117,7 +119,7 @@ impl Cluster {
                 (Backend::Proc(b), c)
             }
         };
-        Ok(Cluster { config, log, backend, client, recorder, faulty: RefCell::new(false) })
+        Ok(Cluster { config, log, backend, client, recorder, faulty: RefCell::new(false), joined: RefCell::new(Vec::new()) })
     }
 
     pub fn config(&self) -> &Config {
@@ -143,15 +145,35 @@ impl Cluster {
     /// Parse and check a node name of this cluster.
     pub fn node(&self, name: &str) -> Result<NodeId, UsageError> {
         let id: NodeId = name.parse().map_err(|e: ballot_core::ids::BadNodeName| UsageError(e.to_string()))?;
-        if !self.config.contains(id) {
-            let all: Vec<String> = self.config.nodes().map(|n| n.to_string()).collect();
+        if !self.nodes().contains(&id) {
+            let all: Vec<String> = self.nodes().iter().map(|n| n.to_string()).collect();
             return Err(UsageError(format!("unknown node '{name}': this cluster has {}", all.join(", "))));
         }
         Ok(id)
     }
 
     pub fn nodes(&self) -> Vec<NodeId> {
-        self.config.nodes().collect()
+        self.config.nodes().chain(self.joined.borrow().iter().copied()).collect()
+    }
+
+    /// Every learner: configured, and joined since.
+    pub fn learners(&self) -> Vec<NodeId> {
+        self.config.learners.iter().chain(self.joined.borrow().iter()).copied().collect()
+    }
+
+    /// Start a new learner in the running cluster. The other nodes were not configured
+    /// with it: it asks acceptors and learners to catch up, and they answer (and acceptors
+    /// send it what they accept from then on). Returns its name.
+    pub async fn add_learner(&self) -> Result<NodeId, String> {
+        let index = self.learners().iter().map(|l| l.index).max().unwrap_or(0) + 1;
+        let id = NodeId::learner(index);
+        match &self.backend {
+            Backend::Mem(b) => b.add(id),
+            Backend::Proc(b) => b.add(id).await?,
+        }
+        self.joined.borrow_mut().push(id);
+        self.log.record(|| format!("add {id}"));
+        Ok(id)
     }
 
     pub fn is_alive(&self, id: NodeId) -> bool {
@@ -381,12 +403,12 @@ impl Cluster {
     }
 
     fn faults_active(&self) -> bool {
-        *self.faulty.borrow() || self.config.nodes().any(|n| self.is_paused(n))
+        *self.faulty.borrow() || self.nodes().into_iter().any(|n| self.is_paused(n))
     }
 
     async fn learner_views(&self) -> Vec<LearnerView> {
         let mut views = Vec::new();
-        for &l in &self.config.learners {
+        for l in self.learners() {
             if let Some(s) = self.status(l).await {
                 views.push(LearnerView { node: l, applied: s.applied.unwrap_or(0), tally: s.tally.unwrap_or_default() });
             }
@@ -402,7 +424,7 @@ impl Cluster {
             tokio::time::sleep(QUIET_PERIOD).await;
         }
         if let Backend::Proc(b) = &self.backend {
-            b.pull_decided().await;
+            b.pull_decided(&self.learners()).await;
         }
         let views = self.learner_views().await;
         let crashed = match &self.backend {
@@ -428,7 +450,7 @@ impl Cluster {
     /// let the cluster settle, and check everything.
     pub async fn finish(&self) -> Vec<String> {
         self.heal().await;
-        let paused: Vec<NodeId> = self.config.nodes().filter(|&n| self.is_paused(n)).collect();
+        let paused: Vec<NodeId> = self.nodes().into_iter().filter(|&n| self.is_paused(n)).collect();
         for id in paused {
             self.resume(id).await;
         }

@@ -102,6 +102,14 @@ impl MemBackend {
         self.start_node(id);
     }
 
+    /// Start a node that was not in the configuration (a learner joining).
+    pub fn add(&self, id: NodeId) {
+        self.slots
+            .borrow_mut()
+            .insert(id, Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0 });
+        self.start_node(id);
+    }
+
     pub fn pause(&self, id: NodeId) {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(&id).expect("configured node");

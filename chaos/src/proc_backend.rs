@@ -56,7 +56,7 @@ pub struct ProcBackend {
     seed: u64,
     run_dir: PathBuf,
     program: (PathBuf, Vec<String>),
-    addrs: BTreeMap<NodeId, (SocketAddr, SocketAddr)>,
+    addrs: RefCell<BTreeMap<NodeId, (SocketAddr, SocketAddr)>>,
     client_addr: SocketAddr,
     procs: RefCell<BTreeMap<NodeId, Proc>>,
     /// Faults in force since the last heal, replayed to a node that (re)starts or resumes.
@@ -138,7 +138,7 @@ impl ProcBackend {
             seed,
             run_dir,
             program,
-            addrs,
+            addrs: RefCell::new(addrs),
             client_addr,
             procs: RefCell::new(procs),
             faults: RefCell::new(Vec::new()),
@@ -160,9 +160,10 @@ impl ProcBackend {
     }
 
     fn spawn(&self, id: NodeId) -> Result<(), String> {
-        let (listen, control) = self.addrs[&id];
+        let (listen, control) = self.addrs.borrow()[&id];
         let peers: Vec<String> = self
             .addrs
+            .borrow()
             .iter()
             .map(|(n, (a, _))| format!("{n}={a}"))
             .chain(std::iter::once(format!("{}={}", NodeId::client(1), self.client_addr)))
@@ -220,7 +221,7 @@ impl ProcBackend {
     }
 
     async fn wait_ready(&self, id: NodeId) -> Result<(), String> {
-        let control = self.addrs[&id].1;
+        let control = self.addrs.borrow()[&id].1;
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
         loop {
             if let Ok(mut c) = ControlClient::connect(control).await {
@@ -250,7 +251,8 @@ impl ProcBackend {
         if !self.is_alive(id) || self.is_paused(id) {
             return None;
         }
-        let mut c = ControlClient::connect(self.addrs[&id].1).await.ok()?;
+        let addr = self.addrs.borrow().get(&id)?.1;
+        let mut c = ControlClient::connect(addr).await.ok()?;
         c.request(req, CONTROL_DEADLINE).await.ok()
     }
 
@@ -325,7 +327,7 @@ impl ProcBackend {
                 f.push(cmd.clone());
             }
         }
-        let ids: Vec<NodeId> = self.addrs.keys().copied().collect();
+        let ids: Vec<NodeId> = self.addrs.borrow().keys().copied().collect();
         for id in ids {
             let _ = self.control(id, &ControlRequest::Faults(cmd.clone())).await;
         }
@@ -338,9 +340,19 @@ impl ProcBackend {
         }
     }
 
-    /// Feed the recorder every slot the live learners applied since the last pull.
-    pub async fn pull_decided(&self) {
-        for &l in &self.config.learners {
+    /// Start a node that was not in the configuration (a learner joining): new ports,
+    /// its own data dir; the others learn its address from its first messages.
+    pub async fn add(&self, id: NodeId) -> Result<(), String> {
+        let ports = free_ports(2).map_err(|e| format!("cannot find free ports: {e}"))?;
+        self.addrs.borrow_mut().insert(id, (ports[0], ports[1]));
+        self.procs.borrow_mut().insert(id, Proc { child: None, paused: false, incarnation: 0 });
+        self.spawn(id)?;
+        self.wait_ready(id).await
+    }
+
+    /// Feed the recorder every slot the live `learners` applied since the last pull.
+    pub async fn pull_decided(&self, learners: &[NodeId]) {
+        for &l in learners {
             loop {
                 let after = self.pulled.borrow().get(&l).copied().unwrap_or(0);
                 let Some(ControlReply::Applied(entries)) =

@@ -362,6 +362,12 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         }
         Ok(m.into())
     });
+    engine.register_fn("add_learner", |c: &mut ClusterRef| -> Res<ImmutableString> {
+        match c.block_on(c.cluster.add_learner()) {
+            Ok(id) => Ok(id.to_string().into()),
+            Err(e) => throw(&c.ctx, StopKind::Failure, format!("add_learner: {e}")),
+        }
+    });
     engine.register_fn("alive", |c: &mut ClusterRef, node: &str| -> Res<bool> {
         let id = c.node(node)?;
         Ok(c.cluster.is_alive(id))

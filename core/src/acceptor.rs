@@ -6,7 +6,7 @@ use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId, Role};
 use crate::msg::{AcceptedEntry, Message};
 use crate::storage::{DurableState, PersistOp};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub struct Acceptor {
@@ -18,6 +18,10 @@ pub struct Acceptor {
     /// accepts costs one sync and one message per peer.
     to_proposers: BTreeMap<NodeId, (Ballot, Vec<u64>)>,
     to_learners: Vec<AcceptedEntry>,
+    /// Learners that joined after the cluster was configured (they asked to catch up):
+    /// they get `Learn` messages too. Learners never count toward a quorum, so a joiner
+    /// cannot change what is chosen.
+    joined: BTreeSet<NodeId>,
 }
 
 impl Acceptor {
@@ -30,6 +34,7 @@ impl Acceptor {
             accepted: durable.accepted,
             to_proposers: BTreeMap::new(),
             to_learners: Vec::new(),
+            joined: BTreeSet::new(),
         }
     }
 
@@ -90,6 +95,9 @@ impl Actor for Acceptor {
                 self.to_learners.push(AcceptedEntry { slot, ballot, value });
             }
             Message::CatchUp { applied } if from.role == Role::Learner => {
+                if !self.config.learners.contains(&from) {
+                    self.joined.insert(from);
+                }
                 let entries: Vec<_> = self
                     .accepted
                     .range(applied.saturating_add(1)..)
@@ -113,7 +121,7 @@ impl Actor for Acceptor {
         }
         if !self.to_learners.is_empty() {
             let entries = std::mem::take(&mut self.to_learners);
-            for &l in &self.config.learners {
+            for &l in self.config.learners.iter().chain(&self.joined) {
                 out.send(l, Message::Learn { entries: entries.clone() });
             }
         }

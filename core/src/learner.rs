@@ -85,6 +85,16 @@ impl Learner {
         (from.max(self.base.saturating_add(1))..=self.applied()).take(max).filter_map(|s| Some((s, self.value_at(s)?.clone()))).collect()
     }
 
+    /// Every other learner: the configured ones and any that joined later and spoke to us.
+    /// Facts from any of them are safe to take (they are about chosen slots); none counts
+    /// toward a quorum.
+    fn peer_learners(&self) -> Vec<NodeId> {
+        let mut all: BTreeSet<NodeId> = self.config.learners.iter().copied().collect();
+        all.extend(self.peers.keys().copied());
+        all.remove(&self.id);
+        all.into_iter().collect()
+    }
+
     /// Compact: the state machine as of now stands for every applied slot.
     fn snapshot(&mut self, out: &mut Outbox) {
         self.base = self.applied();
@@ -158,15 +168,20 @@ impl Actor for Learner {
         // A (re)started learner asks its peers at once: one that is ahead answers with the
         // slots or a snapshot, without waiting for the first catch-up period.
         let applied = self.applied();
-        for &l in self.config.learners.iter().filter(|&&l| l != self.id) {
+        for l in self.peer_learners() {
             out.send(l, Message::CatchUp { applied });
+        }
+        // Acceptors too: they answer with what they accepted after `applied`, and one that
+        // did not know this learner (it joined a running cluster) starts sending it `Learn`.
+        for &a in &self.config.acceptors {
+            out.send(a, Message::CatchUp { applied });
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
         match msg {
             Message::Learn { entries } => self.on_learn(from, entries),
-            Message::Chosen { entries } if self.config.learners.contains(&from) => {
+            Message::Chosen { entries } if from.role == Role::Learner && from != self.id => {
                 // Another learner applied these, so they are chosen: take them as they are.
                 for (slot, value) in entries {
                     self.known = self.known.max(slot);
@@ -179,7 +194,7 @@ impl Actor for Learner {
                 self.known = self.known.max(chosen);
                 self.leader = Some(ballot.leader());
             }
-            Message::Progress { applied } if self.config.learners.contains(&from) => {
+            Message::Progress { applied } if from.role == Role::Learner && from != self.id => {
                 // Slots up to there exist; remember who is how far, to ask the most
                 // advanced learner when behind.
                 self.known = self.known.max(applied);
@@ -189,7 +204,7 @@ impl Actor for Learner {
                     out.send(from, Message::CatchUp { applied: self.applied() });
                 }
             }
-            Message::CatchUp { applied } if self.config.learners.contains(&from) => {
+            Message::CatchUp { applied } if from.role == Role::Learner && from != self.id => {
                 self.known = self.known.max(applied);
                 self.peers.insert(from, applied);
                 // (The asker may be ahead of us: a learner that just restarted asks everyone.)
@@ -204,7 +219,7 @@ impl Actor for Learner {
                     out.send(from, Message::Chosen { entries });
                 }
             }
-            Message::Snapshot { applied, state } if self.config.learners.contains(&from) => {
+            Message::Snapshot { applied, state } if from.role == Role::Learner && from != self.id => {
                 self.adopt(applied, state, out);
             }
             _ => {}
@@ -240,7 +255,7 @@ impl Actor for Learner {
         }
         // Learners tell each other how far they are: a learner that missed every message
         // about some slots, with no leader left to announce them, still finds out.
-        for &l in self.config.learners.iter().filter(|&&l| l != self.id) {
+        for l in self.peer_learners() {
             out.send(l, Message::Progress { applied });
         }
     }
