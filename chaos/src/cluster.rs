@@ -3,6 +3,7 @@
 //! every node is idle, straight to the next timer), or real node processes over tcp/zmq.
 
 use crate::invariants::{self, Acked, LearnerView, Recorder};
+use crate::discovery::MemDiscovery;
 use crate::mem_backend::MemBackend;
 use crate::proc_backend::{NetKind, ProcBackend};
 use ballot_core::{Command, Config, NodeId, Reply, Tally, Timing, VoteError};
@@ -23,6 +24,8 @@ pub struct ClusterSpec {
     pub learners: u16,
     pub candidates: Vec<String>,
     pub timing: Timing,
+    /// Run a discovery service that every node heart-beats to.
+    pub discovery: bool,
 }
 
 impl Default for ClusterSpec {
@@ -33,6 +36,7 @@ impl Default for ClusterSpec {
             learners: 2,
             candidates: vec!["ada".into(), "grace".into(), "linus".into()],
             timing: Timing::default(),
+            discovery: false,
         }
     }
 }
@@ -102,18 +106,20 @@ impl Cluster {
         if spec.candidates.is_empty() {
             return Err(UsageError("a cluster needs at least one candidate".into()));
         }
+        let with_discovery = spec.discovery;
         let mut config = Config::new(spec.proposers, spec.acceptors, spec.learners, spec.candidates);
         config.timing = spec.timing;
         let config = Arc::new(config);
         let recorder = Arc::new(Mutex::new(Recorder::default()));
         let (backend, client) = match transport {
             TransportKind::Mem => {
-                let (b, c) = MemBackend::start(config.clone(), seed, log.clone(), recorder.clone());
+                let discovery = with_discovery.then(MemDiscovery::new);
+                let (b, c) = MemBackend::start(config.clone(), seed, log.clone(), recorder.clone(), discovery);
                 (Backend::Mem(b), c)
             }
             TransportKind::Tcp | TransportKind::Zmq => {
                 let kind = if transport == TransportKind::Tcp { NetKind::Tcp } else { NetKind::Zmq };
-                let (b, c) = ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone())
+                let (b, c) = ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone(), with_discovery)
                     .await
                     .map_err(UsageError)?;
                 (Backend::Proc(b), c)
@@ -159,6 +165,65 @@ impl Cluster {
     /// Every learner: configured, and joined since.
     pub fn learners(&self) -> Vec<NodeId> {
         self.config.learners.iter().chain(self.joined.borrow().iter()).copied().collect()
+    }
+
+    fn no_discovery() -> String {
+        "this cluster has no discovery: start it with cluster(#{discovery: true})".into()
+    }
+
+    /// The leader discovery names now; `Ok(None)` when it names none, `Err` when the
+    /// cluster has no discovery or it is down.
+    pub async fn discovery_leader(&self) -> Result<Option<NodeId>, String> {
+        match &self.backend {
+            Backend::Mem(b) => match b.discovery() {
+                Some(d) if d.is_up() => Ok(d.leader()),
+                Some(_) => Err("discovery is down".into()),
+                None => Err(Self::no_discovery()),
+            },
+            Backend::Proc(b) => {
+                let c = b.discovery_client().await.ok_or_else(Self::no_discovery)?;
+                c.leader().await.map(|m| m.map(|m| m.node)).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The members discovery lists now.
+    pub async fn discovery_members(&self) -> Result<Vec<NodeId>, String> {
+        match &self.backend {
+            Backend::Mem(b) => match b.discovery() {
+                Some(d) => d.members().ok_or_else(|| "discovery is down".into()),
+                None => Err(Self::no_discovery()),
+            },
+            Backend::Proc(b) => {
+                let c = b.discovery_client().await.ok_or_else(Self::no_discovery)?;
+                c.members().await.map(|m| m.into_iter().map(|m| m.node).collect()).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub fn kill_discovery(&self) -> Result<(), String> {
+        match &self.backend {
+            Backend::Mem(b) => b.discovery().ok_or_else(Self::no_discovery)?.kill(),
+            Backend::Proc(b) => {
+                if b.discovery_client_sync().is_none() {
+                    return Err(Self::no_discovery());
+                }
+                b.kill_discovery()
+            }
+        }
+        self.log.record(|| "kill discovery".to_string());
+        Ok(())
+    }
+
+    pub async fn restart_discovery(&self) -> Result<(), String> {
+        self.log.record(|| "restart discovery".to_string());
+        match &self.backend {
+            Backend::Mem(b) => {
+                b.discovery().ok_or_else(Self::no_discovery)?.restart();
+                Ok(())
+            }
+            Backend::Proc(b) => b.restart_discovery().await,
+        }
     }
 
     /// Start a new learner in the running cluster. The other nodes were not configured

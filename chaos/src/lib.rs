@@ -7,6 +7,8 @@
 //! - [`cluster`]: a cluster on the in-memory network, with the fault verbs.
 //! - [`mem_backend`], [`proc_backend`]: where the nodes run: tasks on one runtime, or OS
 //!   processes over tcp or zmq.
+//! - [`discovery`]: discovery in scenarios (the real process on tcp/zmq, the same registry
+//!   in-process on mem).
 //! - [`invariants`]: agreement, validity, durability, no double count, convergence.
 //! - [`script`]: the Rhai scenario API (the only module that knows Rhai).
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
@@ -14,6 +16,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod discovery;
 pub mod invariants;
 pub mod mem_backend;
 pub mod proc_backend;

@@ -1,6 +1,7 @@
 //! The in-memory backend: every node a task on the scenario's runtime, the network a
 //! [`MemNetwork`], storage a [`MemStorage`] that outlives a killed node.
 
+use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
 use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
 use ballot_nodes::control::FaultCommand;
@@ -25,6 +26,7 @@ pub struct MemBackend {
     log: EventLog,
     slots: RefCell<BTreeMap<NodeId, Slot>>,
     recorder: Arc<Mutex<Recorder>>,
+    discovery: Option<Arc<MemDiscovery>>,
 }
 
 /// splitmix64: spreads (seed, node, incarnation) into independent seeds.
@@ -40,14 +42,20 @@ const STATUS_DEADLINE: Duration = Duration::from_millis(100);
 
 impl MemBackend {
     /// Start every node and a client. Must run inside the scenario's runtime.
-    pub fn start(config: Arc<Config>, seed: u64, log: EventLog, recorder: Arc<Mutex<Recorder>>) -> (Self, ClientHandle) {
+    pub fn start(
+        config: Arc<Config>,
+        seed: u64,
+        log: EventLog,
+        recorder: Arc<Mutex<Recorder>>,
+        discovery: Option<Arc<MemDiscovery>>,
+    ) -> (Self, ClientHandle) {
         let net = MemNetwork::new(mix(seed), log.clone());
         let client = ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone());
         let slots = config
             .nodes()
             .map(|id| (id, Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0 }))
             .collect();
-        let backend = MemBackend { config, seed, net, log, slots: RefCell::new(slots), recorder };
+        let backend = MemBackend { config, seed, net, log, slots: RefCell::new(slots), recorder, discovery };
         for id in backend.config.nodes().collect::<Vec<_>>() {
             backend.start_node(id);
         }
@@ -75,8 +83,15 @@ impl MemBackend {
             }
             Role::Client => unreachable!("clients are not cluster nodes"),
         };
+        if let Some(d) = &self.discovery {
+            d.spawn_heartbeat(id, handle.controller());
+        }
         slot.handle = Some(handle);
         slot.paused = false;
+    }
+
+    pub fn discovery(&self) -> Option<&Arc<MemDiscovery>> {
+        self.discovery.as_ref()
     }
 
     pub fn is_alive(&self, id: NodeId) -> bool {

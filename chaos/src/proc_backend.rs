@@ -14,6 +14,7 @@
 use crate::invariants::Recorder;
 use ballot_core::{Config, NodeId, Status};
 use ballot_nodes::control::{ControlClient, ControlReply, ControlRequest, FaultCommand};
+use ballot_nodes::discovery::DiscoveryClient;
 use ballot_nodes::ClientHandle;
 use ballot_transports::{EventLog, NetOptions, TcpTransport, ZmqTransport};
 use std::cell::RefCell;
@@ -65,6 +66,8 @@ pub struct ProcBackend {
     /// Per learner, the last applied slot already fed to the recorder.
     pulled: RefCell<BTreeMap<NodeId, u64>>,
     log: EventLog,
+    /// The discovery process, when the cluster has one: its address and process.
+    discovery: Option<(SocketAddr, RefCell<Option<Child>>)>,
 }
 
 /// How to start a node: `BALLOT_NODE_BIN`, else this `chaos` binary's `node` command, else
@@ -88,6 +91,21 @@ pub fn node_program() -> Result<(PathBuf, Vec<String>), String> {
     Err("cannot find the node binary: build it (cargo build -p ballot-chaos) or set BALLOT_NODE_BIN".into())
 }
 
+/// If chaos dies, for any reason, the kernel kills the child (Linux).
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
     // Hold every listener until all are chosen, so no port is handed out twice.
     let listeners: Vec<std::net::TcpListener> =
@@ -102,6 +120,7 @@ impl ProcBackend {
         seed: u64,
         log: EventLog,
         recorder: Arc<Mutex<Recorder>>,
+        with_discovery: bool,
     ) -> Result<(Self, ClientHandle), String> {
         let program = node_program()?;
         static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -145,7 +164,14 @@ impl ProcBackend {
             recorder,
             pulled: RefCell::new(BTreeMap::new()),
             log,
+            discovery: None,
         };
+        let mut backend = backend;
+        if with_discovery {
+            let addr = free_ports(1).map_err(|e| format!("cannot find a free port: {e}"))?[0];
+            backend.discovery = Some((addr, RefCell::new(None)));
+            backend.restart_discovery().await?;
+        }
         for &id in &ids {
             backend.spawn(id)?;
         }
@@ -202,18 +228,11 @@ impl ProcBackend {
             .arg(t.election_min_ms.to_string())
             .arg("--election-max-ms")
             .arg(t.election_max_ms.to_string())
+            .args(self.discovery.as_ref().map(|(a, _)| vec!["--discovery".to_string(), a.to_string()]).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
-        #[cfg(target_os = "linux")]
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            // If chaos dies, for any reason, the kernel kills its nodes.
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("cannot start {id} ({}): {e}", self.program.0.display()))?;
         p.child = Some(child);
         p.paused = false;
@@ -386,8 +405,61 @@ impl ProcBackend {
         &self.log
     }
 
+    /// The discovery server's answer, or None when the cluster has none or it is down.
+    pub async fn discovery_client(&self) -> Option<DiscoveryClient> {
+        let (addr, _) = self.discovery.as_ref()?;
+        Some(DiscoveryClient::new(*addr).with_deadline(CONTROL_DEADLINE))
+    }
+
+    pub fn discovery_client_sync(&self) -> Option<SocketAddr> {
+        self.discovery.as_ref().map(|(a, _)| *a)
+    }
+
+    pub fn kill_discovery(&self) {
+        if let Some((_, child)) = &self.discovery {
+            if let Some(mut c) = child.borrow_mut().take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Start the discovery process (again) on its address, and wait until it answers.
+    pub async fn restart_discovery(&self) -> Result<(), String> {
+        let Some((addr, child)) = &self.discovery else { return Err("this cluster has no discovery".into()) };
+        if child.borrow().is_some() {
+            return Ok(());
+        }
+        let log_path = self.run_dir.join("discovery.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let mut cmd = Command::new(&self.program.0);
+        cmd.args(&self.program.1)
+            .args(["--role", "discovery", "--listen"])
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        die_with_parent(&mut cmd);
+        let c = cmd.spawn().map_err(|e| format!("cannot start discovery: {e}"))?;
+        *child.borrow_mut() = Some(c);
+        let client = DiscoveryClient::new(*addr).with_deadline(CONTROL_DEADLINE);
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        while client.members().await.is_err() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("discovery did not answer on {addr} within {START_DEADLINE:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
     /// Kill and reap every node. Idempotent.
     pub fn shutdown(&self) {
+        self.kill_discovery();
         for p in self.procs.borrow_mut().values_mut() {
             if let Some(mut c) = p.child.take() {
                 let _ = c.kill();

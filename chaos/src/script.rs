@@ -152,6 +152,10 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
                 }
                 spec.candidates = names;
             }
+            "discovery" => match val.as_bool() {
+                Ok(b) => spec.discovery = b,
+                Err(_) => return usage(ctx, UsageError("cluster option 'discovery' takes true or false".into())),
+            },
             "heartbeat_ms" => spec.timing.heartbeat_ms = millis(val)?,
             "election_min_ms" => spec.timing.election_min_ms = millis(val)?,
             "election_max_ms" => spec.timing.election_max_ms = millis(val)?,
@@ -159,7 +163,7 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
                 return usage(
                     ctx,
                     UsageError(format!(
-                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, heartbeat_ms, election_min_ms, election_max_ms"
+                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms"
                     )),
                 )
             }
@@ -373,11 +377,29 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         Ok(c.cluster.is_alive(id))
     });
     engine.register_fn("kill", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        if node == "discovery" {
+            return c.cluster.kill_discovery().or_else(|e| usage(&c.ctx, UsageError(e)));
+        }
         let id = c.node(node)?;
         c.cluster.kill(id);
         Ok(())
     });
+    engine.register_fn("discovery_leader", |c: &mut ClusterRef| -> Dynamic {
+        match c.block_on(c.cluster.discovery_leader()) {
+            Ok(Some(l)) => l.to_string().into(),
+            _ => Dynamic::UNIT,
+        }
+    });
+    engine.register_fn("discovery_members", |c: &mut ClusterRef| -> Dynamic {
+        match c.block_on(c.cluster.discovery_members()) {
+            Ok(m) => m.into_iter().map(|n| Dynamic::from(n.to_string())).collect::<Array>().into(),
+            Err(_) => Dynamic::UNIT,
+        }
+    });
     engine.register_fn("restart", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        if node == "discovery" {
+            return c.block_on(c.cluster.restart_discovery()).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart discovery: {e}")));
+        }
         let id = c.node(node)?;
         c.block_on(c.cluster.restart(id)).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart {node}: {e}")))
     });

@@ -167,6 +167,19 @@ impl Registration {
     pub fn new(node: NodeId, addr: SocketAddr) -> Self {
         Registration { node, addr, http: None, ballot: None, leader: false }
     }
+
+    /// What a node registers, from its own status: its ballot, and for a proposer whether
+    /// it believes it leads (leadership comes from the proposers' ballots, never from
+    /// discovery).
+    pub fn from_status(node: NodeId, addr: SocketAddr, http: Option<SocketAddr>, status: &ballot_core::Status) -> Self {
+        Registration {
+            node,
+            addr,
+            http,
+            ballot: status.ballot,
+            leader: node.role == Role::Proposer && status.leader == Some(node),
+        }
+    }
 }
 
 /// A member as discovery lists it.

@@ -230,11 +230,7 @@ async fn run_discovery(args: NodeArgs) -> Result<(), String> {
 /// in time (then the beat is skipped, so a stuck node drops out of the list).
 async fn registration(node: crate::http::HttpNode, addr: SocketAddr, http: Option<SocketAddr>) -> Option<Registration> {
     let st = node.status(STATUS_FOR_DISCOVERY).await?;
-    let mut reg = Registration::new(node.id, addr);
-    reg.http = http;
-    reg.ballot = st.ballot;
-    reg.leader = node.id.role == Role::Proposer && st.leader == Some(node.id);
-    Some(reg)
+    Some(Registration::from_status(node.id, addr, http, &st))
 }
 
 /// How long a heartbeat waits for the node loop's status.
