@@ -137,7 +137,15 @@ pub fn proc_throughput(transport: TransportKind, voters: usize, per_voter: usize
 
 /// Kill -9 the leader while `load` voters keep voting; time from the kill to the first
 /// vote committed after it, `trials` times. Returns the times in ms, sorted.
-pub fn failover(transport: TransportKind, trials: usize, load: usize, seed: u64) -> Result<Vec<f64>, String> {
+/// With `client_retry` set, the probe vote retries at the client's own period instead
+/// of every 20 ms: what a voter sees (client failover).
+pub fn failover(
+    transport: TransportKind,
+    trials: usize,
+    load: usize,
+    seed: u64,
+    client_retry: Option<Duration>,
+) -> Result<Vec<f64>, String> {
     let rt = real_runtime();
     rt.block_on(async {
         let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
@@ -165,7 +173,7 @@ pub fn failover(transport: TransportKind, trials: usize, load: usize, seed: u64)
                 // cluster's recovery and not the client's retry period.
                 let opts = VoteOptions {
                     timeout: Some(Duration::from_secs(10)),
-                    retry_every: Some(Duration::from_millis(20)),
+                    retry_every: Some(client_retry.unwrap_or(Duration::from_millis(20))),
                     ..VoteOptions::default()
                 };
                 let r = c.vote(&format!("probe-{trial}"), "linus", &opts).await;
