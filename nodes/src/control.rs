@@ -190,6 +190,46 @@ impl ControlClient {
     }
 }
 
+/// Applies fault commands to a [`ballot_transports::FaultHandle`], remembering the
+/// current default link faults so drop, delay and duplication combine.
+pub struct TransportFaults {
+    handle: ballot_transports::FaultHandle,
+    current: std::sync::Mutex<ballot_transports::LinkFaults>,
+}
+
+impl TransportFaults {
+    pub fn new(handle: ballot_transports::FaultHandle) -> Self {
+        TransportFaults { handle, current: std::sync::Mutex::new(Default::default()) }
+    }
+}
+
+impl FaultSink for TransportFaults {
+    fn apply(&self, cmd: &FaultCommand) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match cmd {
+            FaultCommand::Partition { a, b } => self.handle.partition(a, b),
+            FaultCommand::Isolate(n) => self.handle.isolate(*n),
+            FaultCommand::Heal => {
+                *current = Default::default();
+                self.handle.heal();
+            }
+            FaultCommand::DropRate(p) => {
+                current.drop = p.clamp(0.0, 1.0);
+                self.handle.set_default_faults(current.clone());
+            }
+            FaultCommand::DuplicateRate(p) => {
+                current.duplicate = p.clamp(0.0, 1.0);
+                self.handle.set_default_faults(current.clone());
+            }
+            FaultCommand::Delay { min_ms, max_ms } => {
+                let (min, max) = (Duration::from_millis(*min_ms), Duration::from_millis((*max_ms).max(*min_ms)));
+                current.delay = Some((min, max));
+                self.handle.set_default_faults(current.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,45 +292,5 @@ mod tests {
         assert_eq!(n, 0, "the server closes a connection that sent an oversized frame");
         let mut c = ControlClient::connect(addr).await.unwrap();
         assert_eq!(c.request(&ControlRequest::Ping, Duration::from_secs(10)).await.unwrap(), ControlReply::Ok);
-    }
-}
-
-/// Applies fault commands to a [`ballot_transports::FaultHandle`], remembering the
-/// current default link faults so drop, delay and duplication combine.
-pub struct TransportFaults {
-    handle: ballot_transports::FaultHandle,
-    current: std::sync::Mutex<ballot_transports::LinkFaults>,
-}
-
-impl TransportFaults {
-    pub fn new(handle: ballot_transports::FaultHandle) -> Self {
-        TransportFaults { handle, current: std::sync::Mutex::new(Default::default()) }
-    }
-}
-
-impl FaultSink for TransportFaults {
-    fn apply(&self, cmd: &FaultCommand) {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match cmd {
-            FaultCommand::Partition { a, b } => self.handle.partition(a, b),
-            FaultCommand::Isolate(n) => self.handle.isolate(*n),
-            FaultCommand::Heal => {
-                *current = Default::default();
-                self.handle.heal();
-            }
-            FaultCommand::DropRate(p) => {
-                current.drop = p.clamp(0.0, 1.0);
-                self.handle.set_default_faults(current.clone());
-            }
-            FaultCommand::DuplicateRate(p) => {
-                current.duplicate = p.clamp(0.0, 1.0);
-                self.handle.set_default_faults(current.clone());
-            }
-            FaultCommand::Delay { min_ms, max_ms } => {
-                let (min, max) = (Duration::from_millis(*min_ms), Duration::from_millis((*max_ms).max(*min_ms)));
-                current.delay = Some((min, max));
-                self.handle.set_default_faults(current.clone());
-            }
-        }
     }
 }
