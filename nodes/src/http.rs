@@ -807,6 +807,14 @@ pub async fn render_metrics(s: &HttpState) -> String {
             }
         }
     }
+    p.family("ballot_messages_send_failed_total", "counter", "Messages the transport refused at once (queue full, no address, closed), by destination.");
+    for (name, m) in names.iter().zip(&snaps) {
+        for (peer, c) in &m.peers {
+            if c.dropped > 0 {
+                p.sample("ballot_messages_send_failed_total", &[("node", name), ("peer", &peer.to_string())], c.dropped as f64);
+            }
+        }
+    }
     // Drops: every transport of the process, plus the shared simulated-fault layer.
     let mut drops: BTreeMap<&'static str, u64> = BTreeMap::new();
     let wires: Vec<(&String, WireStats)> =

@@ -23,6 +23,8 @@ pub struct PeerCounts {
     pub sent: u64,
     /// Received from the transport and given to the role.
     pub received: u64,
+    /// Refused by the transport at once (queue full, no address, closed): lost.
+    pub dropped: u64,
 }
 
 /// A fixed-bucket latency histogram.
@@ -87,6 +89,9 @@ impl PeerTally<'_> {
     }
     pub fn received(&mut self, from: NodeId) {
         self.0.entry(from).or_default().received += 1;
+    }
+    pub fn dropped(&mut self, to: NodeId) {
+        self.0.entry(to).or_default().dropped += 1;
     }
 }
 
@@ -163,9 +168,10 @@ mod tests {
             p.sent(NodeId::acceptor(1));
             p.sent(NodeId::acceptor(1));
             p.received(NodeId::learner(2));
+            p.dropped(NodeId::acceptor(1));
         }
         let s = m.snapshot();
-        assert_eq!(s.peers[&NodeId::acceptor(1)], PeerCounts { sent: 2, received: 0 });
-        assert_eq!(s.peers[&NodeId::learner(2)], PeerCounts { sent: 0, received: 1 });
+        assert_eq!(s.peers[&NodeId::acceptor(1)], PeerCounts { sent: 2, received: 0, dropped: 1 });
+        assert_eq!(s.peers[&NodeId::learner(2)], PeerCounts { sent: 0, received: 1, dropped: 0 });
     }
 }

@@ -270,9 +270,11 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 Effect::Persist(_) => {}
                 Effect::Send { to, msg } => {
                     peers.sent(to);
-                    // A failed send is a lost message, which Paxos tolerates; the transport
-                    // counts it.
-                    let _ = self.transport.send(Envelope::new(me, to, msg));
+                    // A failed send is a lost message, which Paxos tolerates: count it per
+                    // peer (the transport also counts it by reason) and go on.
+                    if self.transport.send(Envelope::new(me, to, msg)).is_err() {
+                        peers.dropped(to);
+                    }
                 }
                 Effect::SetTimer { timer, min_ms, max_ms } => {
                     let ms = if max_ms > min_ms { self.rng.gen_range(min_ms..=max_ms) } else { min_ms };
