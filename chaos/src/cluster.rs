@@ -6,7 +6,7 @@ use crate::invariants::{self, Acked, LearnerView, Recorder};
 use crate::discovery::MemDiscovery;
 use crate::mem_backend::MemBackend;
 use crate::proc_backend::{NetKind, ProcBackend};
-use ballot_core::{Command, Config, NodeId, Reply, Tally, Timing, VoteError};
+use ballot_core::{Command, Config, NodeId, Reply, Tally, Timing};
 use ballot_nodes::control::FaultCommand;
 use ballot_nodes::{ClientError, ClientHandle, SubmitOptions};
 use ballot_transports::EventLog;
@@ -205,7 +205,7 @@ impl Cluster {
         match &self.backend {
             Backend::Mem(b) => b.discovery().ok_or_else(Self::no_discovery)?.kill(),
             Backend::Proc(b) => {
-                if b.discovery_client_sync().is_none() {
+                if b.discovery_addr().is_none() {
                     return Err(Self::no_discovery());
                 }
                 b.kill_discovery()
@@ -544,14 +544,6 @@ impl Cluster {
             Backend::Proc(b) => b.shutdown(),
         }
         self.client.close();
-    }
-
-    /// A vote error's name as scenarios see it.
-    pub fn error_name(e: VoteError) -> &'static str {
-        match e {
-            VoteError::AlreadyVoted => "already_voted",
-            VoteError::UnknownCandidate => "unknown_candidate",
-        }
     }
 }
 

@@ -411,7 +411,8 @@ impl ProcBackend {
         Some(DiscoveryClient::new(*addr).with_deadline(CONTROL_DEADLINE))
     }
 
-    pub fn discovery_client_sync(&self) -> Option<SocketAddr> {
+    /// Where the discovery server listens, when the cluster has one.
+    pub fn discovery_addr(&self) -> Option<SocketAddr> {
         self.discovery.as_ref().map(|(a, _)| *a)
     }
 
