@@ -119,10 +119,19 @@ impl Cluster {
             }
             TransportKind::Tcp | TransportKind::Zmq => {
                 let kind = if transport == TransportKind::Tcp { NetKind::Tcp } else { NetKind::Zmq };
-                let (b, c) = ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone(), with_discovery)
-                    .await
-                    .map_err(UsageError)?;
-                (Backend::Proc(b), c)
+                // Free ports are found by binding port 0 and letting go; another program
+                // can take one before our node binds it. Then start again on new ports.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone(), with_discovery).await {
+                        Ok((b, c)) => break (Backend::Proc(b), c),
+                        Err(e) if attempt < 3 && e.contains("Address already in use") => {
+                            log.record(|| format!("ports taken meanwhile, starting again: {e}"));
+                        }
+                        Err(e) => return Err(UsageError(e)),
+                    }
+                }
             }
         };
         Ok(Cluster { config, log, backend, client, recorder, faulty: RefCell::new(false), joined: RefCell::new(Vec::new()) })
