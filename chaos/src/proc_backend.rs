@@ -107,10 +107,7 @@ fn die_with_parent(cmd: &mut Command) {
 }
 
 fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
-    // Hold every listener until all are chosen, so no port is handed out twice.
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
-    listeners.iter().map(|l| l.local_addr()).collect()
+    ballot_transports::free_loopback_ports(n)
 }
 
 impl ProcBackend {

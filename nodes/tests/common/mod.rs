@@ -245,9 +245,7 @@ pub fn assert_one_line_error(what: &str, stderr: &str) -> String {
 
 /// `n` free ports on 127.0.0.1, all held until all are picked so none comes twice.
 pub fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("local_addr")).collect()
+    ballot_transports::free_loopback_ports(n).expect("free loopback ports")
 }
 
 pub async fn status_of(control: SocketAddr) -> Status {
