@@ -65,15 +65,7 @@ async fn interactive_menu_through_stdin() {
 #[tokio::test]
 async fn fails_over_when_its_proposer_dies_mid_vote() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let members = [
-        NodeId::proposer(1),
-        NodeId::proposer(2),
-        NodeId::acceptor(1),
-        NodeId::acceptor(2),
-        NodeId::acceptor(3),
-        NodeId::learner(1),
-    ];
-    let mut c = Cluster::start_with(Net::Tcp, &members).await;
+    let mut c = Cluster::start_with(Net::Tcp, &TWO_PROPOSERS).await;
     // Wait until a leader commits, then kill whichever proposer the CLI tries first
     // (proposer-1, the first in --peers) while the vote is in flight.
     c.votes(1).await;

@@ -22,14 +22,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 
-const MEMBERS6: [NodeId; 6] = [
-    NodeId::proposer(1),
-    NodeId::proposer(2),
-    NodeId::acceptor(1),
-    NodeId::acceptor(2),
-    NodeId::acceptor(3),
-    NodeId::learner(1),
-];
 
 /// Runs `ballot ARGS` (see `run_ballot`). Blocking: call it from `spawn_blocking`.
 fn ballot_blocking(args: Vec<String>) -> Output {
@@ -110,13 +102,13 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     assert_eq!(disc.wait_ready().await.listen, daddr);
     let d = DiscoveryClient::new(daddr);
 
-    let mut c = Cluster::start_with_args(Net::Tcp, &MEMBERS6, &["--discovery", &ds, "--http", "127.0.0.1:0"]).await;
+    let mut c = Cluster::start_with_args(Net::Tcp, &TWO_PROPOSERS, &["--discovery", &ds, "--http", "127.0.0.1:0"]).await;
     let peers = c.peers.clone();
 
     // Every node registered, with its data and HTTP addresses.
-    let members = wait_members(&d, "all six registered", |m| MEMBERS6.iter().all(|id| listed(m).contains_key(id))).await;
+    let members = wait_members(&d, "all six registered", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
     let by = listed(&members);
-    for id in MEMBERS6 {
+    for id in TWO_PROPOSERS {
         assert_eq!(by[&id].addr, c.listen[&id], "{id}'s data address");
         assert_eq!(by[&id].http, Some(c.http[&id]), "{id}'s HTTP address");
         assert!(!by[&id].leader || id.role == Role::Proposer, "{:?}", by[&id]);
@@ -133,8 +125,8 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     assert_eq!(code, Some(0), "{stdout}{err}");
     let v: Json = serde_json::from_str(stdout.trim()).expect("status --json is JSON");
     let rows = v["nodes"].as_array().expect("nodes");
-    assert_eq!(rows.len(), MEMBERS6.len(), "{stdout}");
-    for id in MEMBERS6 {
+    assert_eq!(rows.len(), TWO_PROPOSERS.len(), "{stdout}");
+    for id in TWO_PROPOSERS {
         let row = rows.iter().find(|r| r["node"] == id.to_string().as_str()).unwrap_or_else(|| panic!("{id}: {stdout}"));
         assert_eq!(row["reachable"], true, "{id}: {row}");
         assert_eq!(row["role"], id.role.to_string().as_str(), "{row}");
@@ -183,8 +175,8 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     let (code, _, err) = ballot(&["--discovery", &ds, "vote", "--voter", "dave", "--candidate", "ada"]).await;
     assert_eq!((code, err.lines().count()), (Some(2), 1), "no discovery, no --peers: {err}");
     assert!(err.contains(&ds) && err.contains("no --peers"), "{err}");
-    c.all_alive_of(&MEMBERS6).await;
-    for id in MEMBERS6 {
+    c.all_alive_of(&TWO_PROPOSERS).await;
+    for id in TWO_PROPOSERS {
         assert!(!c.node(id).stderr().contains("panicked"), "{id}");
     }
 
@@ -192,7 +184,7 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     // new leader is named, the dead one never beyond the ttl.
     let mut disc = start_discovery(&ddir, daddr, &[]);
     disc.wait_ready().await;
-    wait_members(&d, "all six registered again", |m| MEMBERS6.iter().all(|id| listed(m).contains_key(id))).await;
+    wait_members(&d, "all six registered again", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
     let leader = wait_leader(&c, &d, None, Duration::MAX).await;
     c.node(leader).signal(libc::SIGKILL);
     c.node(leader).wait_exit().await;

@@ -24,6 +24,16 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub const POLL: Duration = Duration::from_millis(10);
 pub const CANDIDATES: [&str; 3] = ["ada", "grace", "linus"];
 pub const CLIENT: NodeId = NodeId::client(1);
+/// A cluster with two proposers, for failover and leader tests.
+pub const TWO_PROPOSERS: [NodeId; 6] = [
+    NodeId::proposer(1),
+    NodeId::proposer(2),
+    NodeId::acceptor(1),
+    NodeId::acceptor(2),
+    NodeId::acceptor(3),
+    NodeId::learner(1),
+];
+
 pub const MEMBERS: [NodeId; 5] =
     [NodeId::proposer(1), NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3), NodeId::learner(1)];
 
