@@ -4,6 +4,8 @@
 //! same trait over real sockets, and [`Faulty`] puts the same fault layer on either.
 //!
 //! # Layout
+//! - [`addr`]: [`PeerAddr`], an IP address or a host name resolved at each fresh
+//!   connection.
 //! - [`envelope`]: what travels: sender, receiver, message, and room for a trace context.
 //! - [`fault_model`]: [`FaultModel`], the cuts, link faults and seeded choices shared by
 //!   the in-memory network and [`Faulty`].
@@ -16,6 +18,7 @@
 //! - [`faults`]: [`Faulty`], the in-memory fault model around any transport.
 //! - [`conformance`]: one test suite that every transport runs with a single call.
 
+pub mod addr;
 pub mod conformance;
 pub mod envelope;
 pub mod fault_model;
@@ -28,6 +31,7 @@ pub mod tcp;
 pub mod wire;
 pub mod zmq;
 
+pub use addr::{local_ip_toward, AddrError, PeerAddr, ResolveError};
 pub use envelope::{Envelope, SendError, TraceContext, Transport};
 pub use fault_model::{FaultModel, Route};
 pub use faults::{FaultHandle, FaultStats, Faulty};

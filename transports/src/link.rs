@@ -8,6 +8,7 @@
 //! own task and its own bounded queue; `send` to every other peer goes on, and `send`
 //! itself never waits.
 
+use crate::addr::PeerAddr;
 use crate::envelope::{Envelope, SendError, Transport};
 use async_trait::async_trait;
 use crate::wire::{self, WireError};
@@ -92,7 +93,12 @@ pub struct WireStats {
     pub bad_handshake: u64,
     pub connections_opened: u64,
     pub connections_closed: u64,
+    /// Failed dials, including those whose peer name did not resolve.
     pub connect_failures: u64,
+    /// Lookups of peers' host names (one per fresh connection to a named peer).
+    pub name_lookups: u64,
+    /// Lookups that failed or timed out.
+    pub name_lookup_failures: u64,
 }
 
 macro_rules! counters {
@@ -110,7 +116,8 @@ macro_rules! counters {
 counters!(
     frames_sent, frames_received, bytes_sent, bytes_received, dropped_queue_full,
     dropped_oversized, dropped_decode, dropped_version, dropped_unreachable, truncated,
-    bad_handshake, connections_opened, connections_closed, connect_failures
+    bad_handshake, connections_opened, connections_closed, connect_failures, name_lookups,
+    name_lookup_failures
 );
 
 pub(crate) fn bump(c: &AtomicU64, n: u64) {
@@ -216,7 +223,7 @@ pub(crate) use connector::Connector;
 
 struct PeerLink {
     tx: mpsc::Sender<Envelope>,
-    addr: watch::Sender<SocketAddr>,
+    addr: watch::Sender<PeerAddr>,
 }
 
 /// The outbound side of a transport: one queue and task per peer, plus delivery to
@@ -256,18 +263,27 @@ impl<C: Connector> Outbound<C> {
     }
 
     /// Adds a peer or moves it to a new address; a moved peer is redialled at once.
-    pub(crate) fn set_peer(&self, id: NodeId, addr: SocketAddr) {
+    pub(crate) fn set_peer(&self, id: NodeId, addr: PeerAddr) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(link) = peers.get(&id) {
             if !link.tx.is_closed() {
-                link.addr.send_if_modified(|a| std::mem::replace(a, addr) != addr);
+                link.addr.send_if_modified(|a| {
+                    let moved = *a != addr;
+                    if moved {
+                        *a = addr.clone();
+                    }
+                    moved
+                });
                 return;
             }
         }
         let (tx, rx) = mpsc::channel(self.opts.queue_capacity.max(1));
         let (addr_tx, addr_rx) = watch::channel(addr);
         let task = PeerTask {
+            peer: id,
             conn: (self.make)(),
+            resolved: None,
+            resolve_failing: false,
             rx,
             addr: addr_rx,
             opts: self.opts.clone(),
@@ -277,9 +293,9 @@ impl<C: Connector> Outbound<C> {
         peers.insert(id, PeerLink { tx, addr: addr_tx });
     }
 
-    pub(crate) fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
+    pub(crate) fn peer_addr(&self, id: NodeId) -> Option<PeerAddr> {
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.get(&id).map(|l| *l.addr.borrow())
+        peers.get(&id).map(|l| l.addr.borrow().clone())
     }
 
     /// Queues `env` for its peer without waiting.
@@ -313,11 +329,16 @@ impl<C: Connector> Outbound<C> {
 /// its connector. [`crate::TcpTransport`] and [`crate::ZmqTransport`] are this type with
 /// their connector; each adds its own `bind`. Dropping it ends every task; the listener
 /// closes as its task ends, a moment later (a restart on the same port retries its bind).
+///
+/// Peers are [`PeerAddr`]s: an IP address is dialled as it is; a host name is looked up
+/// (within `connect_timeout`) each time a fresh connection is dialled, so a peer that
+/// restarted at another address is found there once its old connection has failed.
 pub struct NetTransport<C> {
     local: NodeId,
     local_addr: SocketAddr,
-    /// Stamped on every outgoing envelope as `reply_to` (none when bound to an
-    /// unspecified address, which a peer could not dial).
+    /// Stamped on every outgoing envelope as `reply_to`: the listen address, or none when
+    /// bound to an unspecified address, which a peer could not dial (unless
+    /// [`NetTransport::set_advertise`] names one).
     advertise: Option<SocketAddr>,
     out: Outbound<C>,
     rx: mpsc::Receiver<Envelope>,
@@ -357,7 +378,7 @@ impl<C: Connector + Default> NetTransport<C> {
 
         let out = Outbound::new(local, C::default, opts, stats.clone(), inbox, rt, shutdown);
         for (id, addr) in peers {
-            out.set_peer(id, addr);
+            out.set_peer(id, PeerAddr::Ip(addr));
         }
         let advertise = (!local_addr.ip().is_unspecified()).then_some(local_addr);
         Ok(NetTransport { local, local_addr, advertise, out, rx, stats, _shutdown: shutdown_tx })
@@ -371,12 +392,26 @@ impl<C: Connector> NetTransport<C> {
     }
 
     /// Adds a peer or changes its address (a peer that moved is redialled).
-    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
-        self.out.set_peer(id, addr);
+    pub fn set_peer(&self, id: NodeId, addr: impl Into<PeerAddr>) {
+        self.out.set_peer(id, addr.into());
     }
 
-    pub fn peer_addr(&self, id: NodeId) -> Option<SocketAddr> {
+    /// The address a peer is known by (a host name stays a name: it is resolved at each
+    /// fresh connection).
+    pub fn peer_addr(&self, id: NodeId) -> Option<PeerAddr> {
         self.out.peer_addr(id)
+    }
+
+    /// Stamp `addr` on outgoing envelopes as where to answer this node, instead of the
+    /// listen address: for a node that listens on 0.0.0.0, the address others reach it at.
+    /// `None` stamps nothing.
+    pub fn set_advertise(&mut self, addr: Option<SocketAddr>) {
+        self.advertise = addr;
+    }
+
+    /// What outgoing envelopes carry as `reply_to`.
+    pub fn advertise(&self) -> Option<SocketAddr> {
+        self.advertise
     }
 
     pub fn stats(&self) -> WireStats {
@@ -424,6 +459,7 @@ impl<C: Connector> NetTransport<C> {
         if env.from == self.local {
             return;
         }
+        let addr = PeerAddr::Ip(addr);
         match self.out.peer_addr(env.from) {
             None => self.out.set_peer(env.from, addr),
             Some(known) if known != addr && env.from.role == ballot_core::Role::Client => {
@@ -436,9 +472,15 @@ impl<C: Connector> NetTransport<C> {
 
 /// The task that owns one peer's queue and connection.
 struct PeerTask<C: Connector> {
+    peer: NodeId,
     conn: C,
+    /// The address the last connection went to (for a named peer: what its name
+    /// resolved to then), to log when a name starts pointing elsewhere.
+    resolved: Option<SocketAddr>,
+    /// The last lookup of the peer's name failed (logged once per run of failures).
+    resolve_failing: bool,
     rx: mpsc::Receiver<Envelope>,
-    addr: watch::Receiver<SocketAddr>,
+    addr: watch::Receiver<PeerAddr>,
     opts: Arc<NetOptions>,
     stats: Arc<Counters>,
 }
@@ -476,14 +518,14 @@ impl<C: Connector> PeerTask<C> {
             }
             if link.is_none() {
                 backoff.wait().await;
-                let addr = *self.addr.borrow_and_update();
-                match timeout(self.opts.connect_timeout, self.conn.connect(addr)).await {
-                    Ok(Ok(c)) => {
+                let addr = self.addr.borrow_and_update().clone();
+                match self.dial(&addr).await {
+                    Some(c) => {
                         bump(&self.stats.connections_opened, 1);
                         backoff.succeeded();
                         link = Some(c);
                     }
-                    _ => {
+                    None => {
                         bump(&self.stats.connect_failures, 1);
                         bump(&self.stats.dropped_unreachable, frames);
                         self.conn.clear();
@@ -509,6 +551,48 @@ impl<C: Connector> PeerTask<C> {
                 }
             }
         }
+    }
+
+    /// Opens a connection to `addr`: for a host name, looks it up afresh (within the
+    /// connect deadline) and tries what it resolves to in order, each within the connect
+    /// deadline.
+    async fn dial(&mut self, addr: &PeerAddr) -> Option<C::Conn> {
+        let candidates = match addr {
+            PeerAddr::Ip(a) => vec![*a],
+            PeerAddr::Host { .. } => {
+                bump(&self.stats.name_lookups, 1);
+                match addr.lookup_within(self.opts.connect_timeout).await {
+                    Ok(found) => {
+                        if self.resolve_failing {
+                            tracing::info!(peer = %self.peer, %addr, "the peer's name resolves again");
+                            self.resolve_failing = false;
+                        }
+                        found
+                    }
+                    Err(e) => {
+                        bump(&self.stats.name_lookup_failures, 1);
+                        if !self.resolve_failing {
+                            tracing::warn!(peer = %self.peer, %addr, "cannot resolve the peer's name ({e}); retrying at the next message");
+                            self.resolve_failing = true;
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
+        // A few at most: each may take the whole connect deadline.
+        for a in candidates.into_iter().take(4) {
+            if let Ok(Ok(c)) = timeout(self.opts.connect_timeout, self.conn.connect(a)).await {
+                if let (PeerAddr::Host { .. }, Some(before)) = (addr, self.resolved) {
+                    if before != a {
+                        tracing::info!(peer = %self.peer, %addr, now = %a, %before, "the peer moved to another address");
+                    }
+                }
+                self.resolved = Some(a);
+                return Some(c);
+            }
+        }
+        None
     }
 
     fn push(&mut self, env: &Envelope) -> u64 {

@@ -29,7 +29,8 @@ pub type TcpTransport = NetTransport<TcpConnector>;
 
 impl TcpTransport {
     /// Listens on `listen` (port 0 picks a free port, see [`Self::local_addr`]) and
-    /// knows `peers` by address. Must be called inside a tokio runtime.
+    /// knows `peers` by address (peers known by host name are added with
+    /// [`NetTransport::set_peer`]). Must be called inside a tokio runtime.
     pub async fn bind(
         local: NodeId,
         listen: SocketAddr,

@@ -54,5 +54,5 @@ async fn a_configured_node_address_is_not_taken_from_a_message() {
     let impostor = TcpTransport::bind(NodeId::acceptor(1), any(), impostor_peers, NetOptions::default()).await.unwrap();
     impostor.send(Envelope::new(NodeId::acceptor(1), node.local(), Message::Progress { applied: 1 })).unwrap();
     recv(&mut node).await;
-    assert_eq!(node.peer_addr(NodeId::acceptor(1)), Some(real.local_addr()));
+    assert_eq!(node.peer_addr(NodeId::acceptor(1)), Some(real.local_addr().into()));
 }

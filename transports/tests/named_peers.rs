@@ -1,0 +1,169 @@
+//! Peers known by host name (`localhost:PORT` here; service names in docker): reached
+//! through a lookup at each fresh connection, so a peer that restarts is looked up again
+//! when its connection failed; a name that does not resolve costs dropped messages, never
+//! a wait in `send`. And what a node stamps as `reply_to`.
+
+use ballot_core::{Message, NodeId};
+use ballot_transports::{
+    free_loopback_ports, Envelope, NetOptions, PeerAddr, TcpTransport, Transport, WireStats, ZmqTransport,
+};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn opts() -> NetOptions {
+    NetOptions { connect_timeout: Duration::from_millis(500), ..NetOptions::default() }
+}
+
+/// What the two transports must offer for these tests.
+trait Endpoint: Transport + Sized {
+    async fn bind_at(id: NodeId, listen: SocketAddr) -> std::io::Result<Self>;
+    fn named(&self, id: NodeId, addr: PeerAddr);
+    fn counters(&self) -> WireStats;
+    fn advertise_as(&mut self, addr: Option<SocketAddr>);
+    fn listening(&self) -> SocketAddr;
+}
+
+macro_rules! endpoint {
+    ($t:ty) => {
+        impl Endpoint for $t {
+            async fn bind_at(id: NodeId, listen: SocketAddr) -> std::io::Result<Self> {
+                <$t>::bind(id, listen, BTreeMap::new(), opts()).await
+            }
+            fn named(&self, id: NodeId, addr: PeerAddr) {
+                self.set_peer(id, addr)
+            }
+            fn counters(&self) -> WireStats {
+                self.stats()
+            }
+            fn advertise_as(&mut self, addr: Option<SocketAddr>) {
+                self.set_advertise(addr)
+            }
+            fn listening(&self) -> SocketAddr {
+                self.local_addr()
+            }
+        }
+    };
+}
+endpoint!(TcpTransport);
+endpoint!(ZmqTransport);
+
+/// Binds `listen`, retrying while the port is still held by an endpoint just dropped.
+async fn bind_retrying<T: Endpoint>(id: NodeId, listen: SocketAddr) -> T {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        match T::bind_at(id, listen).await {
+            Ok(t) => return t,
+            Err(_) if Instant::now() < end => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("cannot bind {listen} again: {e}"),
+        }
+    }
+}
+
+/// Sends from `from` to `to` every 50 ms until `to` receives one, within the deadline.
+async fn deliver<T: Endpoint>(from: &T, to: &mut T, what: &str) -> Envelope {
+    let end = Instant::now() + DEADLINE;
+    let mut n = 0;
+    loop {
+        n += 1;
+        let _ = from.send(Envelope::new(from.local(), to.local(), Message::Progress { applied: n }));
+        if let Ok(Some(env)) = tokio::time::timeout(Duration::from_millis(50), to.recv()).await {
+            return env;
+        }
+        assert!(Instant::now() < end, "{what}: nothing arrived within {DEADLINE:?}");
+    }
+}
+
+async fn found_again_after_restart<T: Endpoint>() {
+    let at = free_loopback_ports(1).unwrap()[0];
+    let named: PeerAddr = format!("localhost:{}", at.port()).parse().unwrap();
+    let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
+    let mut acceptor = T::bind_at(a, at).await.unwrap();
+    let proposer = T::bind_at(p, any()).await.unwrap();
+    proposer.named(a, named.clone());
+    let got = deliver(&proposer, &mut acceptor, "first delivery by name").await;
+    assert_eq!(got.from, p);
+    let before = proposer.counters();
+    assert!(before.name_lookups >= 1, "{before:?}");
+
+    // The peer dies and comes back; the old connection fails and the name is looked up
+    // again for the new one.
+    drop(acceptor);
+    let mut acceptor: T = bind_retrying(a, at).await;
+    deliver(&proposer, &mut acceptor, "delivery after the restart").await;
+    let after = proposer.counters();
+    assert!(after.name_lookups > before.name_lookups, "looked up again: {before:?} -> {after:?}");
+    assert_eq!(after.name_lookup_failures, 0, "{after:?}");
+}
+
+#[tokio::test]
+async fn tcp_finds_a_named_peer_again_after_it_restarts() {
+    found_again_after_restart::<TcpTransport>().await;
+}
+
+#[tokio::test]
+async fn zmq_finds_a_named_peer_again_after_it_restarts() {
+    found_again_after_restart::<ZmqTransport>().await;
+}
+
+async fn unresolvable_then_moved<T: Endpoint>() {
+    let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
+    let proposer = T::bind_at(p, any()).await.unwrap();
+    // .invalid never resolves (RFC 6761).
+    proposer.named(a, "nobody.invalid:7000".parse().unwrap());
+    for i in 0..50 {
+        let started = Instant::now();
+        let _ = proposer.send(Envelope::new(p, a, Message::Progress { applied: i }));
+        assert!(started.elapsed() < Duration::from_millis(100), "send waited {:?}", started.elapsed());
+    }
+    let end = Instant::now() + DEADLINE;
+    while proposer.counters().name_lookup_failures == 0 {
+        assert!(Instant::now() < end, "no failed lookup counted: {:?}", proposer.counters());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(proposer.counters().dropped_unreachable >= 1, "{:?}", proposer.counters());
+    // Told the right address, it gets through.
+    let mut acceptor = T::bind_at(a, any()).await.unwrap();
+    let real = acceptor.listening();
+    proposer.named(a, format!("localhost:{}", real.port()).parse().unwrap());
+    deliver(&proposer, &mut acceptor, "delivery once the name resolves").await;
+}
+
+#[tokio::test]
+async fn tcp_drops_messages_to_a_name_that_does_not_resolve_without_waiting() {
+    unresolvable_then_moved::<TcpTransport>().await;
+}
+
+#[tokio::test]
+async fn zmq_drops_messages_to_a_name_that_does_not_resolve_without_waiting() {
+    unresolvable_then_moved::<ZmqTransport>().await;
+}
+
+#[tokio::test]
+async fn reply_to_is_the_listen_address_or_what_is_advertised() {
+    let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
+    let mut acceptor = TcpTransport::bind_at(a, any()).await.unwrap();
+    let target = acceptor.local_addr();
+
+    let mut proposer = TcpTransport::bind_at(p, any()).await.unwrap();
+    proposer.named(a, target.into());
+    assert_eq!(proposer.advertise(), Some(proposer.local_addr()));
+    assert_eq!(deliver(&proposer, &mut acceptor, "default").await.reply_to, Some(proposer.local_addr()));
+
+    let elsewhere: SocketAddr = "10.1.2.3:7000".parse().unwrap();
+    proposer.advertise_as(Some(elsewhere));
+    assert_eq!(deliver(&proposer, &mut acceptor, "advertised").await.reply_to, Some(elsewhere));
+
+    // Bound to 0.0.0.0: nothing dialable to stamp unless told.
+    let wildcard = TcpTransport::bind_at(NodeId::proposer(2), "0.0.0.0:0".parse().unwrap()).await.unwrap();
+    assert_eq!(wildcard.advertise(), None);
+    wildcard.named(a, target.into());
+    let got = deliver(&wildcard, &mut acceptor, "wildcard").await;
+    assert_eq!((got.from, got.reply_to), (NodeId::proposer(2), None));
+}
