@@ -31,6 +31,11 @@ enum Cmd {
         /// Write a JUnit XML report here.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Export traces to this OTLP/gRPC collector (e.g. http://localhost:4317 for
+        /// Jaeger): each scenario is a root span, each step a child, and each node its own
+        /// service. Defaults to OTEL_EXPORTER_OTLP_ENDPOINT; off when neither is set.
+        #[arg(long)]
+        otlp_endpoint: Option<String>,
     },
     /// Run one cluster node (what chaos starts for --transport tcp|zmq; same flags as
     /// ballot-node).
@@ -79,8 +84,8 @@ fn random_seed() -> u64 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (paths, transport, seed, log, junit) = match cli.cmd {
-        Cmd::Run { paths, transport, seed, log, junit } => (paths, transport, seed, log, junit),
+    let (paths, transport, seed, log, junit, otlp) = match cli.cmd {
+        Cmd::Run { paths, transport, seed, log, junit, otlp_endpoint } => (paths, transport, seed, log, junit, otlp_endpoint),
         Cmd::Bench { votes, voters, runs, scenarios, transport, trials } => {
             return match transport {
                 TransportKind::Mem => bench(votes, &voters, runs.max(1), scenarios),
@@ -98,6 +103,13 @@ fn main() -> ExitCode {
         }
     };
     let seed = seed.unwrap_or_else(random_seed);
+    let telemetry = match start_tracing(otlp) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chaos: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let kind = match transport {
         TransportKind::Mem => ballot_chaos::TransportKind::Mem,
         TransportKind::Tcp => ballot_chaos::TransportKind::Tcp,
@@ -134,6 +146,8 @@ fn main() -> ExitCode {
     }
     let passed = results.iter().filter(|r| r.verdict == Verdict::Pass).count();
     println!("{} passed, {} failed", passed, results.len() - passed);
+    // The last spans go to the collector before the verdict's exit code.
+    drop(telemetry);
     if let Some(path) = log {
         if let Err(e) = std::fs::write(&path, events) {
             eprintln!("chaos: cannot write the event log to {}: {e}", path.display());
@@ -147,6 +161,21 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::from(runner::exit_code(&results) as u8)
+}
+
+/// Tracing for `chaos run`: spans of chaos itself under the service `chaos` (or
+/// OTEL_SERVICE_NAME), each in-process node under its own id; node processes inherit the
+/// endpoint through the environment.
+fn start_tracing(flag: Option<String>) -> Result<Option<ballot_nodes::telemetry::Telemetry>, String> {
+    use ballot_nodes::telemetry::{self, TelemetryConfig};
+    let Some(mut config) = TelemetryConfig::from_env(flag, "chaos", None)? else {
+        return Ok(None);
+    };
+    config.per_node_services = true;
+    // Node processes started by chaos read it (still one thread here).
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &config.endpoint);
+    println!("chaos: exporting traces to {}", config.endpoint);
+    Ok(telemetry::install(Some(&config), None, "warn", true))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

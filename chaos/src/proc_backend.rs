@@ -229,6 +229,9 @@ impl ProcBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        // With tracing on, a node inherits the collector (OTEL_EXPORTER_OTLP_ENDPOINT) and
+        // reports as its own service, not as chaos's.
+        cmd.env_remove("OTEL_SERVICE_NAME");
         die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("cannot start {id} ({}): {e}", self.program.0.display()))?;
         p.child = Some(child);
@@ -441,6 +444,9 @@ impl ProcBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
+        // With tracing on, a node inherits the collector (OTEL_EXPORTER_OTLP_ENDPOINT) and
+        // reports as its own service, not as chaos's.
+        cmd.env_remove("OTEL_SERVICE_NAME");
         die_with_parent(&mut cmd);
         let c = cmd.spawn().map_err(|e| format!("cannot start discovery: {e}"))?;
         *child.borrow_mut() = Some(c);

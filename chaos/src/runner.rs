@@ -1,5 +1,6 @@
 //! Runs scenario files and reports a verdict for each.
 
+use ballot_nodes::telemetry::TARGET;
 use crate::cluster::TransportKind;
 use crate::script::{self, Ctx, StopKind};
 use ballot_transports::EventLog;
@@ -128,6 +129,12 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     });
     let engine = script::engine(&ctx);
     let _guard = ctx.rt.enter();
+    // With tracing on, the scenario is the root span of its trace and every step a child
+    // (script.rs); disabled (and free) otherwise.
+    let transport = format!("{:?}", cfg.transport).to_lowercase();
+    let file = display.as_str();
+    let root = tracing::info_span!(target: TARGET, "scenario", otel.name = %format!("scenario {file}"), scenario = file, seed = cfg.seed, transport = %transport, verdict = tracing::field::Empty);
+    let entered = root.enter();
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Verdict {
         let ast = match engine.compile(&source) {
             Ok(ast) => ast,
@@ -167,6 +174,9 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
         }
     };
     result.virtual_secs = t0.elapsed().as_secs_f64();
+    root.record("verdict", verdict_word(&result.verdict));
+    drop(entered);
+    drop(root);
     for c in ctx.clusters.borrow().iter() {
         c.shutdown();
         if let crate::cluster::Backend::Proc(b) = c.backend() {

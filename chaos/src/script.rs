@@ -4,6 +4,7 @@
 
 use crate::cluster::{Cluster, ClusterSpec, TransportKind, UsageError, VoteOptions, VoteOutcome};
 use ballot_core::{NodeId, Tally};
+use ballot_nodes::telemetry::TARGET;
 use ballot_transports::EventLog;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext, Position};
 use std::cell::RefCell;
@@ -177,12 +178,45 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
 
 fn new_cluster(ctx: &Rc<Ctx>, m: &Map) -> Res<ClusterRef> {
     let spec = cluster_spec(ctx, m)?;
+    let _step = step(ctx, "cluster", || format!("{spec:?}"));
     let _guard = ctx.rt.enter();
     let start = Cluster::start(spec, ctx.seed, ctx.log.clone(), ctx.transport);
     let cluster = ctx.rt.block_on(start).or_else(|e| usage(ctx, e))?;
     let cluster = Rc::new(cluster);
     ctx.clusters.borrow_mut().push(cluster.clone());
     Ok(ClusterRef { cluster, ctx: ctx.clone() })
+}
+
+/// Milliseconds since the scenario started: virtual on mem, wall-clock on processes.
+fn scenario_ms(ctx: &Ctx) -> u64 {
+    let _g = ctx.rt.enter();
+    (tokio::time::Instant::now() - ctx.start).as_millis() as u64
+}
+
+/// A step of the scenario as a child span of the scenario's (with tracing on; a disabled
+/// span otherwise, and `args` is never called). Votes cast inside it are its children.
+fn step(ctx: &Ctx, name: &'static str, args: impl FnOnce() -> String) -> tracing::span::EnteredSpan {
+    let span = tracing::info_span!(target: TARGET, "step", otel.name = tracing::field::Empty, step = name, args = tracing::field::Empty, scenario.time_ms = tracing::field::Empty);
+    if !span.is_disabled() {
+        let args = args();
+        span.record("otel.name", format!("{name} {args}").trim_end());
+        span.record("args", args.as_str());
+        span.record("scenario.time_ms", scenario_ms(ctx));
+    }
+    span.entered()
+}
+
+/// An assertion, as an event on the current step or scenario span.
+fn asserted(ctx: &Ctx, ok: bool, what: impl FnOnce() -> String) {
+    if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        let what = what();
+        let at = scenario_ms(ctx);
+        if ok {
+            tracing::info!(target: TARGET, what, scenario.time_ms = at, "assert passed");
+        } else {
+            tracing::warn!(target: TARGET, what, scenario.time_ms = at, "assert failed");
+        }
+    }
 }
 
 fn dyn_eq(a: &Dynamic, b: &Dynamic) -> bool {
@@ -204,6 +238,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     let c = ctx.clone();
     engine.register_fn("sleep", move |n: i64| -> Res<()> {
         let d = ms(&c, n, "sleep")?;
+        let _step = step(&c, "sleep", || format!("{n}ms"));
         c.log.record(|| format!("sleep {n}ms"));
         c.rt.block_on(tokio::time::sleep(d));
         Ok(())
@@ -226,6 +261,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     let c = ctx.clone();
     engine.register_fn("eventually", move |nc: NativeCallContext, n: i64, f: FnPtr| -> Res<()> {
         let within = ms(&c, n, "eventually")?;
+        let _step = step(&c, "eventually", || format!("{n}ms"));
         let deadline = {
             let _g = c.rt.enter();
             tokio::time::Instant::now() + within
@@ -253,14 +289,17 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     });
     let c = ctx.clone();
     engine.register_fn("assert", move |cond: bool, msg: Dynamic| -> Res<()> {
+        asserted(&c, cond, || msg.to_string());
         if cond { Ok(()) } else { throw(&c, StopKind::Failure, format!("assertion failed: {msg}")) }
     });
     let c = ctx.clone();
     engine.register_fn("assert", move |cond: bool| -> Res<()> {
+        asserted(&c, cond, String::new);
         if cond { Ok(()) } else { throw(&c, StopKind::Failure, "assertion failed") }
     });
     let c = ctx.clone();
     engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic, msg: Dynamic| -> Res<()> {
+        asserted(&c, dyn_eq(&a, &b), || format!("{msg}: left {a:?}, right {b:?}"));
         if dyn_eq(&a, &b) {
             Ok(())
         } else {
@@ -269,6 +308,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     });
     let c = ctx.clone();
     engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic| -> Res<()> {
+        asserted(&c, dyn_eq(&a, &b), || format!("left {a:?}, right {b:?}"));
         if dyn_eq(&a, &b) { Ok(()) } else { throw(&c, StopKind::Failure, format!("assertion failed: left {a:?}, right {b:?}")) }
     });
 
@@ -282,6 +322,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         }
     });
     engine.register_fn("wait_for_leader", |c: &mut ClusterRef, n: i64| -> Res<ImmutableString> {
+        let _step = step(&c.ctx, "wait_for_leader", || format!("{n}ms"));
         let d = ms(&c.ctx, n, "wait_for_leader")?;
         match c.block_on(c.cluster.wait_for_leader(d)) {
             Some(l) => Ok(l.to_string().into()),
@@ -289,13 +330,16 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         }
     });
     engine.register_fn("vote", |c: &mut ClusterRef, voter: &str, candidate: &str| -> Map {
+        let _step = step(&c.ctx, "vote", || format!("{voter} -> {candidate}"));
         outcome_map(c.block_on(c.cluster.vote(voter, candidate, &VoteOptions::default())))
     });
     engine.register_fn("vote", |c: &mut ClusterRef, voter: &str, candidate: &str, opts: Map| -> Res<Map> {
+        let _step = step(&c.ctx, "vote", || format!("{voter} -> {candidate}"));
         let opts = vote_options(c, &opts)?;
         Ok(outcome_map(c.block_on(c.cluster.vote(voter, candidate, &opts))))
     });
     fn vote_all(c: &mut ClusterRef, votes: Array, opts: Map) -> Res<Array> {
+        let _step = step(&c.ctx, "vote_all", || format!("{} votes", votes.len()));
         if opts.contains_key("request_id") {
             return usage(&c.ctx, UsageError("vote_all gives each vote its own request id; use vote() for a chosen one".into()));
         }
@@ -327,6 +371,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     engine.register_fn("vote_all", |c: &mut ClusterRef, votes: Array| vote_all(c, votes, Map::new()));
     engine.register_fn("vote_all", vote_all);
     fn results(c: &mut ClusterRef, timeout_ms: i64) -> Res<Map> {
+        let _step = step(&c.ctx, "results", String::new);
         let d = ms(&c.ctx, timeout_ms, "results timeout")?;
         match c.block_on(c.cluster.results(d)) {
             Ok(t) => Ok(tally_map(t)),
@@ -336,6 +381,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     engine.register_fn("results", |c: &mut ClusterRef| results(c, 2000));
     engine.register_fn("results", results);
     engine.register_fn("results_at", |c: &mut ClusterRef, node: &str| -> Res<Map> {
+        let _step = step(&c.ctx, "results_at", || node.to_string());
         let id = c.node(node)?;
         if id.role != ballot_core::Role::Learner {
             return usage(&c.ctx, UsageError(format!("results_at takes a learner, not '{node}'")));
@@ -367,6 +413,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         Ok(m.into())
     });
     engine.register_fn("add_learner", |c: &mut ClusterRef| -> Res<ImmutableString> {
+        let _step = step(&c.ctx, "add_learner", || String::new());
         match c.block_on(c.cluster.add_learner()) {
             Ok(id) => Ok(id.to_string().into()),
             Err(e) => throw(&c.ctx, StopKind::Failure, format!("add_learner: {e}")),
@@ -377,6 +424,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         Ok(c.cluster.is_alive(id))
     });
     engine.register_fn("kill", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let _step = step(&c.ctx, "kill", || node.to_string());
         if node == "discovery" {
             return c.cluster.kill_discovery().or_else(|e| usage(&c.ctx, UsageError(e)));
         }
@@ -397,6 +445,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         }
     });
     engine.register_fn("restart", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let _step = step(&c.ctx, "restart", || node.to_string());
         if node == "discovery" {
             return c.block_on(c.cluster.restart_discovery()).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart discovery: {e}")));
         }
@@ -404,41 +453,53 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         c.block_on(c.cluster.restart(id)).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart {node}: {e}")))
     });
     engine.register_fn("pause", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let _step = step(&c.ctx, "pause", || node.to_string());
         let id = c.node(node)?;
         c.block_on(c.cluster.pause(id));
         Ok(())
     });
     engine.register_fn("resume", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let _step = step(&c.ctx, "resume", || node.to_string());
         let id = c.node(node)?;
         c.block_on(c.cluster.resume(id));
         Ok(())
     });
     engine.register_fn("isolate", |c: &mut ClusterRef, node: &str| -> Res<()> {
+        let _step = step(&c.ctx, "isolate", || node.to_string());
         let id = c.node(node)?;
         c.block_on(c.cluster.isolate(id));
         Ok(())
     });
     engine.register_fn("partition", |c: &mut ClusterRef, a: Array, b: Array| -> Res<()> {
+        let _step = step(&c.ctx, "partition", || format!("{a:?} | {b:?}"));
         let a = c.nodes_of(&a, "partition")?;
         let b = c.nodes_of(&b, "partition")?;
         c.block_on(c.cluster.partition(&a, &b));
         Ok(())
     });
-    engine.register_fn("heal", |c: &mut ClusterRef| c.block_on(c.cluster.heal()));
+    engine.register_fn("heal", |c: &mut ClusterRef| {
+        let _step = step(&c.ctx, "heal", String::new);
+        c.block_on(c.cluster.heal())
+    });
     engine.register_fn("drop_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
+        let _step = step(&c.ctx, "drop_rate", || p.to_string());
         c.block_on(c.cluster.drop_rate(p)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("drop_rate", |c: &mut ClusterRef, p: i64| -> Res<()> {
+        let _step = step(&c.ctx, "drop_rate", || p.to_string());
         c.block_on(c.cluster.drop_rate(p as f64)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("duplicate_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
+        let _step = step(&c.ctx, "duplicate_rate", || p.to_string());
         c.block_on(c.cluster.duplicate_rate(p)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("delay", |c: &mut ClusterRef, min: i64, max: i64| -> Res<()> {
+        let _step = step(&c.ctx, "delay", || format!("{min}..{max}ms"));
         let (min, max) = (ms(&c.ctx, min, "delay")?, ms(&c.ctx, max, "delay")?);
         c.block_on(c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
+        let _step = step(&c.ctx, "check", || String::new());
         let v = c.block_on(c.cluster.check());
         if v.is_empty() { Ok(()) } else { throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; "))) }
     });

@@ -2,6 +2,7 @@
 //! leader), waits for the answer with a deadline, and retries elsewhere with the same
 //! request id, so a retry is never a second vote.
 
+use crate::telemetry::{self, TARGET};
 use ballot_core::{Command, Message, NodeId, Reply};
 use ballot_transports::{Envelope, Transport};
 use std::collections::HashMap;
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::field::Empty;
 
 #[derive(Clone, Debug)]
 pub struct SubmitOptions {
@@ -127,10 +129,25 @@ impl ClientHandle {
     /// Submit `cmd` and wait for its answer: a `Reply::Vote` or `Reply::Read`.
     pub async fn submit(&self, cmd: Command, opts: &SubmitOptions) -> Result<Reply, ClientError> {
         let request_id = cmd.request_id().to_string();
+        // The root of the vote's trace (a child of the caller's span, if it has one):
+        // every node's part in the round hangs below it. Disabled when tracing is off.
+        let (kind, voter) = match &cmd {
+            Command::Vote { voter, .. } => ("vote", voter.as_str()),
+            Command::Read { .. } => ("read", ""),
+        };
+        let span = tracing::info_span!(target: TARGET, "vote", node = %self.inner.id, role = "client", kind, voter, request_id = %request_id, outcome = Empty);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.lock_pending().insert(request_id.clone(), tx);
-        let result = self.exchange(cmd, opts, &mut rx).await;
+        let result = self.exchange(cmd, opts, &mut rx, &span).await;
         self.lock_pending().remove(&request_id);
+        let outcome = match &result {
+            Ok(Reply::Vote { result: Ok(()), .. }) => "counted".to_string(),
+            Ok(Reply::Vote { result: Err(e), .. }) => e.to_string(),
+            Ok(Reply::Read { .. }) => "read".to_string(),
+            Ok(Reply::NotConfirmed { .. }) => "not confirmed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        span.record("outcome", outcome.as_str());
         result
     }
 
@@ -139,18 +156,24 @@ impl ClientHandle {
         cmd: Command,
         opts: &SubmitOptions,
         rx: &mut mpsc::UnboundedReceiver<Reply>,
+        span: &tracing::Span,
     ) -> Result<Reply, ClientError> {
+        let trace = telemetry::context_of(span);
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let n = self.inner.proposers.len().max(1);
         let mut target = self.inner.preferred.load(Ordering::Relaxed) % n;
         loop {
             let to = opts.via.or_else(|| self.inner.proposers.get(target).copied()).ok_or(ClientError::Closed)?;
-            let env = Envelope::new(self.inner.id, to, Message::Request(vec![cmd.clone()]));
+            let mut env = Envelope::new(self.inner.id, to, Message::Request(vec![cmd.clone()]));
+            env.trace = trace.clone();
             self.inner.out.send(env).map_err(|_| ClientError::Closed)?;
             let retry_at = (tokio::time::Instant::now() + opts.retry_every).min(deadline);
             match tokio::time::timeout_at(retry_at, rx.recv()).await {
                 Ok(Some(Reply::NotConfirmed { .. })) => return Err(ClientError::NoQuorum),
                 Ok(Some(reply)) => {
+                    if let Reply::Vote { slot, .. } | Reply::Read { slot, .. } = &reply {
+                        tracing::info!(target: TARGET, parent: span, slot, "reply");
+                    }
                     self.inner.preferred.store(target, Ordering::Relaxed);
                     return Ok(reply);
                 }
@@ -162,6 +185,7 @@ impl ClientHandle {
             }
             self.send_hellos();
             target = (target + 1) % n;
+            tracing::info!(target: TARGET, parent: span, unanswered = %to, "retry");
         }
     }
 

@@ -22,6 +22,8 @@
 //! - [`discovery`]: the discovery service (register, heartbeat, members, leader over HTTP) and its client.
 //! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency).
 //! - [`http`]: a node's HTTP pages: health, status, logs, Prometheus metrics, overview.
+//! - [`telemetry`]: OTLP export of traces, W3C trace context on envelopes; `trace`: the
+//!   spans of a node's part in each consensus round.
 
 pub mod cli;
 pub mod client;
@@ -32,6 +34,8 @@ pub mod http;
 pub mod metrics;
 pub mod process;
 pub mod runtime;
+pub mod telemetry;
+mod trace;
 
 pub use client::{ClientError, ClientHandle, SubmitOptions};
 pub use disk::{DiskOptions, DiskStorage, Identity};

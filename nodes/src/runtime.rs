@@ -1,6 +1,7 @@
 //! The node loop.
 
 use crate::metrics::NodeMetrics;
+use crate::trace::RoundTracer;
 use ballot_core::{Actor, Ballot, Effect, NodeId, Outbox, PersistOp, Role, Status, Storage, StorageError, Timer, Value};
 use ballot_transports::{Envelope, Transport};
 use rand::{Rng, SeedableRng};
@@ -105,6 +106,7 @@ where
         observer,
         metrics: metrics.clone(),
         watched: Watched::default(),
+        tracer: crate::telemetry::active().then(|| RoundTracer::new(id)),
     };
     let task = tokio::spawn(node.run(ctrl_rx));
     NodeHandle { id, ctrl, task, metrics }
@@ -119,6 +121,8 @@ struct Node<A, T, S> {
     observer: Option<Observer>,
     metrics: Arc<NodeMetrics>,
     watched: Watched,
+    /// Spans of consensus rounds; `None` (and no cost) when tracing is off.
+    tracer: Option<RoundTracer>,
 }
 
 /// What the loop watches in a proposer's or acceptor's status after each step, to log
@@ -165,10 +169,16 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                     let Some(env) = env else { return Ok(()) };
                     let mut peers = self.metrics.peers();
                     peers.received(env.from);
+                    if let Some(t) = &mut self.tracer {
+                        t.received(&env);
+                    }
                     self.actor.on_message(env.from, env.msg, &mut out);
                     for _ in 1..MAX_STEP_MESSAGES {
                         let Some(env) = self.transport.try_recv() else { break };
                         peers.received(env.from);
+                        if let Some(t) = &mut self.tracer {
+                            t.received(&env);
+                        }
                         self.actor.on_message(env.from, env.msg, &mut out);
                     }
                 }
@@ -193,9 +203,15 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
     fn watch(&mut self) {
         let me = self.actor.id();
         if me.role == Role::Learner {
+            if let Some(t) = &mut self.tracer {
+                t.step_done(None);
+            }
             return;
         }
         let s = self.actor.status();
+        if let Some(t) = &mut self.tracer {
+            t.step_done((me.role == Role::Proposer).then_some(&s));
+        }
         let now = Watched { ballot: s.ballot, leader: s.leader, elections: s.elections };
         let was = std::mem::replace(&mut self.watched, now);
         if now == was {
@@ -203,6 +219,9 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
         }
         let show = |b: Option<Ballot>| b.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
         if now.elections > was.elections {
+            if let Some(t) = &mut self.tracer {
+                t.election_started(now.ballot);
+            }
             tracing::info!(node = %me, ballot = %show(now.ballot), "election started");
         } else if now.ballot != was.ballot {
             let what = if me.role == Role::Acceptor { "promised a new ballot" } else { "ballot changed" };
@@ -210,12 +229,22 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
         }
         if now.leader != was.leader {
             match (was.leader == Some(me), now.leader) {
-                (_, Some(l)) if l == me => tracing::info!(node = %me, ballot = %show(now.ballot), "leadership gained"),
+                (_, Some(l)) if l == me => {
+                    if let Some(t) = &mut self.tracer {
+                        t.phase1_over("leader");
+                    }
+                    tracing::info!(node = %me, ballot = %show(now.ballot), "leadership gained")
+                }
                 (true, other) => {
                     let other = other.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
                     tracing::warn!(node = %me, ballot = %show(now.ballot), leader = %other, "leadership lost")
                 }
-                (false, Some(l)) => tracing::info!(node = %me, leader = %l, ballot = %show(now.ballot), "following leader"),
+                (false, Some(l)) => {
+                    if let Some(t) = &mut self.tracer {
+                        t.phase1_over("another leader");
+                    }
+                    tracing::info!(node = %me, leader = %l, ballot = %show(now.ballot), "following leader")
+                }
                 (false, None) => tracing::debug!(node = %me, "no leader known"),
             }
         }
@@ -238,12 +267,18 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
         let due: Vec<Timer> = self.timers.iter().filter(|(_, &at)| at <= now).map(|(&t, _)| t).collect();
         for t in due {
             self.timers.remove(&t);
+            if let Some(tr) = &mut self.tracer {
+                tr.timer(t);
+            }
             self.actor.on_timer(t, out);
         }
     }
 
     fn execute(&mut self, out: &mut Outbox) -> Result<(), NodeError> {
         let effects = out.take();
+        if let Some(t) = &mut self.tracer {
+            t.effects(&effects);
+        }
         let ops: Vec<PersistOp> = effects
             .iter()
             .filter_map(|e| match e {
@@ -270,9 +305,13 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 Effect::Persist(_) => {}
                 Effect::Send { to, msg } => {
                     peers.sent(to);
+                    let mut env = Envelope::new(me, to, msg);
+                    if let Some(t) = &self.tracer {
+                        env.trace = t.context_for(to, &env.msg);
+                    }
                     // A failed send is a lost message, which Paxos tolerates: count it per
                     // peer (the transport also counts it by reason) and go on.
-                    if self.transport.send(Envelope::new(me, to, msg)).is_err() {
+                    if self.transport.send(env).is_err() {
                         peers.dropped(to);
                     }
                 }

@@ -1,0 +1,557 @@
+//! Tracing export over OTLP, and W3C trace context on envelopes.
+//!
+//! Off by default. When an endpoint is configured (`--otlp-endpoint` or the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`), [`Telemetry::start`] builds a tracer provider whose only
+//! span processor is [`BoundedExport`]: finished spans go into a bounded queue that one
+//! background thread drains, in batches, to the collector over gRPC. The node's own tasks
+//! never wait on the collector: a full queue drops the span and counts it, a failed export
+//! is counted and warned about once per outage, and shutdown flushes what is queued within
+//! a deadline.
+//!
+//! Protocol spans (see `crate::trace`) use the target [`TARGET`]; only the OpenTelemetry
+//! layer listens to it, so with tracing off those spans are disabled at their call sites
+//! and cost one cached check, and no envelope carries a trace context.
+//!
+//! Each node reports as its own service: a span's `node` attribute names the service it
+//! is exported under when the process runs several nodes (chaos on `mem`); a process that
+//! runs one node exports everything under `OTEL_SERVICE_NAME` or the node's id.
+
+use ballot_transports::TraceContext;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _};
+use opentelemetry::Context;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Span, SpanData, SpanExporter as _, SpanProcessor};
+use opentelemetry_sdk::Resource;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The `tracing` target of every span and event meant for the trace (and only for it).
+pub const TARGET: &str = "ballot::trace";
+/// Finished spans waiting for export; beyond this they are dropped and counted.
+pub const DEFAULT_QUEUE: usize = 8192;
+/// Most spans in one export call.
+const MAX_BATCH: usize = 512;
+/// A partial batch waits at most this long.
+const BATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Deadline of one export call (connect included).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Deadline of the flush at shutdown.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports traces; when false, the runtime keeps no trace state and
+/// sends no trace context.
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// How to export, read from flags and the standard OpenTelemetry variables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    /// The collector, e.g. `http://localhost:4317` (OTLP over gRPC).
+    pub endpoint: String,
+    /// `service.name` of spans without a `node` attribute (and of all spans when
+    /// `per_node_services` is false).
+    pub service_name: String,
+    /// Export each node's spans under its own service name (several nodes in one process).
+    pub per_node_services: bool,
+    /// Fraction of traces kept, 0.0..=1.0; a trace started elsewhere follows its parent.
+    pub sample_ratio: f64,
+    pub queue: usize,
+}
+
+impl TelemetryConfig {
+    /// The configuration from a flag, falling back to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// and `OTEL_EXPORTER_OTLP_ENDPOINT`; `OTEL_SERVICE_NAME` names the service
+    /// (`default_service` otherwise) and `OTEL_TRACES_SAMPLER_ARG` the ratio unless
+    /// `ratio` is given. `Ok(None)`: tracing is off (no endpoint, or `OTEL_SDK_DISABLED`).
+    pub fn from_env(endpoint: Option<String>, default_service: &str, ratio: Option<f64>) -> Result<Option<Self>, String> {
+        Self::from_lookup(endpoint, default_service, ratio, |k| std::env::var(k).ok())
+    }
+
+    fn from_lookup(
+        endpoint: Option<String>,
+        default_service: &str,
+        ratio: Option<f64>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, String> {
+        let set = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        let Some(endpoint) = endpoint
+            .filter(|e| !e.trim().is_empty())
+            .or_else(|| set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        else {
+            return Ok(None);
+        };
+        let endpoint = check_endpoint(&endpoint)?;
+        let sample_ratio = match ratio {
+            Some(r) => r,
+            None => match set("OTEL_TRACES_SAMPLER_ARG") {
+                Some(v) => v.parse::<f64>().map_err(|_| {
+                    format!("OTEL_TRACES_SAMPLER_ARG={v} is not a number: give a ratio between 0 and 1, e.g. 0.01")
+                })?,
+                None => 1.0,
+            },
+        };
+        if !(0.0..=1.0).contains(&sample_ratio) {
+            return Err(format!("trace sampling ratio {sample_ratio} is outside 0..1: give e.g. 1 (every vote) or 0.01"));
+        }
+        Ok(Some(TelemetryConfig {
+            endpoint,
+            service_name: set("OTEL_SERVICE_NAME").unwrap_or_else(|| default_service.to_string()),
+            per_node_services: false,
+            sample_ratio,
+            queue: DEFAULT_QUEUE,
+        }))
+    }
+}
+
+/// An OTLP/gRPC endpoint as `http://host:port`; anything else is refused with what to
+/// give instead (TLS is not built in).
+pub fn check_endpoint(endpoint: &str) -> Result<String, String> {
+    let e = endpoint.trim();
+    let rest = e.strip_prefix("http://").ok_or_else(|| {
+        format!("OTLP endpoint {e:?} is not an http:// URL: give the collector's gRPC address, e.g. http://localhost:4317")
+    })?;
+    let authority = rest.trim_end_matches('/');
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| format!("OTLP endpoint {e:?} has no port: give e.g. http://localhost:4317"))?;
+    if host.is_empty() || authority.contains('/') || port.parse::<u16>().is_err() {
+        return Err(format!("OTLP endpoint {e:?} is not host:port: give e.g. http://localhost:4317"));
+    }
+    Ok(format!("http://{authority}"))
+}
+
+/// What export did, for the metrics page and the benchmark.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    pub exported: AtomicU64,
+    /// Spans that found the queue full.
+    pub dropped: AtomicU64,
+    /// Spans in exports the collector refused or did not answer in time.
+    pub failed: AtomicU64,
+}
+
+/// Export is running for this process; drop or [`Telemetry::shutdown`] flushes it.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+    stats: Arc<ExportStats>,
+    down: bool,
+}
+
+impl Telemetry {
+    /// Start exporting as `config` says. Never fails: an unreachable collector is found
+    /// at the first export and warned about then.
+    pub fn start(config: &TelemetryConfig) -> Telemetry {
+        let stats = Arc::new(ExportStats::default());
+        let processor = BoundedExport::start(config, stats.clone());
+        let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(sampler)
+            .with_resource(Resource::builder_empty().with_service_name(config.service_name.clone()).build())
+            .build();
+        ACTIVE.store(true, Ordering::Relaxed);
+        Telemetry { provider, stats, down: false }
+    }
+
+    /// The layer that turns spans of [`TARGET`] into OpenTelemetry spans; add it to the
+    /// process's subscriber.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+    {
+        use tracing_subscriber::Layer as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(self.provider.tracer("ballot"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::TRACE))
+    }
+
+    /// Export what is queued now (within [`SHUTDOWN_DEADLINE`]).
+    pub fn flush(&self) {
+        let _ = self.provider.force_flush();
+    }
+
+    pub fn stats(&self) -> Arc<ExportStats> {
+        self.stats.clone()
+    }
+
+    /// Export what is queued (within [`SHUTDOWN_DEADLINE`]) and stop.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.down, true) {
+            return;
+        }
+        ACTIVE.store(false, Ordering::Relaxed);
+        let _ = self.provider.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+        let (d, f) = (self.stats.dropped.load(Ordering::Relaxed), self.stats.failed.load(Ordering::Relaxed));
+        if d + f > 0 {
+            tracing::warn!(dropped = d, failed = f, "tracing: some spans were not exported (queue full or collector unavailable)");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Install the process's subscriber: log lines to stderr (when `stderr`) and to `logs`
+/// (the /logs page), filtered by `RUST_LOG` or `default_filter`, plus the OpenTelemetry
+/// layer when `config` is given. Protocol spans ([`TARGET`]) go only to OpenTelemetry
+/// unless `RUST_LOG` names `ballot::trace`. The returned handle flushes on drop.
+pub fn install(
+    config: Option<&TelemetryConfig>,
+    logs: Option<&crate::http::LogRing>,
+    default_filter: &str,
+    stderr: bool,
+) -> Option<Telemetry> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = || {
+        let spec = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+        let f = spec.as_deref().and_then(|s| EnvFilter::try_new(s).ok()).unwrap_or_else(|| EnvFilter::new(default_filter));
+        match spec {
+            Some(s) if s.contains(TARGET) => f,
+            _ => f.add_directive(format!("{TARGET}=off").parse().expect("a valid directive")),
+        }
+    };
+    let telemetry = config.map(Telemetry::start);
+    let fmt = stderr.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            // Colour only on a terminal: chaos writes node logs to files.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter())
+    });
+    let ring = logs.map(|l| l.layer().with_filter(filter()));
+    let otel = telemetry.as_ref().map(|t| t.layer());
+    let _ = tracing_subscriber::registry().with(fmt).with(ring).with(otel).try_init();
+    telemetry
+}
+
+/// The trace context of `span` for an envelope, or `None` when the span is not traced
+/// (tracing off, or the span disabled).
+pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| to_traceparent(&sc))
+}
+
+/// `traceparent` for `sc` (W3C Trace Context, version 00).
+pub fn to_traceparent(sc: &SpanContext) -> TraceContext {
+    TraceContext {
+        traceparent: format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()),
+        tracestate: None,
+    }
+}
+
+/// The span context a `traceparent` names, or `None` if it is not a valid version-00
+/// header (it comes from the network: anything malformed is ignored, never trusted).
+pub fn parse_traceparent(tp: &str) -> Option<SpanContext> {
+    if tp.len() != 55 {
+        return None;
+    }
+    let mut parts = tp.split('-');
+    let (v, t, s, f) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |x: &str| x.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if parts.next().is_some() || v != "00" || t.len() != 32 || s.len() != 16 || f.len() != 2 || ![t, s, f].iter().all(|x| hex(x)) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(t).ok()?;
+    let span_id = SpanId::from_hex(s).ok()?;
+    let flags = u8::from_str_radix(f, 16).ok()?;
+    let sc = SpanContext::new(trace_id, span_id, TraceFlags::new(flags & 1), true, TraceState::default());
+    sc.is_valid().then_some(sc)
+}
+
+/// Make the sender's span (from an envelope's trace context) the parent of `span`.
+/// Returns whether it did.
+pub fn set_remote_parent(span: &tracing::Span, tc: Option<&TraceContext>) -> bool {
+    match tc.and_then(|tc| parse_traceparent(&tc.traceparent)) {
+        Some(sc) => span.set_parent(Context::new().with_remote_span_context(sc)).is_ok(),
+        None => false,
+    }
+}
+
+/// Make `parent` (a context taken with [`context_of`]) the parent of `span`.
+pub fn set_parent(span: &tracing::Span, parent: &TraceContext) -> bool {
+    set_remote_parent(span, Some(parent))
+}
+
+/// Add a link from `span` to another trace context (a vote batched with others).
+pub fn add_link(span: &tracing::Span, other: &TraceContext) {
+    if let Some(sc) = parse_traceparent(&other.traceparent) {
+        span.add_link(sc);
+    }
+}
+
+enum Job {
+    Span(SpanData),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// A span processor with a bounded queue and one export thread (see the module doc).
+#[derive(Debug)]
+pub struct BoundedExport {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    stats: Arc<ExportStats>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl BoundedExport {
+    fn start(config: &TelemetryConfig, stats: Arc<ExportStats>) -> BoundedExport {
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue.max(1));
+        let (config, worker_stats) = (config.clone(), stats.clone());
+        let thread = std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || export_loop(config, rx, worker_stats))
+            .ok();
+        BoundedExport { tx: Mutex::new(Some(tx)), stats, thread: Mutex::new(thread) }
+    }
+
+    fn sender(&self) -> Option<SyncSender<Job>> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn flush_within(&self, deadline: Duration) -> OTelSdkResult {
+        let Some(tx) = self.sender() else { return Ok(()) };
+        let (ack, done) = std::sync::mpsc::channel();
+        let until = Instant::now() + deadline;
+        let mut job = Job::Flush(ack);
+        loop {
+            match tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(j)) if Instant::now() < until => {
+                    job = j;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return Err(OTelSdkError::Timeout(deadline)),
+            }
+        }
+        done.recv_timeout(until.saturating_duration_since(Instant::now())).map_err(|_| OTelSdkError::Timeout(deadline))
+    }
+}
+
+impl SpanProcessor for BoundedExport {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        let sent = match self.sender() {
+            Some(tx) => tx.try_send(Job::Span(span)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.flush_within(SHUTDOWN_DEADLINE)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let flushed = self.flush_within(timeout);
+        // Closing the queue ends the export thread once it has nothing in hand.
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if flushed.is_ok() {
+            if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = t.join();
+            }
+        }
+        flushed
+    }
+}
+
+/// The export thread: a one-thread runtime for the gRPC client, batches from the queue.
+fn export_loop(config: TelemetryConfig, rx: Receiver<Job>, stats: Arc<ExportStats>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::warn!("tracing: cannot start the export thread ({e}); spans will be dropped, voting is not affected");
+            return;
+        }
+    };
+    let built = rt.block_on(async {
+        use opentelemetry_otlp::WithExportConfig as _;
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(config.endpoint.clone())
+            .with_timeout(EXPORT_TIMEOUT)
+            .build()
+    });
+    let mut exporter = match built {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(endpoint = %config.endpoint, "tracing: cannot create the OTLP exporter ({e}); spans will be dropped, voting is not affected");
+            None
+        }
+    };
+    let mut outage = false;
+    let mut batch: Vec<SpanData> = Vec::with_capacity(MAX_BATCH);
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let wait = oldest.map(|t| BATCH_INTERVAL.saturating_sub(t.elapsed())).unwrap_or(BATCH_INTERVAL);
+        let (flush_ack, closed) = match rx.recv_timeout(wait) {
+            Ok(Job::Span(s)) => {
+                oldest.get_or_insert_with(Instant::now);
+                batch.push(s);
+                if batch.len() < MAX_BATCH {
+                    continue;
+                }
+                (None, false)
+            }
+            Ok(Job::Flush(ack)) => (Some(ack), false),
+            Err(RecvTimeoutError::Timeout) => (None, false),
+            Err(RecvTimeoutError::Disconnected) => (None, true),
+        };
+        if !batch.is_empty() {
+            let spans = std::mem::take(&mut batch);
+            let n = spans.len() as u64;
+            let result = match exporter.as_mut() {
+                Some(ex) => export_grouped(&rt, ex, &config, spans),
+                None => Err("no exporter".to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    stats.exported.fetch_add(n, Ordering::Relaxed);
+                    if std::mem::replace(&mut outage, false) {
+                        tracing::info!(endpoint = %config.endpoint, "tracing: the collector takes spans again");
+                    }
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(n, Ordering::Relaxed);
+                    if !std::mem::replace(&mut outage, true) && exporter.is_some() {
+                        tracing::warn!(
+                            endpoint = %config.endpoint,
+                            "tracing: cannot export spans ({e}); they are dropped until the collector answers, voting is not affected"
+                        );
+                    }
+                }
+            }
+            oldest = None;
+        }
+        if let Some(ack) = flush_ack {
+            let _ = ack.send(());
+        }
+        if closed {
+            if let Some(mut ex) = exporter.take() {
+                let _ = ex.shutdown_with_timeout(EXPORT_TIMEOUT);
+            }
+            return;
+        }
+    }
+}
+
+/// Export `spans`, one call per service they belong to.
+fn export_grouped(
+    rt: &tokio::runtime::Runtime,
+    ex: &mut opentelemetry_otlp::SpanExporter,
+    config: &TelemetryConfig,
+    spans: Vec<SpanData>,
+) -> Result<(), String> {
+    let mut groups: BTreeMap<String, Vec<SpanData>> = BTreeMap::new();
+    for s in spans {
+        let service = if config.per_node_services { node_of(&s) } else { None };
+        groups.entry(service.unwrap_or_else(|| config.service_name.clone())).or_default().push(s);
+    }
+    let mut first_error = None;
+    for (service, group) in groups {
+        ex.set_resource(&Resource::builder_empty().with_service_name(service).build());
+        // The deadline's timer must be made inside the runtime.
+        let call = async { tokio::time::timeout(EXPORT_TIMEOUT + Duration::from_secs(1), ex.export(group)).await };
+        let err = match rt.block_on(call) {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {EXPORT_TIMEOUT:?}"),
+        };
+        first_error.get_or_insert(err);
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn node_of(s: &SpanData) -> Option<String> {
+    s.attributes.iter().find(|kv| kv.key.as_str() == "node").map(|kv| kv.value.as_str().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn off_without_an_endpoint_or_when_disabled() {
+        assert_eq!(TelemetryConfig::from_lookup(None, "n", None, env(&[])), Ok(None));
+        let disabled = env(&[("OTEL_SDK_DISABLED", "true"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317")]);
+        assert_eq!(TelemetryConfig::from_lookup(None, "n", None, disabled), Ok(None));
+    }
+
+    #[test]
+    fn flag_beats_variables_and_service_name_comes_from_the_environment() {
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"), ("OTEL_SERVICE_NAME", "acceptor-2")]);
+        let c = TelemetryConfig::from_lookup(Some("http://flag:4317/".into()), "n", None, e).unwrap().unwrap();
+        assert_eq!((c.endpoint.as_str(), c.service_name.as_str(), c.sample_ratio), ("http://flag:4317", "acceptor-2", 1.0));
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"), ("OTEL_TRACES_SAMPLER_ARG", "0.01")]);
+        let c = TelemetryConfig::from_lookup(None, "proposer-1", None, e).unwrap().unwrap();
+        assert_eq!((c.endpoint.as_str(), c.service_name.as_str(), c.sample_ratio), ("http://env:4317", "proposer-1", 0.01));
+    }
+
+    #[test]
+    fn bad_endpoints_and_ratios_are_one_line_errors() {
+        for bad in ["localhost:4317", "https://c:4317", "http://c", "http://c:port", "http://:4317", "http://c:4317/v1/traces"] {
+            let e = TelemetryConfig::from_lookup(Some(bad.into()), "n", None, env(&[])).unwrap_err();
+            assert!(e.contains("e.g. http://localhost:4317") && !e.contains('\n'), "{bad}: {e}");
+        }
+        assert!(TelemetryConfig::from_lookup(Some("http://c:1".into()), "n", Some(1.5), env(&[])).is_err());
+        let e = env(&[("OTEL_TRACES_SAMPLER_ARG", "lots")]);
+        assert!(TelemetryConfig::from_lookup(Some("http://c:1".into()), "n", None, e).is_err());
+    }
+
+    #[test]
+    fn traceparent_round_trips_and_garbage_is_refused() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sc = parse_traceparent(tp).expect("valid");
+        assert!(sc.is_sampled() && sc.is_remote());
+        assert_eq!(to_traceparent(&sc).traceparent, tp);
+        let unsampled = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!unsampled.is_sampled());
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47-3600f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "accepted {bad:?}");
+        }
+    }
+}

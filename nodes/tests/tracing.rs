@@ -1,0 +1,269 @@
+//! One vote is one trace: an in-process OTLP collector (the generated gRPC service of
+//! opentelemetry-proto) receives the spans that real `ballot-node` processes and this
+//! test's client export, over TCP and over ZeroMQ, and the test checks that the client,
+//! the leader, every acceptor and every learner put their spans in the vote's trace, each
+//! under the right parent, as its own service, with the round's attributes.
+//!
+//! Also: a node pointed at a collector that does not exist logs one warning and votes as
+//! usual.
+#![cfg(unix)]
+
+use ballot_core::{Command as Cmd, NodeId, Reply};
+use ballot_nodes::telemetry::{self, Telemetry, TelemetryConfig, TARGET};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+mod common;
+use common::*;
+
+/// Two learners, so "every learner" means more than one.
+const MEMBERS: [NodeId; 6] = [
+    NodeId::proposer(1),
+    NodeId::acceptor(1),
+    NodeId::acceptor(2),
+    NodeId::acceptor(3),
+    NodeId::learner(1),
+    NodeId::learner(2),
+];
+
+/// One span as the collector received it.
+#[derive(Clone, Debug)]
+struct Got {
+    service: String,
+    name: String,
+    trace: String,
+    id: String,
+    parent: String,
+    attrs: BTreeMap<String, String>,
+    events: Vec<String>,
+    links: usize,
+}
+
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Got>>>);
+
+fn text(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                Some(any_value::Value::IntValue(i)) => i.to_string(),
+                Some(any_value::Value::BoolValue(b)) => b.to_string(),
+                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut got = self.0.lock().unwrap();
+        for rs in req.into_inner().resource_spans {
+            let resource = rs.resource.map(|r| text(&r.attributes)).unwrap_or_default();
+            let service = resource.get("service.name").cloned().unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    got.push(Got {
+                        service: service.clone(),
+                        name: s.name.clone(),
+                        trace: hex(&s.trace_id),
+                        id: hex(&s.span_id),
+                        parent: hex(&s.parent_span_id),
+                        attrs: text(&s.attributes),
+                        events: s.events.iter().map(|e| e.name.clone()).collect(),
+                        links: s.links.len(),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+struct Shared {
+    addr: SocketAddr,
+    spans: Collector,
+    telemetry: Telemetry,
+}
+
+/// The collector (on a thread of its own, for the whole test binary) and this process's
+/// export to it: the client's spans go there too.
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the collector");
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let spans = Collector::default();
+        let service = spans.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                let _ = tonic::transport::Server::builder()
+                    .add_service(TraceServiceServer::new(service))
+                    .serve_with_incoming(incoming)
+                    .await;
+            });
+        });
+        let mut config =
+            TelemetryConfig::from_env(Some(format!("http://{addr}")), "tracing-test", Some(1.0)).unwrap().unwrap();
+        config.per_node_services = true;
+        let telemetry = telemetry::install(Some(&config), None, "warn", true).expect("tracing is on");
+        Shared { addr, spans, telemetry }
+    })
+}
+
+/// Casts one vote under a root span of the test's own and returns its trace id and the
+/// root's span id, once every node has exported its part (nodes stopped with SIGTERM,
+/// which must flush what they still hold).
+async fn one_traced_vote(net: Net) -> (String, String, Vec<Got>) {
+    let shared = shared();
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let endpoint = format!("http://{}", shared.addr);
+    let mut c = Cluster::start_with_args(net, &MEMBERS, &["--otlp-endpoint", &endpoint]).await;
+    // A first vote elects the leader, so the traced one is a plain round.
+    c.votes(1).await;
+    let root = tracing::info_span!(target: TARGET, "test.vote", net = net.flag());
+    let root_cx = telemetry::context_of(&root).expect("the test's span is traced");
+    let (trace, root_id) = (root_cx.traceparent[3..35].to_string(), root_cx.traceparent[36..52].to_string());
+    let cmd = Cmd::Vote {
+        request_id: c.client.next_request_id(),
+        client: CLIENT,
+        voter: "traced-voter".into(),
+        candidate: CANDIDATES[1].into(),
+    };
+    let reply = c.submit(cmd).instrument(root.clone()).await;
+    assert!(matches!(reply, Reply::Vote { result: Ok(()), .. }), "{reply:?}");
+    drop(root);
+    // SIGTERM: each node flushes its spans before it exits.
+    for id in MEMBERS {
+        c.node(id).signal(libc::SIGTERM);
+    }
+    for id in MEMBERS {
+        let status = c.node(id).wait_exit().await;
+        assert!(status.success(), "{id} exited with {status}: {}", c.node(id).stderr());
+    }
+    shared.telemetry.flush();
+    // The collector may still be taking the last export in.
+    let deadline = Instant::now() + DEADLINE;
+    let wanted: BTreeSet<String> =
+        MEMBERS.iter().map(|n| n.to_string()).chain(std::iter::once(CLIENT.to_string())).collect();
+    loop {
+        let spans: Vec<Got> = shared.spans.0.lock().unwrap().iter().filter(|s| s.trace == trace).cloned().collect();
+        let services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
+        let applied = spans.iter().filter(|s| s.name == "learner.apply").count();
+        if wanted.is_subset(&services) && applied >= 2 {
+            return (trace, root_id, spans);
+        }
+        assert!(Instant::now() < deadline, "spans of the vote's trace never came from {:?}; got {spans:#?}", wanted.difference(&services));
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn only<'a>(spans: &'a [Got], name: &str, service: &str) -> &'a Got {
+    let found: Vec<&Got> = spans.iter().filter(|s| s.name == name && s.service == service).collect();
+    assert_eq!(found.len(), 1, "one {name} span from {service}: {spans:#?}");
+    found[0]
+}
+
+async fn one_vote_is_one_trace(net: Net) {
+    let (trace, root_id, spans) = one_traced_vote(net).await;
+    // Every span has the trace id by construction of `spans`; check who is in it.
+    let vote = only(&spans, "vote", "client-1");
+    assert_eq!(vote.parent, root_id, "the client's vote is a child of the caller's span");
+    assert_eq!(vote.attrs["outcome"], "counted");
+    assert_eq!(vote.attrs["voter"], "traced-voter");
+
+    let request = only(&spans, "proposer.request", "proposer-1");
+    assert_eq!(request.parent, vote.id, "the leader's request span is a child of the vote");
+
+    let phase2 = only(&spans, "proposer.phase2", "proposer-1");
+    assert_eq!(phase2.parent, request.id, "phase 2 of the vote's slot is a child of its request");
+    let slot = phase2.attrs["slot"].clone();
+    assert!(phase2.attrs["votes"].parse::<u64>().unwrap() >= 1);
+    assert_eq!(phase2.attrs["outcome"], "chosen");
+    assert!(phase2.links == 0 || phase2.attrs["votes"] != "1", "links only to other votes of a batch");
+    assert!(phase2.events.iter().filter(|e| *e == "accepted").count() >= 2, "a majority accepted: {:?}", phase2.events);
+
+    let mut accepts = BTreeSet::new();
+    for a in 1..=3 {
+        let acc = only(&spans, "acceptor.accept", &format!("acceptor-{a}"));
+        assert_eq!(acc.parent, phase2.id, "acceptor-{a}'s accept is a child of the leader's phase 2");
+        assert_eq!((acc.attrs["slot"].as_str(), acc.attrs["ballot"].as_str()), (slot.as_str(), phase2.attrs["ballot"].as_str()));
+        assert_eq!(acc.attrs["outcome"], "accepted");
+        assert_eq!(acc.attrs["node"], format!("acceptor-{a}"));
+        assert_eq!(acc.attrs["role"], "acceptor");
+        accepts.insert(acc.id.clone());
+    }
+    for l in 1..=2 {
+        let service = format!("learner-{l}");
+        let learns: Vec<&Got> = spans.iter().filter(|s| s.name == "learner.learn" && s.service == service).collect();
+        assert!(!learns.is_empty(), "{service} learned the vote's slot in its trace");
+        for learn in &learns {
+            assert!(accepts.contains(&learn.parent), "{service}'s learn is a child of an acceptor's accept: {learn:?}");
+        }
+        let apply = only(&spans, "learner.apply", &service);
+        assert!(learns.iter().any(|s| s.id == apply.parent), "{service}'s apply is a child of one of its learns");
+        assert_eq!(apply.attrs["slot"], slot);
+    }
+    // Nothing of the trace comes from outside the cluster and the client.
+    for s in &spans {
+        assert!(s.trace == trace);
+        if s.name != "test.vote" {
+            assert_eq!(s.attrs.get("node"), Some(&s.service), "each node reports as its own service: {s:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_one_vote_is_one_trace() {
+    one_vote_is_one_trace(Net::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmq_one_vote_is_one_trace() {
+    one_vote_is_one_trace(Net::Zmq).await;
+}
+
+/// A collector that is not there: one warning, and voting as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_collector_gets_one_warning_and_votes_go_on() {
+    let _ = shared();
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let nobody = free_ports(1)[0];
+    let endpoint = format!("http://{nobody}");
+    let mut c = Cluster::start_with_args(Net::Tcp, &MEMBERS, &["--otlp-endpoint", &endpoint]).await;
+    c.votes(20).await;
+    c.check_tally().await;
+    // Let a few export attempts fail (one per batch interval), then stop the nodes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in MEMBERS {
+        c.node(id).signal(libc::SIGTERM);
+    }
+    for id in MEMBERS {
+        let status = c.node(id).wait_exit().await;
+        let stderr = c.node(id).stderr();
+        assert!(status.success(), "{id} exited with {status}: {stderr}");
+        let warnings = stderr.lines().filter(|l| l.contains("cannot export spans")).count();
+        assert_eq!(warnings, 1, "{id} warns once about the collector: {stderr}");
+    }
+}
