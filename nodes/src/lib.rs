@@ -23,10 +23,12 @@
 //! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency).
 //! - [`http`]: a node's HTTP pages: health, status, logs, Prometheus metrics, overview.
 //! - [`telemetry`]: OTLP export of traces, W3C trace context on envelopes; `trace`: the
-//!   spans of a node's part in each consensus round.
+//!   spans of a node's part in each consensus round; [`collector`]: an in-memory OTLP
+//!   receiver for tests and the tracing benchmark.
 
 pub mod cli;
 pub mod client;
+pub mod collector;
 pub mod control;
 pub mod discovery;
 pub mod disk;

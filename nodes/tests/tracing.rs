@@ -10,12 +10,9 @@
 
 use ballot_core::{Command as Cmd, NodeId, Reply};
 use ballot_nodes::telemetry::{self, Telemetry, TelemetryConfig, TARGET};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use ballot_nodes::collector::{Collector, ReceivedSpan as Got};
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -33,102 +30,21 @@ const MEMBERS: [NodeId; 6] = [
     NodeId::learner(2),
 ];
 
-/// One span as the collector received it.
-#[derive(Clone, Debug)]
-struct Got {
-    service: String,
-    name: String,
-    trace: String,
-    id: String,
-    parent: String,
-    attrs: BTreeMap<String, String>,
-    events: Vec<String>,
-    links: usize,
-}
-
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<Got>>>);
-
-fn text(kvs: &[KeyValue]) -> BTreeMap<String, String> {
-    kvs.iter()
-        .map(|kv| {
-            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => s.clone(),
-                Some(any_value::Value::IntValue(i)) => i.to_string(),
-                Some(any_value::Value::BoolValue(b)) => b.to_string(),
-                Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-                other => format!("{other:?}"),
-            };
-            (kv.key.clone(), v)
-        })
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut got = self.0.lock().unwrap();
-        for rs in req.into_inner().resource_spans {
-            let resource = rs.resource.map(|r| text(&r.attributes)).unwrap_or_default();
-            let service = resource.get("service.name").cloned().unwrap_or_default();
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    got.push(Got {
-                        service: service.clone(),
-                        name: s.name.clone(),
-                        trace: hex(&s.trace_id),
-                        id: hex(&s.span_id),
-                        parent: hex(&s.parent_span_id),
-                        attrs: text(&s.attributes),
-                        events: s.events.iter().map(|e| e.name.clone()).collect(),
-                        links: s.links.len(),
-                    });
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
-
 struct Shared {
-    addr: SocketAddr,
-    spans: Collector,
+    collector: Collector,
     telemetry: Telemetry,
 }
 
-/// The collector (on a thread of its own, for the whole test binary) and this process's
-/// export to it: the client's spans go there too.
+/// The collector (for the whole test binary) and this process's export to it: the
+/// client's spans go there too.
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the collector");
-        let addr = listener.local_addr().unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let spans = Collector::default();
-        let service = spans.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                let _ = tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(service))
-                    .serve_with_incoming(incoming)
-                    .await;
-            });
-        });
-        let mut config =
-            TelemetryConfig::from_env(Some(format!("http://{addr}")), "tracing-test", Some(1.0)).unwrap().unwrap();
+        let collector = Collector::start(true).expect("start the OTLP collector");
+        let mut config = TelemetryConfig::from_env(Some(collector.endpoint()), "tracing-test", Some(1.0)).unwrap().unwrap();
         config.per_node_services = true;
         let telemetry = telemetry::install(Some(&config), None, "warn", true).expect("tracing is on");
-        Shared { addr, spans, telemetry }
+        Shared { collector, telemetry }
     })
 }
 
@@ -138,7 +54,7 @@ fn shared() -> &'static Shared {
 async fn one_traced_vote(net: Net) -> (String, String, Vec<Got>) {
     let shared = shared();
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let endpoint = format!("http://{}", shared.addr);
+    let endpoint = shared.collector.endpoint();
     let mut c = Cluster::start_with_args(net, &MEMBERS, &["--otlp-endpoint", &endpoint]).await;
     // A first vote elects the leader, so the traced one is a plain round.
     c.votes(1).await;
@@ -168,13 +84,13 @@ async fn one_traced_vote(net: Net) -> (String, String, Vec<Got>) {
     let wanted: BTreeSet<String> =
         MEMBERS.iter().map(|n| n.to_string()).chain(std::iter::once(CLIENT.to_string())).collect();
     loop {
-        let spans: Vec<Got> = shared.spans.0.lock().unwrap().iter().filter(|s| s.trace == trace).cloned().collect();
+        let spans: Vec<Got> = shared.collector.spans().into_iter().filter(|s| s.trace == trace).collect();
         let services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
         let applied = spans.iter().filter(|s| s.name == "learner.apply").count();
         if wanted.is_subset(&services) && applied >= 2 {
             return (trace, root_id, spans);
         }
-        assert!(Instant::now() < deadline, "spans of the vote's trace never came from {:?}; got {spans:#?}", wanted.difference(&services));
+        assert!(Instant::now() < deadline, "spans of the vote's trace never came from {:?}; got {spans:#?}", wanted.difference(&services).collect::<Vec<_>>());
         tokio::time::sleep(POLL).await;
     }
 }

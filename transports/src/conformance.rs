@@ -69,6 +69,7 @@ pub async fn run_suite<H: Harness>(mut h: H) {
     peer_vanishing_mid_frame_is_survived(&mut h).await;
     silent_connections_block_nobody(&mut h).await;
     oversized_prefix_is_refused(&mut h).await;
+    trace_context_travels(&mut h).await;
 }
 
 fn seq(i: u64) -> Message {
@@ -187,6 +188,26 @@ pub async fn delivery_both_ways_in_order(h: &mut impl Harness) {
             assert_eq!(seq_of(&recv(&mut **t, "both ways").await), Some(10_000 + i));
         }
     }
+}
+
+/// The W3C trace context an envelope carries arrives as sent, and an envelope without one
+/// arrives without one: a vote's trace crosses every transport.
+pub async fn trace_context_travels(h: &mut impl Harness) {
+    let (a, b) = pair(12);
+    let mut n = h.start(&[a, b]).await;
+    let (ta, tb) = two(&mut n);
+    let tc = crate::TraceContext {
+        traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+        tracestate: Some("vendor=1".into()),
+    };
+    let mut traced = Envelope::new(a, b, seq(1));
+    traced.trace = Some(tc.clone());
+    ta.send(traced).unwrap();
+    ta.send(Envelope::new(a, b, seq(2))).unwrap();
+    let got = recv(&mut **tb, "traced").await;
+    assert_eq!((seq_of(&got), got.trace), (Some(1), Some(tc)));
+    let got = recv(&mut **tb, "untraced").await;
+    assert_eq!((seq_of(&got), got.trace), (Some(2), None));
 }
 
 fn two(n: &mut [Box<dyn Transport>]) -> (&mut Box<dyn Transport>, &mut Box<dyn Transport>) {
