@@ -464,10 +464,38 @@ impl ProcBackend {
     /// Kill and reap every node. Idempotent.
     pub fn shutdown(&self) {
         self.kill_discovery();
+        if ballot_nodes::telemetry::active() {
+            self.stop_gracefully();
+        }
         for p in self.procs.borrow_mut().values_mut() {
             if let Some(mut c) = p.child.take() {
                 let _ = c.kill();
                 let _ = c.wait();
+            }
+        }
+    }
+
+    /// SIGTERM to every node (after SIGCONT, for a paused one), so each exports the spans
+    /// it still holds; whatever has not exited by the deadline is killed by `shutdown`.
+    fn stop_gracefully(&self) {
+        let mut procs = self.procs.borrow_mut();
+        for p in procs.values_mut() {
+            if let Some(c) = &p.child {
+                let pid = c.id() as libc::pid_t;
+                // SAFETY: signals to a child this backend started and has not yet reaped.
+                unsafe {
+                    libc::kill(pid, libc::SIGCONT);
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        let deadline = std::time::Instant::now() + ballot_nodes::telemetry::SHUTDOWN_DEADLINE + Duration::from_secs(1);
+        for p in procs.values_mut() {
+            while let Some(c) = &mut p.child {
+                if !matches!(c.try_wait(), Ok(None)) || std::time::Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }

@@ -131,11 +131,13 @@ impl ClientHandle {
         let request_id = cmd.request_id().to_string();
         // The root of the vote's trace (a child of the caller's span, if it has one):
         // every node's part in the round hangs below it. Disabled when tracing is off.
-        let (kind, voter) = match &cmd {
-            Command::Vote { voter, .. } => ("vote", voter.as_str()),
-            Command::Read { .. } => ("read", ""),
+        let id = self.inner.id;
+        let span = match &cmd {
+            Command::Vote { voter, candidate, .. } => {
+                tracing::info_span!(target: TARGET, "vote", node = %id, role = "client", voter = voter.as_str(), candidate = candidate.as_str(), request_id = %request_id, outcome = Empty)
+            }
+            Command::Read { .. } => tracing::info_span!(target: TARGET, "read", node = %id, role = "client", request_id = %request_id, outcome = Empty),
         };
-        let span = tracing::info_span!(target: TARGET, "vote", node = %self.inner.id, role = "client", kind, voter, request_id = %request_id, outcome = Empty);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.lock_pending().insert(request_id.clone(), tx);
         let result = self.exchange(cmd, opts, &mut rx, &span).await;

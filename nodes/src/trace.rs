@@ -4,7 +4,7 @@
 //!
 //! | span                | node     | parent                        | attributes                  |
 //! |---------------------|----------|-------------------------------|-----------------------------|
-//! | `vote`              | client   | the caller's span             | voter, request_id, outcome  |
+//! | `vote` / `read`     | client   | the caller's span             | voter, candidate, request_id, outcome |
 //! | `proposer.request`  | proposer | `vote`                        | votes                       |
 //! | `proposer.phase1`   | proposer | (a trace of its own)          | ballot, outcome             |
 //! | `proposer.phase2`   | leader   | first traced vote of the slot | ballot, slot, votes (batch) |
