@@ -224,6 +224,11 @@ pub(crate) use connector::Connector;
 struct PeerLink {
     tx: mpsc::Sender<Envelope>,
     addr: watch::Sender<PeerAddr>,
+    /// For a peer known by name: the address its messages last said it listens at. A new
+    /// one while connected elsewhere means it probably moved (a restarted container), and
+    /// its task redials, looking the name up again: the old connection may be to an
+    /// address that silently drops everything, which would take minutes to fail.
+    heard_at: watch::Sender<Option<SocketAddr>>,
 }
 
 /// The outbound side of a transport: one queue and task per peer, plus delivery to
@@ -265,6 +270,31 @@ impl<C: Connector> Outbound<C> {
     /// Adds a peer or moves it to a new address; a moved peer is redialled at once.
     pub(crate) fn set_peer(&self, id: NodeId, addr: PeerAddr) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        self.set_peer_locked(&mut peers, id, addr);
+    }
+
+    /// What a message from `id` says about where it listens (its `reply_to`): a sender we
+    /// have no address for is answered there, and a client always at its latest address.
+    /// A configured node's address is never replaced by what a message claims; for one
+    /// known by name, a new address only makes its task look the name up again.
+    pub(crate) fn heard_from(&self, id: NodeId, addr: SocketAddr) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(link) = peers.get(&id) else {
+            return self.set_peer_locked(&mut peers, id, PeerAddr::Ip(addr));
+        };
+        let moved_client = match &*link.addr.borrow() {
+            PeerAddr::Ip(known) => *known != addr && id.role == ballot_core::Role::Client,
+            PeerAddr::Host { .. } => {
+                link.heard_at.send_if_modified(|h| std::mem::replace(h, Some(addr)) != Some(addr));
+                false
+            }
+        };
+        if moved_client {
+            self.set_peer_locked(&mut peers, id, PeerAddr::Ip(addr));
+        }
+    }
+
+    fn set_peer_locked(&self, peers: &mut BTreeMap<NodeId, PeerLink>, id: NodeId, addr: PeerAddr) {
         if let Some(link) = peers.get(&id) {
             if !link.tx.is_closed() {
                 link.addr.send_if_modified(|a| {
@@ -279,6 +309,7 @@ impl<C: Connector> Outbound<C> {
         }
         let (tx, rx) = mpsc::channel(self.opts.queue_capacity.max(1));
         let (addr_tx, addr_rx) = watch::channel(addr);
+        let (heard_tx, heard_rx) = watch::channel(None);
         let task = PeerTask {
             peer: id,
             conn: (self.make)(),
@@ -286,11 +317,12 @@ impl<C: Connector> Outbound<C> {
             resolve_failing: false,
             rx,
             addr: addr_rx,
+            heard_at: heard_rx,
             opts: self.opts.clone(),
             stats: self.stats.clone(),
         };
         spawn_scoped(&self.rt, &self.shutdown, task.run());
-        peers.insert(id, PeerLink { tx, addr: addr_tx });
+        peers.insert(id, PeerLink { tx, addr: addr_tx, heard_at: heard_tx });
     }
 
     pub(crate) fn peer_addr(&self, id: NodeId) -> Option<PeerAddr> {
@@ -453,20 +485,14 @@ impl<C: Connector> Transport for NetTransport<C> {
 impl<C: Connector> NetTransport<C> {
     /// Answer a sender we have no address for at the address it advertises. A client's
     /// address is always taken afresh (a restarted client listens on a new port); a
-    /// configured node's is never overridden by what a message claims.
+    /// configured node's is never overridden by what a message claims (one known by name
+    /// is looked up again when it claims a new address, see [`Outbound::heard_from`]).
     fn learn_address(&self, env: &Envelope) {
         let Some(addr) = env.reply_to else { return };
         if env.from == self.local {
             return;
         }
-        let addr = PeerAddr::Ip(addr);
-        match self.out.peer_addr(env.from) {
-            None => self.out.set_peer(env.from, addr),
-            Some(known) if known != addr && env.from.role == ballot_core::Role::Client => {
-                self.out.set_peer(env.from, addr)
-            }
-            Some(_) => {}
-        }
+        self.out.heard_from(env.from, addr);
     }
 }
 
@@ -481,6 +507,7 @@ struct PeerTask<C: Connector> {
     resolve_failing: bool,
     rx: mpsc::Receiver<Envelope>,
     addr: watch::Receiver<PeerAddr>,
+    heard_at: watch::Receiver<Option<SocketAddr>>,
     opts: Arc<NetOptions>,
     stats: Arc<Counters>,
 }
@@ -498,6 +525,18 @@ impl<C: Connector> PeerTask<C> {
                     }
                     self.drop_link(&mut link);
                     backoff.reset();
+                    continue;
+                }
+                heard = self.heard_at.changed() => {
+                    if heard.is_err() {
+                        return;
+                    }
+                    let at = *self.heard_at.borrow_and_update();
+                    if link.is_some() && at.is_some() && at != self.resolved {
+                        tracing::info!(peer = %self.peer, now = ?at, before = ?self.resolved, "the peer says it listens elsewhere: looking its name up again");
+                        self.drop_link(&mut link);
+                        backoff.reset();
+                    }
                     continue;
                 }
                 env = self.rx.recv() => match env {

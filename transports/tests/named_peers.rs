@@ -1,7 +1,8 @@
 //! Peers known by host name (`localhost:PORT` here; service names in docker): reached
 //! through a lookup at each fresh connection, so a peer that restarts is looked up again
 //! when its connection failed; a name that does not resolve costs dropped messages, never
-//! a wait in `send`. And what a node stamps as `reply_to`.
+//! a wait in `send`; a named peer claiming a new address is looked up again. And what a
+//! node stamps as `reply_to`.
 
 use ballot_core::{Message, NodeId};
 use ballot_transports::{
@@ -166,4 +167,44 @@ async fn reply_to_is_the_listen_address_or_what_is_advertised() {
     wildcard.named(a, target.into());
     let got = deliver(&wildcard, &mut acceptor, "wildcard").await;
     assert_eq!((got.from, got.reply_to), (NodeId::proposer(2), None));
+}
+
+/// A peer known by name that starts saying it listens at a new address (it restarted
+/// elsewhere, and our old connection may be to an address that silently drops
+/// everything) is looked up again and redialled; once, not at every message.
+async fn redials_when_a_named_peer_claims_a_new_address<T: Endpoint>() {
+    let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
+    let mut acceptor = T::bind_at(a, any()).await.unwrap();
+    let mut proposer = T::bind_at(p, any()).await.unwrap();
+    proposer.named(a, format!("localhost:{}", acceptor.listening().port()).parse().unwrap());
+    acceptor.named(p, proposer.listening().into());
+    deliver(&proposer, &mut acceptor, "first delivery").await;
+    deliver(&acceptor, &mut proposer, "an answer from where it resolves").await;
+    let before = proposer.counters();
+
+    // Claims another address (what a restarted Swarm task's messages do).
+    let elsewhere = SocketAddr::new([127, 0, 0, 9].into(), acceptor.listening().port());
+    acceptor.advertise_as(Some(elsewhere));
+    assert_eq!(deliver(&acceptor, &mut proposer, "the claim").await.reply_to, Some(elsewhere));
+    deliver(&proposer, &mut acceptor, "delivery after the redial").await;
+    let after = proposer.counters();
+    assert_eq!(after.name_lookups, before.name_lookups + 1, "looked up once more: {before:?} -> {after:?}");
+    assert!(after.connections_closed > before.connections_closed, "{before:?} -> {after:?}");
+
+    // The same claim again changes nothing.
+    for _ in 0..3 {
+        deliver(&acceptor, &mut proposer, "the same claim").await;
+        deliver(&proposer, &mut acceptor, "steady").await;
+    }
+    assert_eq!(proposer.counters().name_lookups, after.name_lookups, "{:?}", proposer.counters());
+}
+
+#[tokio::test]
+async fn tcp_redials_a_named_peer_that_claims_a_new_address() {
+    redials_when_a_named_peer_claims_a_new_address::<TcpTransport>().await;
+}
+
+#[tokio::test]
+async fn zmq_redials_a_named_peer_that_claims_a_new_address() {
+    redials_when_a_named_peer_claims_a_new_address::<ZmqTransport>().await;
 }
