@@ -62,6 +62,14 @@ enum Cmd {
         /// Failover trials (tcp/zmq).
         #[arg(long, default_value_t = 20)]
         trials: usize,
+        /// tcp/zmq: skip the catch-up figure.
+        #[arg(long)]
+        skip_catch_up: bool,
+        /// tcp/zmq: the cost of tracing instead: votes/s of the first --voters figure with
+        /// tracing off, and exporting to an in-process OTLP collector at 100% and 1%
+        /// sampling, interleaved over --runs rounds (medians and ratios).
+        #[arg(long)]
+        tracing_cost: bool,
     },
 }
 
@@ -86,12 +94,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (paths, transport, seed, log, junit, otlp) = match cli.cmd {
         Cmd::Run { paths, transport, seed, log, junit, otlp_endpoint } => (paths, transport, seed, log, junit, otlp_endpoint),
-        Cmd::Bench { votes, voters, runs, scenarios, transport, trials } => {
-            return match transport {
-                TransportKind::Mem => bench(votes, &voters, runs.max(1), scenarios),
-                TransportKind::Tcp => bench_procs(ballot_chaos::TransportKind::Tcp, &voters, trials),
-                TransportKind::Zmq => bench_procs(ballot_chaos::TransportKind::Zmq, &voters, trials),
+        Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost } => {
+            let kind = match transport {
+                TransportKind::Mem => return bench(votes, &voters, runs.max(1), scenarios),
+                TransportKind::Tcp => ballot_chaos::TransportKind::Tcp,
+                TransportKind::Zmq => ballot_chaos::TransportKind::Zmq,
+            };
+            if cost {
+                return tracing_cost(transport, voters.first().copied().unwrap_or(64), runs.max(1));
             }
+            return bench_procs(kind, &voters, trials, skip_catch_up);
         }
         Cmd::Node(args) => return ballot_nodes::process::main_with(args),
     };
@@ -226,8 +238,87 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
     ExitCode::SUCCESS
 }
 
-fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usize) -> ExitCode {
+/// Runs `chaos bench` for one throughput figure in a child process per configuration
+/// (tracing is set up once per process), all exporting to one in-process collector.
+fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitCode {
+    let collector = match ballot_nodes::collector::Collector::start(false) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chaos: cannot start the OTLP collector: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("chaos: cannot find its own binary: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let name = format!("{transport:?}").to_lowercase();
+    println!("chaos bench: cost of tracing on {name}, {voters} voters, exporting to an in-process OTLP collector; {rounds} interleaved rounds, medians");
+    let configs: [(&str, Option<&str>); 3] = [("off", None), ("100%", Some("1")), ("1%", Some("0.01"))];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut spans = vec![0u64; configs.len()];
+    let mut committed = vec![0u64; configs.len()];
+    for _ in 0..rounds {
+        for (i, (label, ratio)) in configs.iter().enumerate() {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["bench", "--transport", &name, "--voters", &voters.to_string(), "--trials", "0", "--skip-catch-up"]);
+            for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"] {
+                cmd.env_remove(var);
+            }
+            if let Some(r) = ratio {
+                cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint()).env("OTEL_TRACES_SAMPLER_ARG", r);
+            }
+            let before = collector.count();
+            let out = match cmd.output() {
+                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+                Ok(o) => {
+                    eprintln!("chaos: the {label} run failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+                    return ExitCode::from(1);
+                }
+                Err(e) => {
+                    eprintln!("chaos: cannot run {}: {e}", exe.display());
+                    return ExitCode::from(1);
+                }
+            };
+            let field = |key: &str| -> Option<f64> {
+                out.lines().find(|l| l.starts_with("voters="))?.split_whitespace().find_map(|w| w.strip_prefix(key)?.parse().ok())
+            };
+            let (Some(rate), Some(n)) = (field("votes/s="), field("committed=")) else {
+                eprintln!("chaos: no throughput figure in the {label} run's output: {out}");
+                return ExitCode::from(1);
+            };
+            rates[i].push(rate);
+            committed[i] += n as u64;
+            spans[i] += collector.count() - before;
+            println!("  {label:<5} {rate:.0} votes/s");
+        }
+    }
+    let off = median(rates[0].clone());
+    for (i, (label, _)) in configs.iter().enumerate() {
+        let m = median(rates[i].clone());
+        let per_vote = spans[i] as f64 / committed[i].max(1) as f64;
+        println!(
+            "tracing {label:<5} votes/s={m:.0} ratio_to_off={:.2} spans_received_per_vote={per_vote:.1} (runs: {})",
+            m / off,
+            rates[i].iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usize, skip_catch_up: bool) -> ExitCode {
     use ballot_chaos::bench;
+    // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
+    let _telemetry = match start_tracing(None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chaos: {e}");
+            return ExitCode::from(2);
+        }
+    };
     println!("chaos bench: {kind:?} node processes on 127.0.0.1, 3 proposers, 3 acceptors, 2 learners, fsync on");
     for &n in voters {
         let n = n.max(1);
@@ -246,11 +337,12 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
             }
         }
     }
-    match bench::catch_up(kind, 100_000, 13) {
-        Ok((ms, slots)) => println!(
+    match (!skip_catch_up).then(|| bench::catch_up(kind, 100_000, 13)) {
+        None => {}
+        Some(Ok((ms, slots))) => println!(
             "catch-up: a learner restarted 100,000 votes ({slots} slots) behind has caught up {ms:.0} ms after its restart (process start included)"
         ),
-        Err(e) => {
+        Some(Err(e)) => {
             eprintln!("chaos: catch-up bench failed: {e}");
             return ExitCode::from(1);
         }

@@ -860,6 +860,17 @@ pub async fn render_metrics(s: &HttpState) -> String {
         }
     }
 
+    if let Some(t) = crate::telemetry::export_stats() {
+        let trace_families: [(&str, &str, &std::sync::atomic::AtomicU64); 3] = [
+            ("ballot_trace_spans_exported_total", "Spans the OTLP collector took.", &t.exported),
+            ("ballot_trace_spans_dropped_total", "Spans dropped because the export queue was full.", &t.dropped),
+            ("ballot_trace_spans_failed_total", "Spans in exports the collector refused or did not answer.", &t.failed),
+        ];
+        for (family, help, v) in trace_families {
+            p.family(family, "counter", help);
+            p.sample(family, &[], v.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        }
+    }
     p.family("ballot_steps_total", "counter", "Steps of the node loop (a batch of inputs, one persist, then sends).");
     for (name, m) in names.iter().zip(&snaps) {
         p.sample("ballot_steps_total", &[("node", name)], m.steps as f64);

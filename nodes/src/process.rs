@@ -27,6 +27,7 @@ use clap::{Parser, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use crate::telemetry::TelemetryConfig;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,14 @@ pub struct NodeArgs {
     /// `--role discovery`: how long a member that stopped heart-beating stays listed, ms.
     #[arg(long, default_value_t = crate::discovery::DEFAULT_TTL.as_millis() as u64)]
     pub ttl_ms: u64,
+    /// Export traces over OTLP/gRPC to this collector, e.g. http://localhost:4317 (Jaeger).
+    /// Defaults to OTEL_EXPORTER_OTLP_ENDPOINT; off when neither is set. The service name
+    /// is OTEL_SERVICE_NAME, or the node's id.
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of votes traced, 0..1 (default OTEL_TRACES_SAMPLER_ARG, else 1).
+    #[arg(long)]
+    pub trace_sample_ratio: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -381,22 +390,25 @@ async fn wait_for_signal() {
 
 /// Run a node until SIGTERM or Ctrl-C: the whole `main` of `ballot-node`.
 pub fn main_with(args: NodeArgs) -> ExitCode {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
     // The last log lines also go to a ring for the /logs page.
     let logs = crate::http::LogRing::default();
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // Colour only on a terminal: chaos writes node logs to files.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
-        )
-        .with(logs.layer())
-        .try_init();
+    let service = if args.role == Some(RoleArg::Discovery) { "discovery".to_string() } else { args.id.clone() };
+    let tracing_config = match TelemetryConfig::from_env(args.otlp_endpoint.clone(), &service, args.trace_sample_ratio) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ballot-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut tracing_config = tracing_config;
+    if let Some(c) = &mut tracing_config {
+        // A replica runs three nodes: each reports as its own service.
+        c.per_node_services = args.role == Some(RoleArg::Replica);
+    }
+    let telemetry = crate::telemetry::install(tracing_config.as_ref(), Some(&logs), "info", true);
+    if let Some(c) = &tracing_config {
+        tracing::info!(endpoint = %c.endpoint, service = %c.service_name, ratio = c.sample_ratio, "exporting traces over OTLP");
+    }
     // One thread: on 2 cores a current-thread runtime per node process avoids cross-core
     // wake-ups (PERF.md).
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -406,7 +418,10 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(args, logs)) {
+    let result = rt.block_on(run(args, logs));
+    // Spans still queued go to the collector now, within a deadline.
+    drop(telemetry);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ballot-node: {e}");

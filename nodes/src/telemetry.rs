@@ -43,6 +43,12 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+static STATS: std::sync::OnceLock<Arc<ExportStats>> = std::sync::OnceLock::new();
+
+/// The export counters of this process, once tracing started (for the /metrics page).
+pub fn export_stats() -> Option<Arc<ExportStats>> {
+    STATS.get().cloned()
+}
 
 /// Whether this process exports traces; when false, the runtime keeps no trace state and
 /// sends no trace context.
@@ -161,6 +167,7 @@ impl Telemetry {
             .with_resource(Resource::builder_empty().with_service_name(config.service_name.clone()).build())
             .build();
         ACTIVE.store(true, Ordering::Relaxed);
+        let _ = STATS.set(stats.clone());
         Telemetry { provider, stats, down: false }
     }
 
@@ -248,14 +255,16 @@ pub fn install(
 }
 
 /// The trace context of `span` for an envelope, or `None` when the span is not traced
-/// (tracing off, or the span disabled).
+/// (tracing off, the span disabled, or its trace not sampled). An unsampled trace is not
+/// propagated: nodes only open spans for messages that carry a context, so a vote that
+/// sampling left out costs nothing past the client.
 pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
     if span.is_disabled() {
         return None;
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| to_traceparent(&sc))
+    (sc.is_valid() && sc.is_sampled()).then(|| to_traceparent(&sc))
 }
 
 /// `traceparent` for `sc` (W3C Trace Context, version 00).

@@ -160,6 +160,20 @@ async fn zmq_one_vote_is_one_trace() {
     one_vote_is_one_trace(Net::Zmq).await;
 }
 
+/// GET `path` over HTTP/1.1, within [`DEADLINE`]; the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let page = tokio::time::timeout(DEADLINE, exchange).await.expect("an answer in time").expect("GET");
+    page.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
 /// A collector that is not there: one warning, and voting as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_collector_gets_one_warning_and_votes_go_on() {
@@ -167,11 +181,29 @@ async fn unreachable_collector_gets_one_warning_and_votes_go_on() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let nobody = free_ports(1)[0];
     let endpoint = format!("http://{nobody}");
-    let mut c = Cluster::start_with_args(Net::Tcp, &MEMBERS, &["--otlp-endpoint", &endpoint]).await;
+    let mut c =
+        Cluster::start_with_args(Net::Tcp, &MEMBERS, &["--otlp-endpoint", &endpoint, "--http", "127.0.0.1:0"]).await;
     c.votes(20).await;
     c.check_tally().await;
-    // Let a few export attempts fail (one per batch interval), then stop the nodes.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every node counts spans it could not export (its /metrics page says so) ...
+    for id in MEMBERS {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let page = http_get(c.http[&id], "/metrics").await;
+            let failed = page
+                .lines()
+                .find_map(|l| l.strip_prefix("ballot_trace_spans_failed_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if failed.is_some_and(|f| f > 0.0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never counted a failed export: {page}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // ... and has voted all along; a few more votes while the collector is still away.
+    c.votes(5).await;
+    c.check_tally().await;
     for id in MEMBERS {
         c.node(id).signal(libc::SIGTERM);
     }
