@@ -18,11 +18,11 @@
 use crate::client::{ClientError, ClientHandle, SubmitOptions};
 use crate::discovery::{DiscoveryClient, Member};
 use ballot_core::{Command, NodeId, Reply, Role, Tally, VoteError};
-use ballot_transports::{NetOptions, TcpTransport, ZmqTransport};
+use ballot_transports::{NetOptions, PeerAddr, TcpTransport, ZmqTransport};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,13 +40,16 @@ pub struct CliArgs {
     /// Print JSON instead of text, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Address this client listens on for answers (port 0: any free port).
+    /// Address this client listens on for answers (port 0: any free port), IP:port or
+    /// host:port. On 0.0.0.0 it tells the nodes the address of its interface towards the
+    /// first proposer (what a container on the cluster's network needs).
     #[arg(long, default_value = "127.0.0.1:0", global = true)]
-    pub listen: SocketAddr,
-    /// A discovery server (`ballot-node --role discovery`): members, their addresses and
-    /// the leader come from it; --peers is the fallback when it does not answer.
+    pub listen: String,
+    /// A discovery server (`ballot-node --role discovery`), IP:port or host:port: members,
+    /// their addresses and the leader come from it; --peers is the fallback when it does
+    /// not answer.
     #[arg(long, global = true)]
-    pub discovery: Option<SocketAddr>,
+    pub discovery: Option<String>,
     /// Nodes' HTTP addresses as name=host:port, comma-separated, for `status` and
     /// `results --local` (added to what discovery lists).
     #[arg(long, value_delimiter = ',', global = true)]
@@ -97,19 +100,23 @@ struct Outcome {
     json: serde_json::Value,
 }
 
-fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
     let mut peers = BTreeMap::new();
     for item in list.iter().filter(|s| !s.trim().is_empty()) {
         let (name, addr) = item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
         let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
-        let addr: SocketAddr =
-            addr.trim().parse().map_err(|_| format!("--peers: '{addr}' is not a host:port address (for {name})"))?;
+        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--peers: {e} (for {name})"))?;
         peers.insert(id, addr);
     }
     if !peers.keys().any(|n| n.role == Role::Proposer) {
         return Err("--peers names no proposer: give the cluster's nodes, e.g. --peers proposer-1=127.0.0.1:7001,...".into());
     }
     Ok(peers)
+}
+
+/// `--discovery`, parsed (a bad one is one line, like every usage error here).
+fn discovery_of(args: &CliArgs) -> Result<Option<PeerAddr>, String> {
+    args.discovery.as_deref().map(|d| d.parse::<PeerAddr>().map_err(|e| format!("--discovery: {e}"))).transpose()
 }
 
 /// A client name for this process: answers must come back to us, not to another client.
@@ -133,24 +140,24 @@ fn status_deadline(args: &CliArgs) -> Duration {
 
 /// The members discovery lists and the leader it names (a failed `/leader` only means no
 /// preferred proposer).
-async fn ask_discovery(addr: SocketAddr, deadline: Duration) -> Result<(Vec<Member>, Option<NodeId>), String> {
-    let c = DiscoveryClient::new(addr).with_deadline(deadline);
+async fn ask_discovery(addr: &PeerAddr, deadline: Duration) -> Result<(Vec<Member>, Option<NodeId>), String> {
+    let c = DiscoveryClient::new(addr.clone()).with_deadline(deadline);
     let members = c.members().await.map_err(|e| e.to_string())?;
     let leader = c.leader().await.ok().flatten().map(|m| m.node);
     Ok((members, leader))
 }
 
 /// Data addresses of the members, and the proposers in the order to try them.
-async fn find_cluster(args: &CliArgs) -> Result<(BTreeMap<NodeId, SocketAddr>, Vec<NodeId>), String> {
+async fn find_cluster(args: &CliArgs) -> Result<(BTreeMap<NodeId, PeerAddr>, Vec<NodeId>), String> {
     let from_peers = |args: &CliArgs| {
         let peers = parse_peers(&args.peers)?;
         let proposers: Vec<NodeId> = peers.keys().copied().filter(|n| n.role == Role::Proposer).collect();
         Ok::<_, String>((peers, proposers))
     };
-    let Some(d) = args.discovery else { return from_peers(args) };
+    let Some(d) = &discovery_of(args)? else { return from_peers(args) };
     let found = ask_discovery(d, discovery_deadline(args)).await.and_then(|(members, leader)| {
-        let peers: BTreeMap<NodeId, SocketAddr> =
-            members.iter().filter(|m| m.node.role != Role::Client).map(|m| (m.node, m.addr)).collect();
+        let peers: BTreeMap<NodeId, PeerAddr> =
+            members.iter().filter(|m| m.node.role != Role::Client).map(|m| (m.node, m.addr.into())).collect();
         let mut proposers: Vec<NodeId> = peers.keys().copied().filter(|n| n.role == Role::Proposer).collect();
         if proposers.is_empty() {
             return Err(format!("discovery at {d} lists no proposer"));
@@ -172,15 +179,46 @@ async fn find_cluster(args: &CliArgs) -> Result<(BTreeMap<NodeId, SocketAddr>, V
     }
 }
 
+/// Where to listen for answers, and what to tell the nodes as our address: the listen
+/// address, or on 0.0.0.0 this host's address on the way to the first proposer.
+async fn answer_address(args: &CliArgs, peers: &BTreeMap<NodeId, PeerAddr>, first: Option<NodeId>) -> Result<(SocketAddr, Option<IpAddr>), String> {
+    let deadline = Duration::from_millis(args.timeout_ms.max(1));
+    let listen: PeerAddr = args.listen.parse().map_err(|e| format!("--listen: {e}"))?;
+    let listen = listen.resolve_one(deadline).await.map_err(|e| format!("--listen: {e}"))?;
+    if !listen.ip().is_unspecified() {
+        return Ok((listen, None));
+    }
+    let Some(toward) = first.and_then(|p| peers.get(&p)) else { return Ok((listen, None)) };
+    let toward = toward.resolve_one(deadline).await.map_err(|e| format!("--peers: {e}"))?;
+    let ip = ballot_transports::local_ip_toward(toward)
+        .map_err(|e| format!("--listen {}: no address of this host reaches {toward} ({e}); give --listen an address the nodes can reach", args.listen))?;
+    Ok((listen, Some(ip)))
+}
+
 async fn connect(args: &CliArgs) -> Result<ClientHandle, String> {
     let (peers, proposers) = find_cluster(args).await?;
     let members: Vec<NodeId> = peers.keys().copied().filter(|n| n.role != Role::Client).collect();
     let me = client_id();
     let opts = NetOptions::default();
-    let err = |e: std::io::Error| format!("cannot listen on {} for answers: {e}", args.listen);
+    let (listen, advertise) = answer_address(args, &peers, proposers.first().copied()).await?;
+    let err = |e: std::io::Error| format!("cannot listen on {listen} for answers: {e}");
+    // Addresses are given after binding: a host name stays a name the transport looks up
+    // at each fresh connection.
+    macro_rules! endpoint {
+        ($t:ty) => {{
+            let mut t = <$t>::bind(me, listen, BTreeMap::new(), opts).await.map_err(err)?;
+            if let Some(ip) = advertise {
+                t.set_advertise(Some(SocketAddr::new(ip, t.local_addr().port())));
+            }
+            for (id, addr) in peers {
+                t.set_peer(id, addr);
+            }
+            ClientHandle::spawn(t, proposers)
+        }};
+    }
     let client = match args.transport {
-        CliTransport::Tcp => ClientHandle::spawn(TcpTransport::bind(me, args.listen, peers, opts).await.map_err(err)?, proposers),
-        CliTransport::Zmq => ClientHandle::spawn(ZmqTransport::bind(me, args.listen, peers, opts).await.map_err(err)?, proposers),
+        CliTransport::Tcp => endpoint!(TcpTransport),
+        CliTransport::Zmq => endpoint!(ZmqTransport),
     };
     // The nodes were not started with our address: tell every one where we listen.
     client.announce(members);
@@ -280,14 +318,14 @@ async fn candidates(client: &ClientHandle, args: &CliArgs) -> Outcome {
 
 /// Every node to show and its HTTP address, if known: discovery's members (when
 /// `--discovery` answers) and `--http-peers`.
-async fn find_http(args: &CliArgs) -> Result<BTreeMap<NodeId, Option<SocketAddr>>, String> {
+async fn find_http(args: &CliArgs) -> Result<BTreeMap<NodeId, Option<PeerAddr>>, String> {
     let given = crate::http::parse_http_peers(&args.http_peers)?;
-    let mut nodes: BTreeMap<NodeId, Option<SocketAddr>> = BTreeMap::new();
-    match args.discovery {
+    let mut nodes: BTreeMap<NodeId, Option<PeerAddr>> = BTreeMap::new();
+    match &discovery_of(args)? {
         Some(d) => match ask_discovery(d, discovery_deadline(args)).await {
-            Ok((members, _)) => {
-                nodes.extend(members.iter().filter(|m| m.node.role != Role::Client).map(|m| (m.node, m.http)))
-            }
+            Ok((members, _)) => nodes.extend(
+                members.iter().filter(|m| m.node.role != Role::Client).map(|m| (m.node, m.http.map(PeerAddr::from))),
+            ),
             Err(e) if !given.is_empty() => eprintln!("ballot: warning: {e}; using --http-peers only"),
             Err(e) => return Err(format!("{e}, and no --http-peers to fall back on")),
         },
@@ -305,15 +343,15 @@ async fn find_http(args: &CliArgs) -> Result<BTreeMap<NodeId, Option<SocketAddr>
 
 /// Each node's entry of its process's `/status` (a replica serves three), or why not.
 async fn fetch_statuses(
-    nodes: &BTreeMap<NodeId, Option<SocketAddr>>,
+    nodes: &BTreeMap<NodeId, Option<PeerAddr>>,
     deadline: Duration,
 ) -> BTreeMap<NodeId, Result<serde_json::Value, String>> {
     let mut fetches = BTreeMap::new();
     for addr in nodes.values().flatten() {
-        fetches.entry(*addr).or_insert_with(|| {
-            let addr = *addr;
+        fetches.entry(addr.clone()).or_insert_with(|| {
+            let addr = addr.clone();
             tokio::spawn(async move {
-                let (code, body) = DiscoveryClient::get_raw(addr, "/status", deadline).await?;
+                let (code, body) = DiscoveryClient::get_raw(&addr, "/status", deadline).await?;
                 if code != 200 {
                     return Err(format!("{addr} answered {code} to GET /status"));
                 }
@@ -371,7 +409,7 @@ async fn status(args: &CliArgs) -> Outcome {
         let mut row = serde_json::json!({
             "node": id.to_string(),
             "role": id.role.to_string(),
-            "http": nodes[id].map(|a| a.to_string()),
+            "http": nodes[id].as_ref().map(|a| a.to_string()),
             "reachable": st.is_ok(),
         });
         for k in ["ballot", "leader", "is_leader", "chosen", "applied", "tally"] {
@@ -419,7 +457,7 @@ async fn results_local(args: &CliArgs, node: &str) -> Outcome {
         Ok(n) => n,
         Err(e) => return usage_outcome(format!("results --local: {e}")),
     };
-    let Some(&addr) = nodes.get(&id) else {
+    let Some(addr) = nodes.get(&id).cloned() else {
         return usage_outcome(format!("results --local: {id} is not a known node (not in discovery nor --http-peers)"));
     };
     let one = BTreeMap::from([(id, addr)]);

@@ -54,6 +54,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use ballot_core::{Ballot, NodeId, Role};
+use ballot_transports::PeerAddr;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -632,19 +633,19 @@ async fn leader(State(s): State<Shared>) -> Response {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("discovery at {addr} did not answer within {deadline:?}")]
-    Timeout { addr: SocketAddr, deadline: Duration },
+    Timeout { addr: PeerAddr, deadline: Duration },
     #[error("discovery at {addr} could not be reached: {reason}")]
-    Unreachable { addr: SocketAddr, reason: String },
+    Unreachable { addr: PeerAddr, reason: String },
     #[error("discovery at {addr} answered garbage: {what}")]
-    Garbage { addr: SocketAddr, what: String },
+    Garbage { addr: PeerAddr, what: String },
     #[error("discovery at {addr} refused the request ({status}): {reason}")]
-    Refused { addr: SocketAddr, status: u16, reason: String },
+    Refused { addr: PeerAddr, status: u16, reason: String },
 }
 
 /// Talks to a discovery server; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct DiscoveryClient {
-    addr: SocketAddr,
+    addr: PeerAddr,
     deadline: Duration,
 }
 
@@ -654,8 +655,11 @@ struct Answer {
 }
 
 impl DiscoveryClient {
-    pub fn new(addr: SocketAddr) -> Self {
-        DiscoveryClient { addr, deadline: DEFAULT_CLIENT_DEADLINE }
+    /// A client of the discovery server at `addr`: an IP address, or a host name looked up
+    /// at every call (within the call's deadline), so a discovery that restarted at
+    /// another address is found there.
+    pub fn new(addr: impl Into<PeerAddr>) -> Self {
+        DiscoveryClient { addr: addr.into(), deadline: DEFAULT_CLIENT_DEADLINE }
     }
 
     /// The deadline of each call (connect, request and the whole answer).
@@ -664,8 +668,8 @@ impl DiscoveryClient {
         self
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    pub fn addr(&self) -> &PeerAddr {
+        &self.addr
     }
 
     /// Registers or refreshes `reg` (a heartbeat).
@@ -723,8 +727,8 @@ impl DiscoveryClient {
     /// A GET of `path` on any HTTP/1.1 server at `addr` (a node's `/status`, say) with this
     /// client's framing, size limit and one deadline: the status code and body, or one
     /// line naming `addr` (not "discovery").
-    pub(crate) async fn get_raw(addr: SocketAddr, path: &str, deadline: Duration) -> Result<(u16, Vec<u8>), String> {
-        let c = DiscoveryClient::new(addr).with_deadline(deadline);
+    pub(crate) async fn get_raw(addr: &PeerAddr, path: &str, deadline: Duration) -> Result<(u16, Vec<u8>), String> {
+        let c = DiscoveryClient::new(addr.clone()).with_deadline(deadline);
         c.call("GET", path, None).await.map(|a| (a.status, a.body)).map_err(|e| match e {
             DiscoveryError::Timeout { .. } => format!("{addr} did not answer within {deadline:?}"),
             DiscoveryError::Unreachable { reason, .. } => format!("{addr} could not be reached: {reason}"),
@@ -734,7 +738,7 @@ impl DiscoveryClient {
     }
 
     fn garbage(&self, what: impl fmt::Display) -> DiscoveryError {
-        DiscoveryError::Garbage { addr: self.addr, what: one_line(&what.to_string(), 200) }
+        DiscoveryError::Garbage { addr: self.addr.clone(), what: one_line(&what.to_string(), 200) }
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, DiscoveryError> {
@@ -755,20 +759,21 @@ impl DiscoveryClient {
             Ok(e) => one_line(&e.error, 200),
             Err(_) => format!("'{}'", one_line(&String::from_utf8_lossy(&a.body), 80)),
         };
-        Err(DiscoveryError::Refused { addr: self.addr, status: a.status, reason })
+        Err(DiscoveryError::Refused { addr: self.addr.clone(), status: a.status, reason })
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer, DiscoveryError> {
         match tokio::time::timeout(self.deadline, self.exchange(method, path, body)).await {
             Ok(r) => r,
-            Err(_) => Err(DiscoveryError::Timeout { addr: self.addr, deadline: self.deadline }),
+            Err(_) => Err(DiscoveryError::Timeout { addr: self.addr.clone(), deadline: self.deadline }),
         }
     }
 
     async fn exchange(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer, DiscoveryError> {
         let unreachable =
-            |e: std::io::Error| DiscoveryError::Unreachable { addr: self.addr, reason: e.to_string() };
-        let mut stream = TcpStream::connect(self.addr).await.map_err(unreachable)?;
+            |e: std::io::Error| DiscoveryError::Unreachable { addr: self.addr.clone(), reason: e.to_string() };
+        let candidates = self.addr.lookup().await.map_err(unreachable)?;
+        let mut stream = TcpStream::connect(&candidates[..]).await.map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
         let body = body.unwrap_or_default();
         let mut req = format!(
@@ -799,7 +804,7 @@ impl DiscoveryClient {
                 // A reset after a complete answer was handled above; before it, say so.
                 Err(e) => {
                     return Err(DiscoveryError::Unreachable {
-                        addr: self.addr,
+                        addr: self.addr.clone(),
                         reason: format!("connection failed before a whole answer: {e}"),
                     })
                 }

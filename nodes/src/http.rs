@@ -30,7 +30,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use ballot_core::{NodeId, Status};
-use ballot_transports::{FaultHandle, FaultStats, StatsHandle, WireStats};
+use ballot_transports::{FaultHandle, FaultStats, PeerAddr, StatsHandle, WireStats};
 use serde::Serialize;
 use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, VecDeque};
@@ -265,8 +265,9 @@ pub struct HttpState {
     pub nodes: Vec<HttpNode>,
     /// Every member of the cluster (proposers, acceptors, learners), in order.
     pub cluster: Vec<NodeId>,
-    /// Members' HTTP addresses (`--http-peers`); this process's own nodes need none.
-    pub http_peers: BTreeMap<NodeId, SocketAddr>,
+    /// Members' HTTP addresses (`--http-peers`; host names are looked up at each fetch);
+    /// this process's own nodes need none.
+    pub http_peers: BTreeMap<NodeId, PeerAddr>,
     pub candidates: Vec<String>,
     /// `tcp`, `zmq`, `mem`.
     pub transport: String,
@@ -301,14 +302,13 @@ impl HttpState {
 type Shared = Arc<HttpState>;
 
 /// Parse `name=host:port,...` (the `--http-peers` flag).
-pub fn parse_http_peers(list: &[String]) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+pub fn parse_http_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
     let mut peers = BTreeMap::new();
     for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let (name, addr) =
             item.split_once('=').ok_or_else(|| format!("--http-peers entry '{item}' is not name=host:port"))?;
         let id: NodeId = name.trim().parse().map_err(|e| format!("--http-peers: {e}"))?;
-        let addr: SocketAddr =
-            addr.trim().parse().map_err(|_| format!("--http-peers: '{addr}' is not a host:port address (for {name})"))?;
+        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--http-peers: {e} (for {name})"))?;
         peers.insert(id, addr);
     }
     Ok(peers)
@@ -541,17 +541,17 @@ async fn cluster_json(s: &HttpState) -> Json {
         _ => BTreeMap::new(),
     };
     // One fetch per distinct address (a replica serves three members), all at once.
-    let mut fetches: BTreeMap<SocketAddr, tokio::task::JoinHandle<Result<Json, String>>> = BTreeMap::new();
+    let mut fetches: BTreeMap<PeerAddr, tokio::task::JoinHandle<Result<Json, String>>> = BTreeMap::new();
     for id in &s.cluster {
         if own.contains_key(id) {
             continue;
         }
-        if let Some(&addr) = s.http_peers.get(id) {
+        if let Some(addr) = s.http_peers.get(id) {
             let deadline = s.limits.peer_deadline;
-            fetches.entry(addr).or_insert_with(|| tokio::spawn(fetch_status(addr, deadline)));
+            fetches.entry(addr.clone()).or_insert_with(|| tokio::spawn(fetch_status(addr.clone(), deadline)));
         }
     }
-    let mut fetched: BTreeMap<SocketAddr, Result<Json, String>> = BTreeMap::new();
+    let mut fetched: BTreeMap<PeerAddr, Result<Json, String>> = BTreeMap::new();
     for (addr, f) in fetches {
         fetched.insert(addr, f.await.unwrap_or_else(|e| Err(e.to_string())));
     }
@@ -559,18 +559,18 @@ async fn cluster_json(s: &HttpState) -> Json {
         .cluster
         .iter()
         .map(|id| {
-            let http = if own.contains_key(id) { s.http } else { s.http_peers.get(id).copied() };
-            let base = json!({"node": id.to_string(), "role": id.role.to_string(), "http": http.map(|a| a.to_string())});
+            let http = if own.contains_key(id) { s.http.map(PeerAddr::from) } else { s.http_peers.get(id).cloned() };
+            let base = json!({"node": id.to_string(), "role": id.role.to_string(), "http": http.as_ref().map(|a| a.to_string())});
             let (entry, error) = match own.get(id) {
                 Some(e) => (Some(e.clone()), None),
-                None => match http.and_then(|a| fetched.get(&a)) {
+                None => match http.as_ref().and_then(|a| fetched.get(a)) {
                     None => (None, Some("no HTTP address (--http-peers)".to_string())),
                     Some(Err(e)) => (None, Some(e.clone())),
                     Some(Ok(v)) => match v.get("nodes").and_then(|n| n.as_array()).and_then(|a| {
                         a.iter().find(|n| n.get("node").and_then(|x| x.as_str()) == Some(id.to_string().as_str()))
                     }) {
                         Some(e) => (Some(e.clone()), None),
-                        None => (None, Some(format!("{} does not serve {id}", http.map(|a| a.to_string()).unwrap_or_default()))),
+                        None => (None, Some(format!("{} does not serve {id}", http.as_ref().map(|a| a.to_string()).unwrap_or_default()))),
                     },
                 },
             };
@@ -596,8 +596,9 @@ async fn cluster(State(s): State<Shared>) -> Response {
 }
 
 /// GET `/status` of another node, within `deadline` for everything (connect, write, read).
-pub async fn fetch_status(addr: SocketAddr, deadline: Duration) -> Result<Json, String> {
-    let (code, body) = http_get(addr, "/status", deadline).await?;
+pub async fn fetch_status(addr: impl Into<PeerAddr>, deadline: Duration) -> Result<Json, String> {
+    let addr = addr.into();
+    let (code, body) = http_get(addr.clone(), "/status", deadline).await?;
     if code != 200 {
         return Err(format!("{addr} answered {code}"));
     }
@@ -607,8 +608,8 @@ pub async fn fetch_status(addr: SocketAddr, deadline: Duration) -> Result<Json, 
 /// GET `path` from `addr` within `deadline`: status code and body. The one small HTTP
 /// client of the crate (discovery's), which also reads chunked answers; answers are
 /// capped at 4 MiB.
-pub async fn http_get(addr: SocketAddr, path: &str, deadline: Duration) -> Result<(u16, Vec<u8>), String> {
-    crate::discovery::DiscoveryClient::get_raw(addr, path, deadline).await
+pub async fn http_get(addr: impl Into<PeerAddr>, path: &str, deadline: Duration) -> Result<(u16, Vec<u8>), String> {
+    crate::discovery::DiscoveryClient::get_raw(&addr.into(), path, deadline).await
 }
 
 /// `?format=json` asks for JSON.
@@ -969,5 +970,9 @@ mod tests {
         assert_eq!(p[&NodeId::learner(2)], "127.0.0.1:8002".parse().unwrap());
         assert!(parse_http_peers(&["proposer-1".into()]).is_err());
         assert!(parse_http_peers(&["nobody=127.0.0.1:1".into()]).is_err());
+        let named = parse_http_peers(&["acceptor-1=acceptor-1:8000".into()]).unwrap();
+        assert_eq!(named[&NodeId::acceptor(1)], PeerAddr::Host { host: "acceptor-1".into(), port: 8000 });
+        let e = parse_http_peers(&["acceptor-1=acceptor 1:8000".into()]).unwrap_err();
+        assert!(e.starts_with("--http-peers: 'acceptor 1:8000'") && e.ends_with("(for acceptor-1)"), "{e}");
     }
 }

@@ -12,6 +12,16 @@
 //! `ready <node> listen=<addr> control=<addr>`, with ` http=<addr>` after it when `--http`
 //! is given (see [`crate::http`] for the pages).
 //!
+//! Addresses are `IP:port` or `host:port` (`acceptor-1:7000`, a service name in docker).
+//! At start a node waits up to `--resolve-timeout-ms` for names to resolve (other
+//! containers' names may not be known yet): its own `--listen`, `--advertise` and `--http`
+//! must, or it exits with one line saying so; a peer whose name does not resolve yet only
+//! gets a warning, and every peer's name is looked up again each time its connection is
+//! redialled (see [`ballot_transports::PeerAddr`]), as is discovery's and the HTTP peers'
+//! at each call. A node listening on 0.0.0.0 stamps its messages with `--advertise` (or,
+//! without it, its interface address towards its first peer) as where to answer it, and
+//! registers that address with discovery.
+//!
 //! `--discovery ADDR` registers every node of the process there and heart-beats each
 //! second from its own task (bounded calls; failures only logged), and deregisters on
 //! SIGTERM within 500 ms. `ballot-node --role discovery --listen ADDR`
@@ -22,10 +32,10 @@ use crate::control::{self, FaultSink, TransportFaults};
 use crate::discovery::{spawn_heartbeats_async, DiscoveryClient, Registration, DEFAULT_HEARTBEAT_PERIOD};
 use crate::{spawn_node, DiskStorage, Identity, NodeHandle};
 use ballot_core::{Acceptor, Config, Learner, NodeId, Proposer, Role, Storage};
-use ballot_transports::{FaultHandle, Faulty, NetOptions, StatsHandle, TcpTransport, Transport, ZmqTransport};
+use ballot_transports::{FaultHandle, Faulty, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport};
 use clap::{Parser, ValueEnum};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use crate::telemetry::TelemetryConfig;
 use std::process::ExitCode;
@@ -45,9 +55,22 @@ pub struct NodeArgs {
     pub role: Option<RoleArg>,
     #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
     pub transport: TransportArg,
-    /// Address to listen on; defaults to this node's address in --peers.
+    /// Address to listen on, IP:port or host:port (a name is resolved at start and the
+    /// node binds what it resolves to); defaults to this node's address in --peers. On
+    /// 0.0.0.0, give --advertise.
     #[arg(long)]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<String>,
+    /// Where other nodes and clients reach this node, HOST:PORT (resolved at start; port 0
+    /// means the listen port): stamped on its messages as where to answer and registered
+    /// with discovery. For a node listening on 0.0.0.0 (in a container); without it such a
+    /// node advertises its interface address towards its first peer.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// How long to wait at start for host names to resolve, ms. This node's own addresses
+    /// must resolve within it; a peer that does not gets a warning and is looked up again
+    /// whenever it is dialled.
+    #[arg(long, default_value_t = 10_000)]
+    pub resolve_timeout_ms: u64,
     /// Every node of the cluster and every client, as name=host:port, comma-separated
     /// (required except for `--role discovery`).
     #[arg(long, value_delimiter = ',')]
@@ -78,9 +101,10 @@ pub struct NodeArgs {
     /// Largest frame accepted or sent, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame: usize,
-    /// HTTP pages (/, /healthz, /status, /logs, /metrics) on this address; off when absent.
+    /// HTTP pages (/, /healthz, /status, /logs, /metrics) on this address, IP:port or
+    /// host:port; off when absent.
     #[arg(long)]
-    pub http: Option<SocketAddr>,
+    pub http: Option<String>,
     /// The other nodes' HTTP addresses, name=host:port comma-separated, for the overview
     /// page at / (a node without one shows as unknown).
     #[arg(long, value_delimiter = ',')]
@@ -88,8 +112,9 @@ pub struct NodeArgs {
     /// A discovery server (`ballot-node --role discovery`): this node registers there and
     /// heart-beats every second (role, addresses, ballot, leadership), and deregisters on
     /// SIGTERM. Never on the commit path: a dead or garbled discovery changes nothing.
+    /// IP:port or host:port (looked up at every call).
     #[arg(long)]
-    pub discovery: Option<SocketAddr>,
+    pub discovery: Option<String>,
     /// `--role discovery`: how long a member that stopped heart-beating stays listed, ms.
     #[arg(long, default_value_t = crate::discovery::DEFAULT_TTL.as_millis() as u64)]
     pub ttl_ms: u64,
@@ -118,16 +143,81 @@ pub enum TransportArg {
     Zmq,
 }
 
-fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
     let mut peers = BTreeMap::new();
     for item in list.iter().filter(|s| !s.is_empty()) {
         let (name, addr) = item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
         let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
-        let addr: SocketAddr =
-            addr.trim().parse().map_err(|_| format!("--peers: '{addr}' is not a host:port address (for {name})"))?;
+        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--peers: {e} (for {name})"))?;
         peers.insert(id, addr);
     }
     Ok(peers)
+}
+
+/// What a node stamps on its messages as where to answer it (and registers with
+/// discovery): `--advertise` (its port 0 meaning the listen port), else the listen
+/// address, else, when listening on an unspecified address, this host's address towards
+/// its peers (`toward`), if known.
+fn advertised(bound: SocketAddr, given: Option<SocketAddr>, toward: Option<IpAddr>) -> Option<SocketAddr> {
+    match given {
+        Some(a) if a.port() == 0 => Some(SocketAddr::new(a.ip(), bound.port())),
+        Some(a) => Some(a),
+        None if bound.ip().is_unspecified() => toward.map(|ip| SocketAddr::new(ip, bound.port())),
+        None => Some(bound),
+    }
+}
+
+/// The address flags, parsed (here rather than by clap, so that a bad one is one line).
+struct AddrFlags {
+    listen: Option<PeerAddr>,
+    advertise: Option<PeerAddr>,
+    http: Option<PeerAddr>,
+    discovery: Option<PeerAddr>,
+}
+
+impl AddrFlags {
+    fn parse(args: &NodeArgs) -> Result<AddrFlags, String> {
+        let flag = |name: &str, v: &Option<String>| -> Result<Option<PeerAddr>, String> {
+            v.as_deref().map(|v| v.parse::<PeerAddr>().map_err(|e| format!("{name}: {e}"))).transpose()
+        };
+        Ok(AddrFlags {
+            listen: flag("--listen", &args.listen)?,
+            advertise: flag("--advertise", &args.advertise)?,
+            http: flag("--http", &args.http)?,
+            discovery: flag("--discovery", &args.discovery)?,
+        })
+    }
+}
+
+/// Every name the node needs, looked up at once at start within `deadline`.
+struct Resolved {
+    /// Each peer's address now, or why not (a warning: it is looked up again when dialled).
+    peers: BTreeMap<NodeId, Result<SocketAddr, String>>,
+    listen: Option<SocketAddr>,
+    advertise: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+}
+
+async fn resolve_at_start(flags: &AddrFlags, peers: &BTreeMap<NodeId, PeerAddr>, deadline: Duration) -> Result<Resolved, String> {
+    use futures_util::future::{join_all, OptionFuture};
+    let own = |flag: &'static str, a: Option<PeerAddr>| {
+        OptionFuture::from(a.map(|a| async move { a.resolve_one(deadline).await.map_err(|e| format!("{flag}: {e}")) }))
+    };
+    let peer_lookups = join_all(peers.iter().map(|(&id, a)| async move {
+        (id, a.resolve_one(deadline).await.map_err(|e| e.to_string()))
+    }));
+    let (peers, listen, advertise, http) = tokio::join!(
+        peer_lookups,
+        own("--listen", flags.listen.clone()),
+        own("--advertise", flags.advertise.clone()),
+        own("--http", flags.http.clone()),
+    );
+    Ok(Resolved {
+        peers: peers.into_iter().collect(),
+        listen: listen.transpose()?,
+        advertise: advertise.transpose()?,
+        http: http.transpose()?,
+    })
 }
 
 fn ids_of(args: &NodeArgs) -> Result<Vec<NodeId>, String> {
@@ -159,15 +249,23 @@ fn ids_of(args: &NodeArgs) -> Result<Vec<NodeId>, String> {
     }
 }
 
+/// Where one node of the process listens and what it advertises.
+struct Endpoint {
+    listen: SocketAddr,
+    advertise: Option<SocketAddr>,
+    toward: Option<IpAddr>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn start_one(
     id: NodeId,
     args: &NodeArgs,
     config: &Arc<Config>,
-    peers: &BTreeMap<NodeId, SocketAddr>,
-    listen: SocketAddr,
+    peers: &BTreeMap<NodeId, PeerAddr>,
+    at: Endpoint,
     data_dir: PathBuf,
     faults: FaultHandle,
-) -> Result<(NodeHandle, SocketAddr, StatsHandle), String> {
+) -> Result<(NodeHandle, SocketAddr, Option<SocketAddr>, StatsHandle), String> {
     let identity = Identity { cluster_id: args.cluster_id.clone(), node: id };
     let mut storage = DiskStorage::open(&data_dir, &identity).map_err(|e| e.to_string())?;
     let durable = storage.load().map_err(|e| e.to_string())?;
@@ -175,21 +273,31 @@ async fn start_one(
         node = %id, round = durable.round, promised = %durable.promised, accepted = durable.accepted.len(),
         applied = durable.last_applied(), "durable state loaded"
     );
-    let others: BTreeMap<NodeId, SocketAddr> = peers.iter().filter(|(&n, _)| n != id).map(|(&n, &a)| (n, a)).collect();
     let opts = NetOptions { max_frame: args.max_frame, ..NetOptions::default() };
     let seed = args.seed ^ (((id.role as u64) << 16) | id.index as u64);
+    let listen = at.listen;
     let bind_err = |e: std::io::Error| format!("{id} cannot listen on {listen}: {e}");
+    // Peers are given after binding, as they were written: a host name stays a name that
+    // the transport looks up at each fresh connection.
+    macro_rules! start {
+        ($t:ty) => {{
+            let mut t = <$t>::bind(id, listen, BTreeMap::new(), opts).await.map_err(bind_err)?;
+            for (&n, a) in peers.iter().filter(|(&n, _)| n != id) {
+                t.set_peer(n, a.clone());
+            }
+            let addr = t.local_addr();
+            let advertise = advertised(addr, at.advertise, at.toward);
+            t.set_advertise(advertise);
+            if advertise.is_none() {
+                tracing::warn!(node = %id, %addr, "listening on an unspecified address and no peer resolved: clients cannot be answered; give --advertise HOST:PORT");
+            }
+            let stats = t.stats_handle();
+            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr, advertise, stats))
+        }};
+    }
     match args.transport {
-        TransportArg::Tcp => {
-            let t = TcpTransport::bind(id, listen, others, opts).await.map_err(bind_err)?;
-            let (addr, stats) = (t.local_addr(), t.stats_handle());
-            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr, stats))
-        }
-        TransportArg::Zmq => {
-            let t = ZmqTransport::bind(id, listen, others, opts).await.map_err(bind_err)?;
-            let (addr, stats) = (t.local_addr(), t.stats_handle());
-            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr, stats))
-        }
+        TransportArg::Tcp => start!(TcpTransport),
+        TransportArg::Zmq => start!(ZmqTransport),
     }
 }
 
@@ -212,7 +320,11 @@ fn spawn_actor<T: Transport, S: Storage>(
 
 /// `--role discovery`: the discovery server on `--listen` until SIGTERM or Ctrl-C.
 async fn run_discovery(args: NodeArgs) -> Result<(), String> {
-    let addr = args.listen.ok_or("--role discovery needs --listen ADDR (where the discovery server listens)")?;
+    let addr = AddrFlags::parse(&args)?
+        .listen
+        .ok_or("--role discovery needs --listen ADDR (where the discovery server listens)")?;
+    let deadline = Duration::from_millis(args.resolve_timeout_ms.max(1));
+    let addr = addr.resolve_one(deadline).await.map_err(|e| format!("--listen: {e}"))?;
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("discovery cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -259,7 +371,9 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
     };
     let peers = parse_peers(&args.peers)?;
     let http_peers = crate::http::parse_http_peers(&args.http_peers)?;
+    let flags = AddrFlags::parse(&args)?;
     let ids = ids_of(&args)?;
+    let deadline = Duration::from_millis(args.resolve_timeout_ms.max(1));
     let of_role = |r: Role| peers.keys().copied().filter(|n| n.role == r).collect::<Vec<_>>();
     let mut config = Config::new(0, 0, 0, args.candidates.clone());
     config.proposers = of_role(Role::Proposer);
@@ -280,19 +394,41 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
         return Err(format!("--id {id} is not named in --peers: name every node of the cluster there"));
     }
     let config = Arc::new(config);
+    let resolved = resolve_at_start(&flags, &peers, deadline).await?;
+    for (id, r) in &resolved.peers {
+        if let Err(e) = r {
+            if !ids.contains(id) {
+                tracing::warn!(peer = %id, "{e}; messages to it are dropped until it resolves (looked up again at each connection)");
+            }
+        }
+    }
+    // Where this host's interface towards the others is (for a node on 0.0.0.0 without
+    // --advertise): the first peer that resolved and is not in this process.
+    let toward = resolved
+        .peers
+        .iter()
+        .filter(|(id, _)| !ids.contains(id))
+        .find_map(|(_, r)| r.as_ref().ok())
+        .and_then(|&a| ballot_transports::local_ip_toward(a).ok());
     let faults = FaultHandle::new(args.seed);
     let mut handles = Vec::new();
     let mut served = Vec::new();
     for &id in &ids {
-        let listen = match args.listen {
-            Some(l) if ids.len() == 1 => l,
-            _ => peers[&id],
+        let (listen, advertise) = match resolved.listen {
+            Some(l) if ids.len() == 1 => (l, resolved.advertise),
+            _ => match &resolved.peers[&id] {
+                Ok(a) => (*a, None),
+                Err(e) => return Err(format!("--peers: {e} (the address of {id}, which this process runs)")),
+            },
         };
         let dir = if ids.len() == 1 { data_dir.clone() } else { data_dir.join(id.to_string()) };
-        let (handle, addr, stats) = start_one(id, &args, &config, &peers, listen, dir, faults.clone()).await?;
-        tracing::info!(node = %id, %addr, transport = ?args.transport, "listening");
-        served.push(crate::http::HttpNode::new(&handle).with_listen(addr).with_wire(stats));
-        handles.push((handle, addr));
+        let at = Endpoint { listen, advertise, toward };
+        let (handle, addr, advertise, stats) = start_one(id, &args, &config, &peers, at, dir, faults.clone()).await?;
+        tracing::info!(node = %id, %addr, advertise = ?advertise, transport = ?args.transport, "listening");
+        // What others reach it at: shown on the pages and registered with discovery.
+        let reach = advertise.unwrap_or(addr);
+        served.push(crate::http::HttpNode::new(&handle).with_listen(reach).with_wire(stats));
+        handles.push((handle, addr, reach));
     }
     let control_addr = match args.control {
         Some(addr) => {
@@ -309,7 +445,7 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
         None => None,
     };
     let loops: Vec<crate::http::HttpNode> = served.clone();
-    let http_addr = match args.http {
+    let http_addr = match resolved.http {
         Some(addr) => {
             let listener =
                 tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
@@ -324,20 +460,25 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
         }
         None => None,
     };
-    for (h, addr) in &handles {
+    // The HTTP address registered with discovery: on 0.0.0.0, at the advertised host.
+    let http_reach = http_addr.map(|h| match handles.first() {
+        Some((_, _, reach)) if h.ip().is_unspecified() && !reach.ip().is_unspecified() => SocketAddr::new(reach.ip(), h.port()),
+        _ => h,
+    });
+    for (h, addr, _) in &handles {
         let control = control_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
         let http = http_addr.map(|a| format!(" http={a}")).unwrap_or_default();
         println!("ready {} listen={addr} control={control}{http}", h.id);
     }
     // Discovery: heartbeats from their own task, each bounded; never awaited by the node.
     let mut beats = Vec::new();
-    if let Some(d) = args.discovery {
-        let client = DiscoveryClient::new(d);
-        for (node, (_, addr)) in loops.iter().zip(&handles) {
-            let (node, addr) = (node.clone(), *addr);
+    if let Some(d) = &flags.discovery {
+        let client = DiscoveryClient::new(d.clone());
+        for (node, (_, _, reach)) in loops.iter().zip(&handles) {
+            let (node, addr) = (node.clone(), *reach);
             beats.push(spawn_heartbeats_async(
                 client.clone(),
-                move || registration(node.clone(), addr, http_addr),
+                move || registration(node.clone(), addr, http_reach),
                 DEFAULT_HEARTBEAT_PERIOD,
             ));
         }
@@ -345,10 +486,10 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
     }
     wait_for_signal().await;
     tracing::info!("stopping");
-    if let Some(d) = args.discovery {
+    if let Some(d) = &flags.discovery {
         beats.iter().for_each(|b| b.abort());
-        let client = DiscoveryClient::new(d).with_deadline(DEREGISTER_DEADLINE);
-        let gone = futures_util::future::join_all(handles.iter().map(|(h, _)| client.deregister(h.id)));
+        let client = DiscoveryClient::new(d.clone()).with_deadline(DEREGISTER_DEADLINE);
+        let gone = futures_util::future::join_all(handles.iter().map(|(h, _, _)| client.deregister(h.id)));
         match tokio::time::timeout(DEREGISTER_DEADLINE, gone).await {
             Ok(results) => {
                 for e in results.into_iter().filter_map(Result::err) {
@@ -358,7 +499,7 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
             Err(_) => tracing::warn!("deregistration skipped: discovery at {d} did not answer within {DEREGISTER_DEADLINE:?}"),
         }
     }
-    for (h, _) in handles {
+    for (h, _, _) in handles {
         if let Err(e) = h.stop().await {
             tracing::error!("{e}");
         }
@@ -427,5 +568,71 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
             eprintln!("ballot-node: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_take_ip_addresses_and_host_names() {
+        let p = parse_peers(&["proposer-1=127.0.0.1:7001".into(), " acceptor-1 = acceptor-1:7000 ".into(), "".into()]).unwrap();
+        assert_eq!(p[&NodeId::proposer(1)], PeerAddr::Ip("127.0.0.1:7001".parse().unwrap()));
+        assert_eq!(p[&NodeId::acceptor(1)], PeerAddr::Host { host: "acceptor-1".into(), port: 7000 });
+    }
+
+    #[test]
+    fn a_bad_peer_is_one_line_naming_the_flag_and_the_node() {
+        for (item, says) in [
+            ("acceptor-1=acceptor 1:7000", "neither an IP address nor a host name"),
+            ("acceptor-1=acceptor-1", "has no port"),
+            ("acceptor-1=acceptor-1:99999", "is not a number"),
+            ("acceptor-1=10.0.0.256:7000", "not a valid IPv4 address"),
+        ] {
+            let e = parse_peers(&[item.into()]).unwrap_err();
+            assert!(e.starts_with("--peers: ") && e.contains(says) && e.ends_with("(for acceptor-1)"), "{item}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(parse_peers(&["acceptor-1".into()]).unwrap_err().contains("is not name=host:port"));
+    }
+
+    #[test]
+    fn what_a_node_advertises() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let ip = Some(IpAddr::from([10, 0, 1, 7]));
+        // Bound to a dialable address: that address, unless told otherwise.
+        assert_eq!(advertised(a("10.0.1.5:7000"), None, ip), Some(a("10.0.1.5:7000")));
+        assert_eq!(advertised(a("10.0.1.5:7000"), Some(a("10.0.1.9:9000")), ip), Some(a("10.0.1.9:9000")));
+        // On 0.0.0.0: --advertise (port 0 = the listen port), else the route towards a peer.
+        assert_eq!(advertised(a("0.0.0.0:7000"), Some(a("10.0.1.9:0")), ip), Some(a("10.0.1.9:7000")));
+        assert_eq!(advertised(a("0.0.0.0:7000"), None, ip), Some(a("10.0.1.7:7000")));
+        assert_eq!(advertised(a("0.0.0.0:7000"), None, None), None);
+    }
+
+    #[test]
+    fn a_bad_address_flag_is_one_line_naming_the_flag() {
+        for flag in ["--listen", "--advertise", "--http", "--discovery"] {
+            let args = NodeArgs::parse_from(["ballot-node", "--id", "proposer-1", flag, "acceptor 1:7000"]);
+            let e = AddrFlags::parse(&args).err().unwrap();
+            assert!(e.starts_with(&format!("{flag}: 'acceptor 1:7000'")) && e.contains("e.g. acceptor-1:7000"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn own_names_must_resolve_at_start_peers_need_not() {
+        let args = NodeArgs::parse_from(["ballot-node", "--id", "proposer-1", "--listen", "localhost:7001", "--http", "localhost:0"]);
+        let mut flags = AddrFlags::parse(&args).unwrap();
+        let peers = parse_peers(&["proposer-1=localhost:7001".into(), "acceptor-1=nobody.invalid:7000".into()]).unwrap();
+        let r = resolve_at_start(&flags, &peers, Duration::from_millis(300)).await.unwrap();
+        assert_eq!(r.listen, Some("127.0.0.1:7001".parse().unwrap()));
+        assert_eq!(r.http.map(|h| h.ip()), Some(IpAddr::from([127, 0, 0, 1])));
+        assert!(r.peers[&NodeId::proposer(1)].is_ok());
+        assert!(r.peers[&NodeId::acceptor(1)].as_ref().unwrap_err().contains("cannot resolve nobody.invalid:7000"));
+        flags.advertise = Some("nobody.invalid:7000".parse().unwrap());
+        let e = resolve_at_start(&flags, &peers, Duration::from_millis(300)).await.err().unwrap();
+        assert!(e.starts_with("--advertise: cannot resolve nobody.invalid:7000 within 300ms"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 }

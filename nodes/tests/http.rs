@@ -298,7 +298,7 @@ async fn start(logs: LogRing) -> Cluster {
     let (proposer_http, learner_http) = (lp.local_addr().expect("addr"), ll.local_addr().expect("addr"));
     for (listener, id, peer, peer_addr) in [(lp, P1, L1, learner_http), (ll, L1, P1, proposer_http)] {
         let mut state = HttpState::new(vec![HttpNode::new(&handles[&id])], cluster.clone(), candidates.clone(), "mem");
-        state.http_peers = BTreeMap::from([(peer, peer_addr)]);
+        state.http_peers = BTreeMap::from([(peer, peer_addr.into())]);
         state.logs = Some(logs.clone());
         tokio::spawn(http::serve(listener, state));
     }

@@ -212,7 +212,7 @@ async fn bad_command_lines_exit_2_with_one_line() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let tmp = TempDir::new("bad-args");
     let data = tmp.path().join("data");
-    let cases: [(&str, &str, &[&str], &str); 5] = [
+    let cases: [(&str, &str, &[&str], &str); 9] = [
         (
             "a --peers address that is not host:port",
             "acceptor-1",
@@ -247,6 +247,42 @@ async fn bad_command_lines_exit_2_with_one_line() {
             "acceptor-1",
             &["--peers", "proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:9"],
             "learner",
+        ),
+        (
+            "a host name with a space in --peers",
+            "acceptor-1",
+            &["--peers", "proposer-1=127.0.0.1:9,acceptor-1=acceptor 1:7000,learner-1=127.0.0.1:9"],
+            "'acceptor 1' is neither an IP address nor a host name",
+        ),
+        (
+            "a bad --advertise",
+            "acceptor-1",
+            &["--advertise", "acceptor-1", "--peers", "proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:9,learner-1=127.0.0.1:9"],
+            "--advertise: 'acceptor-1' has no port",
+        ),
+        (
+            "its own name does not resolve",
+            "acceptor-1",
+            &[
+                "--resolve-timeout-ms",
+                "300",
+                "--peers",
+                "proposer-1=127.0.0.1:9,acceptor-1=nobody.invalid:7000,learner-1=127.0.0.1:9",
+            ],
+            "cannot resolve nobody.invalid:7000 within 300ms",
+        ),
+        (
+            "its --http name does not resolve",
+            "acceptor-1",
+            &[
+                "--resolve-timeout-ms",
+                "300",
+                "--http",
+                "nobody.invalid:8000",
+                "--peers",
+                "proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:0,learner-1=127.0.0.1:9",
+            ],
+            "--http: cannot resolve nobody.invalid:8000",
         ),
     ];
     for (what, id, extra, mentions) in cases {
