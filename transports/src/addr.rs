@@ -150,13 +150,16 @@ impl PeerAddr {
 
     /// Looks the name up until it resolves or `deadline` has passed, waiting a little
     /// longer after each failure (100 ms doubling to 1 s): at start-up the names of other
-    /// containers may not be known yet.
+    /// containers may not be known yet. Each lookup gets at most 2 s: a resolver that
+    /// forwards an unknown name upstream may take its full timeout (5 s) to say so, and
+    /// the name may be known by then.
     pub async fn resolve(&self, deadline: Duration) -> Result<Vec<SocketAddr>, ResolveError> {
+        const ATTEMPT: Duration = Duration::from_secs(2);
         let end = Instant::now() + deadline;
         let mut pause = Duration::from_millis(100);
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            let reason = match self.lookup_within(left).await {
+            let reason = match self.lookup_within(left.min(ATTEMPT)).await {
                 Ok(found) => return Ok(found),
                 Err(e) => e.to_string(),
             };
