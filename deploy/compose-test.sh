@@ -3,10 +3,12 @@
 # acceptor and the leader, vote again, and check every vote is counted exactly once.
 #
 #   deploy/compose-test.sh                       # BALLOT_TRANSPORT=zmq for the zmq transport
+#   BALLOT_TEST_IMAGE=ballot:x deploy/compose-test.sh   # use that image, built already
 #
 # Skips (exit 0, one line) when there is no Docker engine or no compose tool. Needs curl and
 # jq on the host, and host ports 8100-8122 free. Everything it starts (project ballot-test,
-# its volumes, its own image tag) is removed on every way out.
+# its network and volumes, and the image tag it built) is removed on every way out; an
+# image given in BALLOT_TEST_IMAGE is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +23,8 @@ fi
 if docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then
-  compose=(docker-compose)
+  # v1 warns at every command that it ignores deploy.endpoint_mode (a Swarm setting).
+  compose=(docker-compose --log-level ERROR)
 else
   say "skipped: no compose tool (neither 'docker compose' nor docker-compose)"
   exit 0
@@ -32,7 +35,13 @@ done
 
 # Our own image tag and project, so a developer's ballot:local and running cluster are
 # left alone.
-export BALLOT_IMAGE="ballot:compose-test-$$"
+own_image=
+if [ -n "${BALLOT_TEST_IMAGE:-}" ]; then
+  export BALLOT_IMAGE="$BALLOT_TEST_IMAGE"
+else
+  export BALLOT_IMAGE="ballot:compose-test-$$"
+  own_image=1
+fi
 export BALLOT_TRANSPORT="${BALLOT_TRANSPORT:-tcp}"
 project=ballot-test
 dc() { "${compose[@]}" -p "$project" -f docker-compose.yml "$@"; }
@@ -44,44 +53,26 @@ cleanup() {
     dc logs --no-color --tail 40 >&2 2>&1 || true
   fi
   dc --profile cli down -v --remove-orphans >/dev/null 2>&1 || true
-  docker rmi -f "$BALLOT_IMAGE" >/dev/null 2>&1 || true
+  if [ -n "$own_image" ]; then docker rmi -f "$BALLOT_IMAGE" >/dev/null 2>&1 || true; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start=$SECONDS
-deploy/build-image.sh
-say "image built in $((SECONDS - start)) s; starting the cluster ($BALLOT_TRANSPORT)"
+if [ -n "$own_image" ]; then
+  deploy/build-image.sh
+  say "image built in $((SECONDS - start)) s"
+else
+  docker image inspect "$BALLOT_IMAGE" >/dev/null 2>&1 || fail "BALLOT_TEST_IMAGE=$BALLOT_IMAGE: no such image"
+fi
+say "starting the cluster ($BALLOT_TRANSPORT, image $BALLOT_IMAGE)"
+up_started=$SECONDS
 dc up -d >/dev/null 2>&1 || { dc up -d; fail "docker compose up failed"; }
 
-# Published HTTP ports (see docker-compose.yml).
-declare -A http=(
-  [proposer-1]=8101 [proposer-2]=8102 [proposer-3]=8103
-  [acceptor-1]=8111 [acceptor-2]=8112 [acceptor-3]=8113
-  [learner-1]=8121 [learner-2]=8122
-)
-discovery=127.0.0.1:8100
-
-# wait_for SECONDS WHAT COMMAND...: run COMMAND every 0.5 s until it succeeds, or fail.
-wait_for() {
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within the deadline"
-    sleep 0.5
-  done
-}
-healthy() { curl -fsS -m 2 "127.0.0.1:${http[$1]}/healthz"; }
-for n in "${!http[@]}"; do
-  wait_for 60 "$n /healthz" healthy "$n"
-done
-wait_for 30 "a leader listed by discovery" curl -fsS -m 2 "$discovery/leader"
-say "cluster up in $((SECONDS - start)) s"
-
-# The CLI runs in a one-off container on the cluster network: the nodes answer it at the
-# fixed address the cli service has. One run at a time (one address).
-# Compose v1 reports each one-off container it creates on stderr; that line is dropped.
+# The CLI runs in a one-off container on the cluster network (it tells the nodes its
+# address there). Compose v1 reports each one-off container it creates on stderr; that
+# line is dropped.
 cli() {
   local err rc=0
   err=$(mktemp)
@@ -90,52 +81,15 @@ cli() {
   rm -f "$err"
   return "$rc"
 }
-
-declare -A expected=([ada]=0 [grace]=0 [linus]=0)
-candidates=(ada grace linus)
-# vote VOTER CANDIDATE: retried (same request id, so it never counts twice) until recorded.
-vote() {
-  local deadline=$((SECONDS + 60)) out
-  until out=$(cli vote --voter "$1" --candidate "$2" 2>&1); do
-    [ "$SECONDS" -lt "$deadline" ] || fail "vote $1 -> $2: $out"
-    sleep 1
-  done
-  echo "$out" | grep -q "vote recorded" || fail "vote $1 -> $2: $out"
-  expected[$2]=$((expected[$2] + 1))
-}
-# check_tally: the tally read through the log is exactly what was voted.
-check_tally() {
-  local got want
-  got=$(cli --json results | jq -cS '.tally | with_entries(select(.value > 0))')
-  want=$(for c in "${!expected[@]}"; do echo "$c ${expected[$c]}"; done |
-    jq -RncS '[inputs | split(" ") | {key: .[0], value: (.[1] | tonumber)} | select(.value > 0)] | from_entries')
-  [ "$got" = "$want" ] || fail "tally $got, expected $want ($1)"
-  say "tally $got ($1)"
+kill_nodes() {
+  local ids=() n
+  for n in "$@"; do ids+=("$(dc ps -q "$n")"); done
+  docker kill "${ids[@]}" >/dev/null
 }
 
-for i in 1 2 3 4 5 6; do
-  vote "voter-$i" "${candidates[$((i % 3))]}"
-done
-# The same vote again is the same request: answered, never counted twice.
-cli vote --voter voter-1 --candidate "${candidates[1]}" >/dev/null
-check_tally "6 votes, one repeated"
-
-leader=$(curl -fsS -m 2 "$discovery/leader" | jq -r .node)
-case "$leader" in proposer-?) ;; *) fail "discovery names no proposer as leader: $leader" ;; esac
-say "killing acceptor-1 and the leader, $leader"
-docker kill "$(dc ps -q acceptor-1)" "$(dc ps -q "$leader")" >/dev/null
-
-for i in 7 8 9 10 11 12; do
-  vote "voter-$i" "${candidates[$((i % 3))]}"
-done
-check_tally "12 votes, after the kills"
-
-# Both learners applied every vote (they follow the log on their own).
-learner_total() {
-  [ "$(curl -fsS -m 2 "127.0.0.1:${http[$1]}/status" | jq '[.tally[]] | add')" = 12 ]
-}
-for l in learner-1 learner-2; do
-  wait_for 30 "$l applies all 12 votes" learner_total "$l"
-done
-
+# shellcheck source=deploy/cluster-checks.sh
+. deploy/cluster-checks.sh
+wait_cluster 60
+say "cluster up in $((SECONDS - up_started)) s"
+run_checks
 say "PASS in $((SECONDS - start)) s ($BALLOT_TRANSPORT)"

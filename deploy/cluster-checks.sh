@@ -1,0 +1,91 @@
+# The checks that deploy/compose-test.sh and deploy/stack-test.sh run on a seed-2 cluster
+# started from docker-compose.yml; sourced, not run. The caller defines:
+#   say TEXT...         print a progress line
+#   fail TEXT...        print a failure and exit non-zero
+#   cli ARGS...         run `ballot ARGS` on the cluster's network
+#   kill_nodes NODE...  SIGKILL the containers of these services
+
+# Published HTTP ports (see docker-compose.yml).
+declare -A http=(
+  [proposer-1]=8101 [proposer-2]=8102 [proposer-3]=8103
+  [acceptor-1]=8111 [acceptor-2]=8112 [acceptor-3]=8113
+  [learner-1]=8121 [learner-2]=8122
+)
+discovery=127.0.0.1:8100
+candidates=(ada grace linus)
+declare -A expected=([ada]=0 [grace]=0 [linus]=0)
+voted=0
+
+# wait_for SECONDS WHAT COMMAND...: run COMMAND every 0.5 s until it succeeds, or fail.
+wait_for() {
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within the deadline"
+    sleep 0.5
+  done
+}
+healthy() { curl -fsS -m 2 "127.0.0.1:${http[$1]}/healthz"; }
+
+# wait_cluster SECONDS: every node answers /healthz and discovery names a leader.
+wait_cluster() {
+  local n
+  for n in "${!http[@]}"; do
+    wait_for "$1" "$n /healthz" healthy "$n"
+  done
+  wait_for 30 "a leader listed by discovery" curl -fsS -m 2 "$discovery/leader"
+}
+
+# vote N: voter-N votes, retried (same request id, so it never counts twice) until
+# recorded.
+vote() {
+  local voter="voter-$1" candidate="${candidates[$(($1 % 3))]}" deadline=$((SECONDS + 60)) out
+  until out=$(cli vote --voter "$voter" --candidate "$candidate" 2>&1); do
+    [ "$SECONDS" -lt "$deadline" ] || fail "vote $voter -> $candidate: $out"
+    sleep 1
+  done
+  echo "$out" | grep -q "vote recorded" || fail "vote $voter -> $candidate: $out"
+  expected[$candidate]=$((expected[$candidate] + 1))
+  voted=$((voted + 1))
+}
+
+# check_tally WHEN: the tally read through the log is exactly what was voted.
+check_tally() {
+  local got want
+  got=$(cli --json results | jq -cS '.tally | with_entries(select(.value > 0))')
+  want=$(for c in "${!expected[@]}"; do echo "$c ${expected[$c]}"; done |
+    jq -RncS '[inputs | split(" ") | {key: .[0], value: (.[1] | tonumber)} | select(.value > 0)] | from_entries')
+  [ "$got" = "$want" ] || fail "tally $got, expected $want ($1)"
+  say "tally $got ($1)"
+}
+
+# Both learners applied every vote (they follow the log on their own).
+learner_total() {
+  [ "$(curl -fsS -m 2 "127.0.0.1:${http[$1]}/status" | jq '[.tally[]] | add')" = "$voted" ]
+}
+check_learners() {
+  local l
+  for l in learner-1 learner-2; do
+    wait_for 30 "$l applies all $voted votes" learner_total "$l"
+  done
+}
+
+# The end-to-end story: votes, a repeated vote, the kill of an acceptor and of the leader,
+# votes again, and every vote counted exactly once. Leaves the name of the killed leader
+# in $leader.
+run_checks() {
+  local i
+  for i in 1 2 3 4 5 6; do vote "$i"; done
+  # The same vote again is the same request: answered, never counted twice.
+  cli vote --voter voter-1 --candidate "${candidates[1]}" >/dev/null
+  check_tally "6 votes, one repeated"
+
+  leader=$(curl -fsS -m 2 "$discovery/leader" | jq -r .node)
+  case "$leader" in proposer-?) ;; *) fail "discovery names no proposer as leader: $leader" ;; esac
+  say "killing acceptor-1 and the leader, $leader"
+  kill_nodes acceptor-1 "$leader"
+
+  for i in 7 8 9 10 11 12; do vote "$i"; done
+  check_tally "12 votes, after the kills"
+  check_learners
+}
