@@ -31,6 +31,8 @@ struct Shared {
     spans: Mutex<Vec<ReceivedSpan>>,
     count: AtomicU64,
     keep: AtomicBool,
+    reject: AtomicBool,
+    rejected: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -84,6 +86,16 @@ impl Collector {
         self.shared.spans.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Refuse every export with gRPC `UNAVAILABLE` (a collector that rejects spans).
+    pub fn reject(&self, yes: bool) {
+        self.shared.reject.store(yes, Ordering::Relaxed);
+    }
+
+    /// How many exports were refused.
+    pub fn rejected(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+
     /// How many spans were received.
     pub fn count(&self) -> u64 {
         self.shared.count.load(Ordering::Relaxed)
@@ -123,6 +135,10 @@ impl TraceService for Service {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if self.0.reject.load(Ordering::Relaxed) {
+            self.0.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(tonic::Status::unavailable("this collector rejects spans"));
+        }
         let keep = self.0.keep.load(Ordering::Relaxed);
         let mut got = Vec::new();
         let mut n = 0;

@@ -534,14 +534,12 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
     // The last log lines also go to a ring for the /logs page.
     let logs = crate::http::LogRing::default();
     let service = if args.role == Some(RoleArg::Discovery) { "discovery".to_string() } else { args.id.clone() };
-    let tracing_config = match TelemetryConfig::from_env(args.otlp_endpoint.clone(), &service, args.trace_sample_ratio) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("ballot-node: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut tracing_config = tracing_config;
+    // A bad tracing setting costs the traces, never the node: one warning, tracing off.
+    let (mut tracing_config, tracing_error) =
+        match TelemetryConfig::from_env(args.otlp_endpoint.clone(), &service, args.trace_sample_ratio) {
+            Ok(c) => (c, None),
+            Err(e) => (None, Some(e)),
+        };
     if let Some(c) = &mut tracing_config {
         // A replica runs three nodes: each reports as its own service.
         c.per_node_services = args.role == Some(RoleArg::Replica);
@@ -549,6 +547,9 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
     let telemetry = crate::telemetry::install(tracing_config.as_ref(), Some(&logs), "info", true);
     if let Some(c) = &tracing_config {
         tracing::info!(endpoint = %c.endpoint, service = %c.service_name, ratio = c.sample_ratio, "exporting traces over OTLP");
+    }
+    if let Some(e) = tracing_error {
+        tracing::warn!("tracing is off: {e}");
     }
     // One thread: on 2 cores a current-thread runtime per node process avoids cross-core
     // wake-ups (PERF.md).

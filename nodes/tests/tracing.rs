@@ -174,34 +174,54 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     page.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
-/// A collector that is not there: one warning, and voting as usual.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_collector_gets_one_warning_and_votes_go_on() {
+/// What is wrong with the collector a cluster is given.
+enum Trouble {
+    /// Nothing listens there.
+    Unreachable,
+    /// A collector that answers every export with an error.
+    Rejecting,
+    /// Not an OTLP endpoint at all.
+    Malformed,
+}
+
+/// One warning per node, and voting as usual: the tally stays exact and, where export was
+/// attempted, every node counts the spans it could not export on /metrics.
+async fn collector_trouble_costs_one_warning(trouble: Trouble) {
     let _ = shared();
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let nobody = free_ports(1)[0];
-    let endpoint = format!("http://{nobody}");
+    let rejecting = Collector::start(false).expect("start a collector");
+    rejecting.reject(true);
+    let (endpoint, warning) = match trouble {
+        Trouble::Unreachable => (format!("http://{}", free_ports(1)[0]), "cannot export spans"),
+        Trouble::Rejecting => (rejecting.endpoint(), "cannot export spans"),
+        Trouble::Malformed => ("localhost:4317".to_string(), "tracing is off: OTLP endpoint"),
+    };
     let mut c =
         Cluster::start_with_args(Net::Tcp, &MEMBERS, &["--otlp-endpoint", &endpoint, "--http", "127.0.0.1:0"]).await;
     c.votes(20).await;
     c.check_tally().await;
-    // Every node counts spans it could not export (its /metrics page says so) ...
-    for id in MEMBERS {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let page = http_get(c.http[&id], "/metrics").await;
-            let failed = page
-                .lines()
-                .find_map(|l| l.strip_prefix("ballot_trace_spans_failed_total "))
-                .and_then(|v| v.trim().parse::<f64>().ok());
-            if failed.is_some_and(|f| f > 0.0) {
-                break;
+    if !matches!(trouble, Trouble::Malformed) {
+        // Every node counts spans it could not export (its /metrics page says so) ...
+        for id in MEMBERS {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                let page = http_get(c.http[&id], "/metrics").await;
+                let failed = page
+                    .lines()
+                    .find_map(|l| l.strip_prefix("ballot_trace_spans_failed_total "))
+                    .and_then(|v| v.trim().parse::<f64>().ok());
+                if failed.is_some_and(|f| f > 0.0) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{id} never counted a failed export: {page}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(Instant::now() < deadline, "{id} never counted a failed export: {page}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // ... and has voted all along; a few more votes while the collector is still away.
+    if matches!(trouble, Trouble::Rejecting) {
+        assert!(rejecting.rejected() > 0, "the nodes did reach the rejecting collector");
+    }
+    // ... and votes on while the collector is still wrong.
     c.votes(5).await;
     c.check_tally().await;
     for id in MEMBERS {
@@ -211,7 +231,22 @@ async fn unreachable_collector_gets_one_warning_and_votes_go_on() {
         let status = c.node(id).wait_exit().await;
         let stderr = c.node(id).stderr();
         assert!(status.success(), "{id} exited with {status}: {stderr}");
-        let warnings = stderr.lines().filter(|l| l.contains("cannot export spans")).count();
+        let warnings = stderr.lines().filter(|l| l.contains(warning)).count();
         assert_eq!(warnings, 1, "{id} warns once about the collector: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_collector_gets_one_warning_and_votes_go_on() {
+    collector_trouble_costs_one_warning(Trouble::Unreachable).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejecting_collector_gets_one_warning_and_votes_go_on() {
+    collector_trouble_costs_one_warning(Trouble::Rejecting).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_endpoint_gets_one_warning_and_votes_go_on() {
+    collector_trouble_costs_one_warning(Trouble::Malformed).await;
 }
