@@ -17,7 +17,8 @@ RUSTFLAGS='-C target-feature=+crt-static' \
 # to the daemon.
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-cp "target/$target/release/ballot-node" "target/$target/release/ballot" "$ctx/"
+out_dir="${CARGO_TARGET_DIR:-target}/$target/release"
+cp "$out_dir/ballot-node" "$out_dir/ballot" "$ctx/"
 # The release profile keeps debug info (for profiling); the image does not need it (~50 MB
 # a binary). Skipped where strip is missing.
 if command -v strip >/dev/null; then strip --strip-debug "$ctx/ballot-node" "$ctx/ballot"; fi
