@@ -413,7 +413,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         Ok(m.into())
     });
     engine.register_fn("add_learner", |c: &mut ClusterRef| -> Res<ImmutableString> {
-        let _step = step(&c.ctx, "add_learner", || String::new());
+        let _step = step(&c.ctx, "add_learner", String::new);
         match c.block_on(c.cluster.add_learner()) {
             Ok(id) => Ok(id.to_string().into()),
             Err(e) => throw(&c.ctx, StopKind::Failure, format!("add_learner: {e}")),
@@ -499,7 +499,7 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         c.block_on(c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64)).or_else(|e| usage(&c.ctx, e))
     });
     engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
-        let _step = step(&c.ctx, "check", || String::new());
+        let _step = step(&c.ctx, "check", String::new);
         let v = c.block_on(c.cluster.check());
         if v.is_empty() { Ok(()) } else { throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; "))) }
     });

@@ -316,7 +316,7 @@ pub fn add_link(span: &tracing::Span, other: &TraceContext) {
 }
 
 enum Job {
-    Span(SpanData),
+    Span(Box<SpanData>),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
@@ -367,7 +367,7 @@ impl SpanProcessor for BoundedExport {
 
     fn on_end(&self, span: SpanData) {
         let sent = match self.sender() {
-            Some(tx) => tx.try_send(Job::Span(span)).is_ok(),
+            Some(tx) => tx.try_send(Job::Span(Box::new(span))).is_ok(),
             None => false,
         };
         if !sent {
@@ -424,7 +424,7 @@ fn export_loop(config: TelemetryConfig, rx: Receiver<Job>, stats: Arc<ExportStat
         let (flush_ack, closed) = match rx.recv_timeout(wait) {
             Ok(Job::Span(s)) => {
                 oldest.get_or_insert_with(Instant::now);
-                batch.push(s);
+                batch.push(*s);
                 if batch.len() < MAX_BATCH {
                     continue;
                 }

@@ -21,14 +21,7 @@ mod common;
 use common::*;
 
 /// Two learners, so "every learner" means more than one.
-const MEMBERS: [NodeId; 6] = [
-    NodeId::proposer(1),
-    NodeId::acceptor(1),
-    NodeId::acceptor(2),
-    NodeId::acceptor(3),
-    NodeId::learner(1),
-    NodeId::learner(2),
-];
+const MEMBERS: [NodeId; 6] = TWO_LEARNERS;
 
 struct Shared {
     collector: Collector,

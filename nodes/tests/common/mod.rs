@@ -34,6 +34,16 @@ pub const TWO_PROPOSERS: [NodeId; 6] = [
     NodeId::learner(1),
 ];
 
+/// A cluster with two learners, for "every learner" checks.
+pub const TWO_LEARNERS: [NodeId; 6] = [
+    NodeId::proposer(1),
+    NodeId::acceptor(1),
+    NodeId::acceptor(2),
+    NodeId::acceptor(3),
+    NodeId::learner(1),
+    NodeId::learner(2),
+];
+
 pub const MEMBERS: [NodeId; 5] =
     [NodeId::proposer(1), NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3), NodeId::learner(1)];
 
