@@ -132,7 +132,11 @@ impl ClientHandle {
         // The root of the vote's trace (a child of the caller's span, if it has one):
         // every node's part in the round hangs below it. Disabled when tracing is off.
         let id = self.inner.id;
+        // A vote is traced when its caller is (a chaos step, a test), or else as sampling
+        // says; otherwise no span is built at all.
+        let traced = telemetry::active() && (telemetry::context_of(&tracing::Span::current()).is_some() || telemetry::sample_root());
         let span = match &cmd {
+            _ if !traced => tracing::Span::none(),
             Command::Vote { voter, candidate, .. } => {
                 tracing::info_span!(target: TARGET, "vote", node = %id, role = "client", voter = voter.as_str(), candidate = candidate.as_str(), request_id = %request_id, outcome = Empty)
             }

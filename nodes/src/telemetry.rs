@@ -44,6 +44,45 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static STATS: std::sync::OnceLock<Arc<ExportStats>> = std::sync::OnceLock::new();
+/// The sampling ratio of root spans, as f64 bits.
+static RATIO: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a new trace should be recorded: true with the configured probability (always
+/// false with tracing off). Sampling is decided here, where a trace starts (a client's
+/// vote with no traced caller, an election), before any span is built, so a vote left out
+/// costs one random number; the SDK's sampler then follows the parent.
+pub fn sample_root() -> bool {
+    if !active() {
+        return false;
+    }
+    let ratio = f64::from_bits(RATIO.load(Ordering::Relaxed));
+    if ratio >= 1.0 {
+        return true;
+    }
+    uniform() < ratio
+}
+
+/// A uniform draw from [0, 1) off a per-thread xorshift64* generator: tracing's sampling
+/// needs speed, not cryptographic quality (and must not touch the seeded generators).
+fn uniform() -> f64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new({
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x9e37_79b9_7f4a_7c15);
+            h.finish() | 1
+        });
+    }
+    let x = STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    });
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// The export counters of this process, once tracing started (for the /metrics page).
 pub fn export_stats() -> Option<Arc<ExportStats>> {
@@ -66,7 +105,8 @@ pub struct TelemetryConfig {
     pub service_name: String,
     /// Export each node's spans under its own service name (several nodes in one process).
     pub per_node_services: bool,
-    /// Fraction of traces kept, 0.0..=1.0; a trace started elsewhere follows its parent.
+    /// Fraction of traces kept, 0.0..=1.0 (decided where a trace starts, see
+    /// [`sample_root`]); a span with a parent follows the parent.
     pub sample_ratio: f64,
     pub queue: usize,
 }
@@ -160,7 +200,9 @@ impl Telemetry {
     pub fn start(config: &TelemetryConfig) -> Telemetry {
         let stats = Arc::new(ExportStats::default());
         let processor = BoundedExport::start(config, stats.clone());
-        let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio)));
+        // Roots are sampled by `sample_root` before they are built; the rest follow.
+        let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+        RATIO.store(config.sample_ratio.to_bits(), Ordering::Relaxed);
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_sampler(sampler)
@@ -538,6 +580,18 @@ mod tests {
         assert!(TelemetryConfig::from_lookup(Some("http://c:1".into()), "n", Some(1.5), env(&[])).is_err());
         let e = env(&[("OTEL_TRACES_SAMPLER_ARG", "lots")]);
         assert!(TelemetryConfig::from_lookup(Some("http://c:1".into()), "n", None, e).is_err());
+    }
+
+    #[test]
+    fn sampling_draws_are_uniform() {
+        let n = 200_000;
+        let draws: Vec<f64> = (0..n).map(|_| uniform()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        for ratio in [0.01, 0.5, 0.9] {
+            let kept = draws.iter().filter(|&&d| d < ratio).count() as f64 / n as f64;
+            // 200,000 draws: the standard error at 1% is 0.02%, at 50% 0.1%.
+            assert!((kept - ratio).abs() < 0.01, "ratio {ratio}: kept {kept}");
+        }
     }
 
     #[test]

@@ -269,7 +269,7 @@ impl RoundTracer {
     /// The proposer started an election with `ballot`: a phase-1 span of its own trace.
     pub(crate) fn election_started(&mut self, ballot: Option<Ballot>) {
         self.phase1_over("superseded");
-        let Some(ballot) = ballot else { return };
+        let Some(ballot) = ballot.filter(|_| telemetry::sample_root()) else { return };
         let (me, role) = (self.me, self.role());
         let span = tracing::info_span!(target: TARGET, parent: None, "proposer.phase1", node = %me, role, ballot = %ballot, outcome = Empty);
         if let Some(t) = Traced::new(span) {
