@@ -314,6 +314,7 @@ pub fn to_traceparent(sc: &SpanContext) -> TraceContext {
     TraceContext {
         traceparent: format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()),
         tracestate: None,
+        slot: None,
     }
 }
 

@@ -114,7 +114,9 @@ impl RoundTracer {
                 let Some(parent) = parent else { return };
                 let span = tracing::info_span!(target: TARGET, "acceptor.accept", node = %me, role, %from, ballot = %ballot, slot, votes = value.len(), outcome = Empty);
                 telemetry::set_parent(&span, parent);
-                if let Some(t) = Traced::new(span) {
+                if let Some(mut t) = Traced::new(span) {
+                    // A Learn may carry this slot with slots of other votes' traces.
+                    t.cx.slot = Some(*slot);
                     self.by_slot.insert(*slot, t.clone());
                     self.by_sender.insert(from, t);
                 }
@@ -141,10 +143,17 @@ impl RoundTracer {
             }
             (Message::Learn { entries }, Role::Learner) => {
                 let (Some(parent), Some(first)) = (parent, entries.first()) else { return };
-                let span = tracing::info_span!(target: TARGET, "learner.learn", node = %me, role, %from, slot = first.slot, slots = entries.len());
+                // The context is about one slot of the message when the sender says which
+                // (the others may belong to other traces); otherwise about all of them.
+                let only = parent.slot.filter(|s| entries.iter().any(|e| e.slot == *s));
+                if parent.slot.is_some() && only.is_none() {
+                    return;
+                }
+                let slot = only.unwrap_or(first.slot);
+                let span = tracing::info_span!(target: TARGET, "learner.learn", node = %me, role, %from, slot, slots = entries.len());
                 telemetry::set_parent(&span, parent);
                 let Some(t) = Traced::new(span) else { return };
-                for e in entries {
+                for e in entries.iter().filter(|e| only.is_none() || only == Some(e.slot)) {
                     self.learned.insert(e.slot, t.cx.clone());
                 }
                 while self.learned.len() > MAX_LEARNED {
@@ -227,10 +236,17 @@ impl RoundTracer {
             Message::Accept { slot, .. } => self.phase2.get(slot),
             Message::Promise { .. } => self.outcome(to, "promise"),
             Message::Nack { .. } if self.me.role == Role::Acceptor => self.outcome(to, "nack"),
-            Message::Accepted { slots, .. } => slots.iter().find_map(|s| self.by_slot.get(s)).inspect(|t| {
-                t.span.record("outcome", "accepted");
-            }),
-            Message::Learn { entries } => entries.iter().find_map(|e| self.by_slot.get(&e.slot)),
+            Message::Accepted { slots, .. } => {
+                // One Accepted may answer several slots, each with its own accept span.
+                for t in slots.iter().filter_map(|s| self.by_slot.get(s)) {
+                    t.span.record("outcome", "accepted");
+                }
+                slots.iter().find_map(|s| self.by_slot.get(s))
+            }
+            // One context per message: the newest slot's, whose vote is the one in flight
+            // (older slots in the same Learn are a lagging acceptor's catch-up); it names
+            // its slot, so the learner parents only that slot on it.
+            Message::Learn { entries } => entries.iter().rev().find_map(|e| self.by_slot.get(&e.slot)),
             Message::Replies(replies) => replies.iter().find_map(|r| self.by_request.get(r.request_id())),
             _ => None,
         };

@@ -199,6 +199,7 @@ pub async fn trace_context_travels(h: &mut impl Harness) {
     let tc = crate::TraceContext {
         traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
         tracestate: Some("vendor=1".into()),
+        slot: Some(17),
     };
     let mut traced = Envelope::new(a, b, seq(1));
     traced.trace = Some(tc.clone());

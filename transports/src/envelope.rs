@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 pub struct TraceContext {
     pub traceparent: String,
     pub tracestate: Option<String>,
+    /// The log slot this context belongs to, when the message carries several slots that
+    /// may belong to different traces (an acceptor's `Learn`): the receiver parents only
+    /// that slot's spans on it.
+    #[serde(default)]
+    pub slot: Option<u64>,
 }
 
 /// One message on its way.
