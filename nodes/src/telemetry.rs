@@ -337,18 +337,13 @@ pub fn parse_traceparent(tp: &str) -> Option<SpanContext> {
     sc.is_valid().then_some(sc)
 }
 
-/// Make the sender's span (from an envelope's trace context) the parent of `span`.
-/// Returns whether it did.
-pub fn set_remote_parent(span: &tracing::Span, tc: Option<&TraceContext>) -> bool {
-    match tc.and_then(|tc| parse_traceparent(&tc.traceparent)) {
+/// Make the span a trace context names (an envelope's, or one taken with [`context_of`])
+/// the parent of `span`. Returns whether it did: a malformed context is ignored.
+pub fn set_parent(span: &tracing::Span, parent: &TraceContext) -> bool {
+    match parse_traceparent(&parent.traceparent) {
         Some(sc) => span.set_parent(Context::new().with_remote_span_context(sc)).is_ok(),
         None => false,
     }
-}
-
-/// Make `parent` (a context taken with [`context_of`]) the parent of `span`.
-pub fn set_parent(span: &tracing::Span, parent: &TraceContext) -> bool {
-    set_remote_parent(span, Some(parent))
 }
 
 /// Add a link from `span` to another trace context (a vote batched with others).
