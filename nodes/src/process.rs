@@ -31,8 +31,8 @@
 use crate::control::{self, FaultSink, TransportFaults};
 use crate::discovery::{spawn_heartbeats_async, DiscoveryClient, Registration, DEFAULT_HEARTBEAT_PERIOD};
 use crate::{spawn_node, DiskStorage, Identity, NodeHandle};
-use ballot_core::{Acceptor, Config, Learner, NodeId, Proposer, Role, Storage};
-use ballot_transports::{FaultHandle, Faulty, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport};
+use ballot_core::{Acceptor, Config, Learner, Message, NodeId, Proposer, Role, Storage};
+use ballot_transports::{Envelope, FaultHandle, Faulty, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport};
 use clap::{Parser, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -292,12 +292,28 @@ async fn start_one(
                 tracing::warn!(node = %id, %addr, "listening on an unspecified address and no peer resolved: clients cannot be answered; give --advertise HOST:PORT");
             }
             let stats = t.stats_handle();
-            Ok((spawn_actor(id, config, durable, Faulty::new(t, faults), storage, seed), addr, advertise, stats))
+            let t = Faulty::new(t, faults);
+            announce(&t, peers.keys().copied());
+            Ok((spawn_actor(id, config, durable, t, storage, seed), addr, advertise, stats))
         }};
     }
     match args.transport {
         TransportArg::Tcp => start!(TcpTransport),
         TransportArg::Zmq => start!(ZmqTransport),
+    }
+}
+
+/// Says `Hello` to every peer: "I (re)started". A peer drops whatever connection it held
+/// to this node's previous life and dials afresh (looking a name up again). Without it, a
+/// peer whose old connection leads to an address that vanished with the old container
+/// keeps writing into it, and nothing tells it otherwise for the minutes TCP takes to give
+/// up: a restarted acceptor would never hear from the leader again.
+fn announce<T: Transport>(t: &T, peers: impl Iterator<Item = NodeId>) {
+    let me = t.local();
+    for n in peers.filter(|&n| n != me) {
+        // A full queue or an unknown peer only loses the announcement; the peer then finds
+        // this node again when its old connection fails.
+        let _ = t.send(Envelope::new(me, n, Message::Hello));
     }
 }
 

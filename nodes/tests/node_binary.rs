@@ -109,6 +109,46 @@ async fn sigterm_exits_0_and_a_killed_acceptor_restarts_with_its_promise() {
     c.all_alive().await;
 }
 
+/// A node that starts says `Hello` to every peer, stamped with where it listens: the
+/// peers drop whatever connection they held to its previous life and dial it afresh. (In
+/// a container the previous life's address vanishes with it, and writes into the old
+/// connection succeed and are lost: see `dials_a_restarted_peer_afresh_on_its_hello` in
+/// the transports' tests.)
+async fn a_starting_node_says_hello_to_every_peer(net: Net) {
+    let tmp = TempDir::new("hello");
+    let (p, l) = (NodeId::proposer(1), NodeId::learner(1));
+    let mut proposer = Endpoint::bind(net, p, BTreeMap::new()).await;
+    let mut learner = Endpoint::bind(net, l, BTreeMap::new()).await;
+    let peers = format!("{p}={},acceptor-1=127.0.0.1:9,{l}={}", proposer.local_addr(), learner.local_addr());
+    let data = tmp.path().join("acceptor-1");
+    let mut args = os_args(&["--id", "acceptor-1", "--listen", "127.0.0.1:0", "--transport", net.flag(), "--peers", &peers]);
+    args.extend([OsString::from("--data-dir"), data.into()]);
+    let mut node = NodeProc::spawn("acceptor-1", &args, &fresh_log(tmp.path(), "acceptor-1"));
+    let ready = node.wait_ready().await;
+    for (name, peer) in [("proposer-1", &mut proposer), ("learner-1", &mut learner)] {
+        let env = peer
+            .recv_within(DEADLINE)
+            .await
+            .unwrap_or_else(|| panic!("{name} heard nothing from a starting acceptor-1 within {DEADLINE:?}: {}", node.stderr()));
+        assert_eq!(env.from, NodeId::acceptor(1), "{name}: {env:?}");
+        assert_eq!(env.msg, ballot_core::Message::Hello, "{name}: the first message is the announcement");
+        assert_eq!(env.reply_to, Some(ready.listen), "{name}: the Hello says where acceptor-1 listens");
+    }
+    node.signal(libc::SIGTERM);
+    let status = node.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{status}: {}", node.stderr());
+}
+
+#[tokio::test]
+async fn tcp_a_starting_node_says_hello_to_every_peer() {
+    a_starting_node_says_hello_to_every_peer(Net::Tcp).await;
+}
+
+#[tokio::test]
+async fn zmq_a_starting_node_says_hello_to_every_peer() {
+    a_starting_node_says_hello_to_every_peer(Net::Zmq).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Refusals: foreign and corrupt data dirs, bad command lines
 // ---------------------------------------------------------------------------------------

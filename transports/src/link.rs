@@ -12,7 +12,7 @@ use crate::addr::PeerAddr;
 use crate::envelope::{Envelope, SendError, Transport};
 use async_trait::async_trait;
 use crate::wire::{self, WireError};
-use ballot_core::NodeId;
+use ballot_core::{Message, NodeId};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -229,6 +229,12 @@ struct PeerLink {
     /// its task redials, looking the name up again: the old connection may be to an
     /// address that silently drops everything, which would take minutes to fail.
     heard_at: watch::Sender<Option<SocketAddr>>,
+    /// Bumped at each [`Message::Hello`] from the peer, which it sends when it (re)starts
+    /// (a client also before each retry): whatever connection we hold to it may be to its
+    /// previous life, and is dropped. Where that life's
+    /// address vanished with it (a container's), writes into the old connection succeed
+    /// and are lost for the minutes TCP takes to give up.
+    restarted: watch::Sender<u64>,
 }
 
 /// The outbound side of a transport: one queue and task per peer, plus delivery to
@@ -294,6 +300,15 @@ impl<C: Connector> Outbound<C> {
         }
     }
 
+    /// `id` says it (re)started: its task drops the connection it holds, and the next
+    /// message dials afresh (looking a name up again) without waiting out a backoff.
+    pub(crate) fn restarted(&self, id: NodeId) {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(link) = peers.get(&id) {
+            link.restarted.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     fn set_peer_locked(&self, peers: &mut BTreeMap<NodeId, PeerLink>, id: NodeId, addr: PeerAddr) {
         if let Some(link) = peers.get(&id) {
             if !link.tx.is_closed() {
@@ -310,6 +325,7 @@ impl<C: Connector> Outbound<C> {
         let (tx, rx) = mpsc::channel(self.opts.queue_capacity.max(1));
         let (addr_tx, addr_rx) = watch::channel(addr);
         let (heard_tx, heard_rx) = watch::channel(None);
+        let (restarted_tx, restarted_rx) = watch::channel(0);
         let task = PeerTask {
             peer: id,
             conn: (self.make)(),
@@ -318,11 +334,12 @@ impl<C: Connector> Outbound<C> {
             rx,
             addr: addr_rx,
             heard_at: heard_rx,
+            restarted: restarted_rx,
             opts: self.opts.clone(),
             stats: self.stats.clone(),
         };
         spawn_scoped(&self.rt, &self.shutdown, task.run());
-        peers.insert(id, PeerLink { tx, addr: addr_tx, heard_at: heard_tx });
+        peers.insert(id, PeerLink { tx, addr: addr_tx, heard_at: heard_tx, restarted: restarted_tx });
     }
 
     pub(crate) fn peer_addr(&self, id: NodeId) -> Option<PeerAddr> {
@@ -487,12 +504,18 @@ impl<C: Connector> NetTransport<C> {
     /// address is always taken afresh (a restarted client listens on a new port); a
     /// configured node's is never overridden by what a message claims (one known by name
     /// is looked up again when it claims a new address, see [`Outbound::heard_from`]).
+    /// A [`Message::Hello`] says the sender (re)started: our connection to it is dropped
+    /// and dialled afresh at the next message (see [`Outbound::restarted`]).
     fn learn_address(&self, env: &Envelope) {
-        let Some(addr) = env.reply_to else { return };
         if env.from == self.local {
             return;
         }
-        self.out.heard_from(env.from, addr);
+        if let Some(addr) = env.reply_to {
+            self.out.heard_from(env.from, addr);
+        }
+        if matches!(env.msg, Message::Hello) {
+            self.out.restarted(env.from);
+        }
     }
 }
 
@@ -508,6 +531,7 @@ struct PeerTask<C: Connector> {
     rx: mpsc::Receiver<Envelope>,
     addr: watch::Receiver<PeerAddr>,
     heard_at: watch::Receiver<Option<SocketAddr>>,
+    restarted: watch::Receiver<u64>,
     opts: Arc<NetOptions>,
     stats: Arc<Counters>,
 }
@@ -537,6 +561,18 @@ impl<C: Connector> PeerTask<C> {
                         self.drop_link(&mut link);
                         backoff.reset();
                     }
+                    continue;
+                }
+                restarted = self.restarted.changed() => {
+                    if restarted.is_err() {
+                        return;
+                    }
+                    self.restarted.borrow_and_update();
+                    if link.is_some() {
+                        tracing::debug!(peer = %self.peer, "the peer restarted: dialling it afresh");
+                        self.drop_link(&mut link);
+                    }
+                    backoff.reset();
                     continue;
                 }
                 env = self.rx.recv() => match env {

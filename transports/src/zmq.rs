@@ -12,7 +12,9 @@
 //!   crate buffers 100k messages per peer, then its `send` waits for a paused peer), drops
 //!   the socket, and the next message dials a new one after the backoff. A restarted peer
 //!   is reached again without restarting anyone else; the one or two messages sent into
-//!   the dead connection are lost, as Paxos allows.
+//!   the dead connection are lost, as Paxos allows. A restarted node also says `Hello`,
+//!   which drops the socket at once (see [`crate::link`]): where the dead peer's address
+//!   vanished with it (a container), no error ever comes, and only that brings it back.
 //! - Its PULL side trusts the length in a ZMTP frame header and reserves that much memory
 //!   up front: 73 bytes (a greeting and a header claiming 4 TiB) abort the process. So the
 //!   inbound side here is our own small ZMTP reader, which checks every length against

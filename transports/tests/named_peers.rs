@@ -1,8 +1,9 @@
 //! Peers known by host name (`localhost:PORT` here; service names in docker): reached
 //! through a lookup at each fresh connection, so a peer that restarts is looked up again
 //! when its connection failed; a name that does not resolve costs dropped messages, never
-//! a wait in `send`; a named peer claiming a new address is looked up again. And what a
-//! node stamps as `reply_to`.
+//! a wait in `send`; a named peer claiming a new address is looked up again. A peer that
+//! says `Hello` (it restarted) is dialled afresh, even where the old connection still
+//! takes every write. And what a node stamps as `reply_to`.
 
 use ballot_core::{Message, NodeId};
 use ballot_transports::{
@@ -207,4 +208,74 @@ async fn tcp_redials_a_named_peer_that_claims_a_new_address() {
 #[tokio::test]
 async fn zmq_redials_a_named_peer_that_claims_a_new_address() {
     redials_when_a_named_peer_claims_a_new_address::<ZmqTransport>().await;
+}
+
+/// A peer that restarted says `Hello`, and the connection held to its previous life is
+/// dropped and dialled afresh. What it is for: a killed container's address vanishes
+/// with it, so writes into the old connection succeed and are lost for the minutes TCP
+/// takes to give up (a CI run on Swarm saw a restarted acceptor never hear from the
+/// leader again). Here a black hole stands in for the vanished address: a listener that
+/// accepts one connection (for ZeroMQ, also answers the handshake), then never reads.
+async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
+    use ballot_transports::zmq::zmtp as wire;
+    use tokio::io::AsyncWriteExt;
+    let at = free_loopback_ports(1).unwrap()[0];
+    let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
+    let hole = tokio::net::TcpListener::bind(at).await.unwrap();
+    let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
+    let hole_task = tokio::spawn(async move {
+        let (mut conn, _) = hole.accept().await.unwrap();
+        drop(hole);
+        if zmtp {
+            let mut hello = wire::greeting().to_vec();
+            hello.extend_from_slice(&wire::ready("PULL"));
+            conn.write_all(&hello).await.unwrap();
+        }
+        let _ = accepted_tx.send(());
+        // Holds the connection open and never reads it.
+        std::future::pending::<()>().await;
+        drop(conn);
+    });
+    let mut proposer = T::bind_at(p, any()).await.unwrap();
+    proposer.named(a, at.into());
+    proposer.send(Envelope::new(p, a, Message::Progress { applied: 0 })).unwrap();
+    tokio::time::timeout(DEADLINE, accepted).await.expect("the proposer dials the acceptor's address").unwrap();
+
+    // The acceptor's new life, at the same address. What the proposer sends still goes
+    // into the old connection, and is lost.
+    let mut acceptor: T = bind_retrying(a, at).await;
+    acceptor.named(p, proposer.listening().into());
+    for n in 1..=5 {
+        proposer.send(Envelope::new(p, a, Message::Progress { applied: n })).unwrap();
+    }
+    let swallowed = tokio::time::timeout(Duration::from_millis(300), acceptor.recv()).await;
+    assert!(swallowed.is_err(), "the setup must swallow writes, as a vanished address does: {swallowed:?}");
+
+    // It says Hello; once the proposer has read it, the next message dials afresh.
+    acceptor.send(Envelope::new(a, p, Message::Hello)).unwrap();
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let got = tokio::time::timeout(DEADLINE, proposer.recv()).await.expect("the Hello arrives").unwrap();
+        if got.msg == Message::Hello {
+            assert_eq!(got.from, a);
+            break;
+        }
+        assert!(Instant::now() < end, "no Hello within {DEADLINE:?}");
+    }
+    let before = proposer.counters();
+    deliver(&proposer, &mut acceptor, "delivery after the Hello").await;
+    let after = proposer.counters();
+    assert_eq!(after.connections_closed, before.connections_closed + 1, "the old connection dropped: {before:?} -> {after:?}");
+    assert!(after.connections_opened > before.connections_opened, "{before:?} -> {after:?}");
+    hole_task.abort();
+}
+
+#[tokio::test]
+async fn tcp_dials_a_restarted_peer_afresh_on_its_hello() {
+    dials_a_restarted_peer_afresh_on_its_hello::<TcpTransport>(false).await;
+}
+
+#[tokio::test]
+async fn zmq_dials_a_restarted_peer_afresh_on_its_hello() {
+    dials_a_restarted_peer_afresh_on_its_hello::<ZmqTransport>(true).await;
 }

@@ -5,7 +5,7 @@
 use ballot_core::{Command as Cmd, NodeId, Reply, Status, Tally};
 use ballot_nodes::control::{ControlClient, ControlReply, ControlRequest, CONTROL_DEADLINE};
 use ballot_nodes::{ClientError, ClientHandle, SubmitOptions};
-use ballot_transports::{NetOptions, TcpTransport, WireStats, ZmqTransport};
+use ballot_transports::{Envelope, NetOptions, TcpTransport, Transport, WireStats, ZmqTransport};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -329,6 +329,17 @@ impl Endpoint {
             Endpoint::Tcp(t) => t.stats(),
             Endpoint::Zmq(t) => t.stats(),
         }
+    }
+
+    /// The next envelope received, or `None` at the deadline.
+    pub async fn recv_within(&mut self, deadline: Duration) -> Option<Envelope> {
+        let next = async {
+            match self {
+                Endpoint::Tcp(t) => t.recv().await,
+                Endpoint::Zmq(t) => t.recv().await,
+            }
+        };
+        tokio::time::timeout(deadline, next).await.ok().flatten()
     }
 
     pub fn into_client(self, proposers: Vec<NodeId>) -> ClientHandle {
