@@ -1,9 +1,49 @@
-# The checks that deploy/compose-test.sh and deploy/stack-test.sh run on a seed-2 cluster
-# started from docker-compose.yml; sourced, not run. The caller defines:
-#   say TEXT...         print a progress line
-#   fail TEXT...        print a failure and exit non-zero
+# What deploy/compose-test.sh and deploy/stack-test.sh share: the start of a test (skip
+# without a Docker engine, the host tools, the image) and the checks they run on a seed-2
+# cluster started from docker-compose.yml. Sourced, not run, first thing after `cd` to the
+# repository, with $test_name set. Before the checks, the caller defines:
 #   cli ARGS...         run `ballot ARGS` on the cluster's network
 #   kill_nodes NODE...  SIGKILL the containers of these services
+
+say() { echo "$test_name: $*"; }
+fail() { say "FAIL: $*" >&2; exit 1; }
+
+# need_engine: skip (exit 0, one line) without a Docker engine; fail without curl or jq.
+need_engine() {
+  if ! docker info >/dev/null 2>&1; then
+    say "skipped: no Docker engine (docker info failed)"
+    exit 0
+  fi
+  local tool
+  for tool in curl jq; do
+    command -v "$tool" >/dev/null || fail "$tool is needed on the host"
+  done
+}
+
+# choose_image: BALLOT_IMAGE is BALLOT_TEST_IMAGE (built already, left alone) or a tag of
+# our own ($own_image set), so a developer's ballot:local is left alone. The transport is
+# BALLOT_TRANSPORT, tcp by default.
+choose_image() {
+  own_image=
+  if [ -n "${BALLOT_TEST_IMAGE:-}" ]; then
+    export BALLOT_IMAGE="$BALLOT_TEST_IMAGE"
+  else
+    export BALLOT_IMAGE="ballot:$test_name-$$"
+    own_image=1
+  fi
+  export BALLOT_TRANSPORT="${BALLOT_TRANSPORT:-tcp}"
+}
+
+# ready_image: build our own tag, or check the given one exists. Sets $start.
+ready_image() {
+  start=$SECONDS
+  if [ -n "$own_image" ]; then
+    deploy/build-image.sh
+    say "image built in $((SECONDS - start)) s"
+  else
+    docker image inspect "$BALLOT_IMAGE" >/dev/null 2>&1 || fail "BALLOT_TEST_IMAGE=$BALLOT_IMAGE: no such image"
+  fi
+}
 
 # Published HTTP ports (see docker-compose.yml).
 declare -A http=(

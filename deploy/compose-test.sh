@@ -12,13 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { echo "compose-test: $*"; }
-fail() { say "FAIL: $*" >&2; exit 1; }
-
-if ! docker info >/dev/null 2>&1; then
-  say "skipped: no Docker engine (docker info failed)"
-  exit 0
-fi
+test_name=compose-test
+# shellcheck source=deploy/cluster-checks.sh
+. deploy/cluster-checks.sh
+need_engine
 # Compose v2 (the docker plugin) or v1 (docker-compose); both read the same file.
 if docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
@@ -29,20 +26,8 @@ else
   say "skipped: no compose tool (neither 'docker compose' nor docker-compose)"
   exit 0
 fi
-for tool in curl jq; do
-  command -v "$tool" >/dev/null || fail "$tool is needed on the host"
-done
-
-# Our own image tag and project, so a developer's ballot:local and running cluster are
-# left alone.
-own_image=
-if [ -n "${BALLOT_TEST_IMAGE:-}" ]; then
-  export BALLOT_IMAGE="$BALLOT_TEST_IMAGE"
-else
-  export BALLOT_IMAGE="ballot:compose-test-$$"
-  own_image=1
-fi
-export BALLOT_TRANSPORT="${BALLOT_TRANSPORT:-tcp}"
+choose_image
+# Our own project, so a developer's running cluster is left alone.
 project=ballot-test
 dc() { "${compose[@]}" -p "$project" -f docker-compose.yml "$@"; }
 
@@ -59,13 +44,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start=$SECONDS
-if [ -n "$own_image" ]; then
-  deploy/build-image.sh
-  say "image built in $((SECONDS - start)) s"
-else
-  docker image inspect "$BALLOT_IMAGE" >/dev/null 2>&1 || fail "BALLOT_TEST_IMAGE=$BALLOT_IMAGE: no such image"
-fi
+ready_image
 say "starting the cluster ($BALLOT_TRANSPORT, image $BALLOT_IMAGE)"
 up_started=$SECONDS
 dc up -d >/dev/null 2>&1 || { dc up -d; fail "docker compose up failed"; }
@@ -87,8 +66,6 @@ kill_nodes() {
   docker kill "${ids[@]}" >/dev/null
 }
 
-# shellcheck source=deploy/cluster-checks.sh
-. deploy/cluster-checks.sh
 wait_cluster 60
 say "cluster up in $((SECONDS - up_started)) s"
 run_checks

@@ -17,26 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { echo "stack-test: $*"; }
-fail() { say "FAIL: $*" >&2; exit 1; }
-
-if ! docker info >/dev/null 2>&1; then
-  say "skipped: no Docker engine (docker info failed)"
-  exit 0
-fi
-for tool in curl jq; do
-  command -v "$tool" >/dev/null || fail "$tool is needed on the host"
-done
-
+test_name=stack-test
+# shellcheck source=deploy/cluster-checks.sh
+. deploy/cluster-checks.sh
+need_engine
+choose_image
 stack=ballottest
-own_image=
-if [ -n "${BALLOT_TEST_IMAGE:-}" ]; then
-  export BALLOT_IMAGE="$BALLOT_TEST_IMAGE"
-else
-  export BALLOT_IMAGE="ballot:stack-test-$$"
-  own_image=1
-fi
-export BALLOT_TRANSPORT="${BALLOT_TRANSPORT:-tcp}"
 joined=          # we ran `docker swarm init`
 had_gwbridge=    # docker_gwbridge existed before
 docker network inspect docker_gwbridge >/dev/null 2>&1 && had_gwbridge=1
@@ -115,13 +101,7 @@ if [ -n "$(docker stack ls --format '{{.Name}}' | grep -x "$stack" || true)" ]; 
   fail "a stack named $stack is already deployed; remove it with docker stack rm $stack"
 fi
 
-start=$SECONDS
-if [ -n "$own_image" ]; then
-  deploy/build-image.sh
-  say "image built in $((SECONDS - start)) s"
-else
-  docker image inspect "$BALLOT_IMAGE" >/dev/null 2>&1 || fail "BALLOT_TEST_IMAGE=$BALLOT_IMAGE: no such image"
-fi
+ready_image
 say "deploying the stack ($BALLOT_TRANSPORT, image $BALLOT_IMAGE)"
 up_started=$SECONDS
 # The image is local: no registry to ask for its digest.
@@ -145,8 +125,6 @@ kill_nodes() {
 }
 address_of() { curl -fsS -m 2 "$discovery/members" | jq -r --arg n "$1" '.members[] | select(.node == $n) | .addr'; }
 
-# shellcheck source=deploy/cluster-checks.sh
-. deploy/cluster-checks.sh
 wait_cluster 90
 say "stack up in $((SECONDS - up_started)) s"
 before=$(address_of acceptor-1)
