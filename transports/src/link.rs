@@ -592,7 +592,18 @@ impl<C: Connector> PeerTask<C> {
                 continue;
             }
             if link.is_none() {
-                backoff.wait().await;
+                // A peer that says it is back (or moved) is dialled at once, not after
+                // the back-off its absence built up (up to `backoff_max`, longer than an
+                // election timeout: a restarted proposer would hear no leader and run).
+                tokio::select! {
+                    biased;
+                    Ok(()) = self.restarted.changed() => {
+                        self.restarted.borrow_and_update();
+                        backoff.reset();
+                    }
+                    Ok(()) = self.addr.changed() => backoff.reset(),
+                    () = backoff.wait() => {}
+                }
                 let addr = self.addr.borrow_and_update().clone();
                 match self.dial(&addr).await {
                     Some(c) => {

@@ -15,6 +15,9 @@
 //!   the dead connection are lost, as Paxos allows. A restarted node also says `Hello`,
 //!   which drops the socket at once (see [`crate::link`]): where the dead peer's address
 //!   vanished with it (a container), no error ever comes, and only that brings it back.
+//! - Its `connect` retries a refused connection, sleeping 50 ms, 100 ms, ... in between,
+//!   for as long as it is let. So a dial first makes a plain TCP connection, which fails at
+//!   once where nobody listens, and the peer task's own back-off takes over.
 //! - Its PULL side trusts the length in a ZMTP frame header and reserves that much memory
 //!   up front: 73 bytes (a greeting and a header claiming 4 TiB) abort the process. So the
 //!   inbound side here is our own small ZMTP reader, which checks every length against
@@ -77,6 +80,13 @@ mod connector {
         type Conn = zeromq::PushSocket;
 
         async fn connect(&mut self, addr: SocketAddr) -> io::Result<zeromq::PushSocket> {
+            // The crate's `connect` retries a refused connection with growing sleeps for
+            // as long as it is let (our connect deadline): a peer that is down would hold
+            // this task there, and a peer back up would be reached only after the crate's
+            // current sleep. A plain TCP connect first fails at once, as TCP's dial does,
+            // and the peer task's back-off (which a `Hello` cuts short) takes over. The
+            // listener counts a connection closed before its first byte as no handshake.
+            drop(TcpStream::connect(addr).await?);
             let mut socket = zeromq::PushSocket::new();
             socket.connect(&format!("tcp://{addr}")).await.map_err(io::Error::other)?;
             Ok(socket)
@@ -162,7 +172,8 @@ enum Ended {
 async fn serve_pull(stream: TcpStream, opts: Arc<NetOptions>, stats: Arc<Counters>, inbox: mpsc::Sender<Envelope>) {
     let mut conn = BufReader::with_capacity(64 * 1024, stream);
     let ended = match timeout(opts.connect_timeout, handshake(&mut conn)).await {
-        Ok(Ok(())) => read_messages(&mut conn, &opts, &stats, &inbox).await,
+        Ok(Ok(true)) => read_messages(&mut conn, &opts, &stats, &inbox).await,
+        Ok(Ok(false)) => Ended::Quiet,
         _ => Ended::Handshake,
     };
     match ended {
@@ -174,14 +185,23 @@ async fn serve_pull(stream: TcpStream, opts: Arc<NetOptions>, stats: Arc<Counter
 }
 
 /// Greeting both ways, then READY both ways. We speak first, as ZMTP allows, so a peer
-/// that waits for us is not kept waiting.
-async fn handshake(conn: &mut BufReader<TcpStream>) -> io::Result<()> {
+/// that waits for us is not kept waiting. `Ok(false)`: the peer closed before sending a
+/// byte (a port probe, such as our own dialler's): no handshake, and not a bad one.
+async fn handshake(conn: &mut BufReader<TcpStream>) -> io::Result<bool> {
     let bad = || io::Error::from(io::ErrorKind::InvalidData);
     let mut out = zmtp::greeting().to_vec();
     out.extend_from_slice(&zmtp::ready("PULL"));
-    conn.get_mut().write_all(&out).await?;
+    // A probe may be gone already: its reset shows in the read below.
+    let wrote = conn.get_mut().write_all(&out).await;
     let mut greeting = [0u8; 64];
-    conn.read_exact(&mut greeting).await?;
+    match conn.read(&mut greeting[..1]).await {
+        Ok(0) => return Ok(false),
+        // Closed with our greeting unread: the kernel answers with a reset.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(false),
+        Err(e) => return Err(e),
+        Ok(_) => wrote?,
+    }
+    conn.read_exact(&mut greeting[1..]).await?;
     if greeting[0] != 0xff || greeting[9] != 0x7f || greeting[10] < 3 || &greeting[12..16] != b"NULL" {
         return Err(bad());
     }
@@ -194,7 +214,7 @@ async fn handshake(conn: &mut BufReader<TcpStream>) -> io::Result<()> {
     if cmd.get(..6) != Some(b"\x05READY") {
         return Err(bad());
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Reads a frame header: flags and length.

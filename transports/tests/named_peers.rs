@@ -25,7 +25,10 @@ fn opts() -> NetOptions {
 
 /// What the two transports must offer for these tests.
 trait Endpoint: Transport + Sized {
-    async fn bind_at(id: NodeId, listen: SocketAddr) -> std::io::Result<Self>;
+    async fn bind_at(id: NodeId, listen: SocketAddr) -> std::io::Result<Self> {
+        Self::bind_opts(id, listen, opts()).await
+    }
+    async fn bind_opts(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self>;
     fn named(&self, id: NodeId, addr: PeerAddr);
     fn counters(&self) -> WireStats;
     fn advertise_as(&mut self, addr: Option<SocketAddr>);
@@ -35,8 +38,8 @@ trait Endpoint: Transport + Sized {
 macro_rules! endpoint {
     ($t:ty) => {
         impl Endpoint for $t {
-            async fn bind_at(id: NodeId, listen: SocketAddr) -> std::io::Result<Self> {
-                <$t>::bind(id, listen, BTreeMap::new(), opts()).await
+            async fn bind_opts(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self> {
+                <$t>::bind(id, listen, BTreeMap::new(), opts).await
             }
             fn named(&self, id: NodeId, addr: PeerAddr) {
                 self.set_peer(id, addr)
@@ -222,24 +225,36 @@ async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
     let at = free_loopback_ports(1).unwrap()[0];
     let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
     let hole = tokio::net::TcpListener::bind(at).await.unwrap();
-    let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let hole_task = tokio::spawn(async move {
-        let (mut conn, _) = hole.accept().await.unwrap();
-        drop(hole);
-        if zmtp {
-            let mut hello = wire::greeting().to_vec();
-            hello.extend_from_slice(&wire::ready("PULL"));
-            conn.write_all(&hello).await.unwrap();
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                Ok((mut conn, _)) = hole.accept() => {
+                    if zmtp {
+                        let mut hello = wire::greeting().to_vec();
+                        hello.extend_from_slice(&wire::ready("PULL"));
+                        let _ = conn.write_all(&hello).await;
+                    }
+                    held.push(conn);
+                }
+            }
         }
-        let _ = accepted_tx.send(());
-        // Holds the connection open and never reads it.
+        drop(hole);
+        // Holds the connections open and never reads them.
         std::future::pending::<()>().await;
-        drop(conn);
+        drop(held);
     });
     let mut proposer = T::bind_at(p, any()).await.unwrap();
     proposer.named(a, at.into());
     proposer.send(Envelope::new(p, a, Message::Progress { applied: 0 })).unwrap();
-    tokio::time::timeout(DEADLINE, accepted).await.expect("the proposer dials the acceptor's address").unwrap();
+    let end = Instant::now() + DEADLINE;
+    while proposer.counters().connections_opened == 0 {
+        assert!(Instant::now() < end, "the proposer did not connect: {:?}", proposer.counters());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
 
     // The acceptor's new life, at the same address. What the proposer sends still goes
     // into the old connection, and is lost.
@@ -278,4 +293,47 @@ async fn tcp_dials_a_restarted_peer_afresh_on_its_hello() {
 #[tokio::test]
 async fn zmq_dials_a_restarted_peer_afresh_on_its_hello() {
     dials_a_restarted_peer_afresh_on_its_hello::<ZmqTransport>(true).await;
+}
+
+/// A dial to a port where nobody listens fails at once (for ZeroMQ too, whose crate would
+/// retry it until the connect deadline). A peer that was down built up a back-off (up to
+/// `backoff_max`, longer than an election timeout); its `Hello` when it is back cuts the
+/// wait short, also for a message already waiting it out. Here the connect deadline and
+/// the back-off are a minute, longer than the test's deadline.
+async fn a_hello_cuts_the_backoff_short<T: Endpoint>() {
+    let at = free_loopback_ports(1).unwrap()[0];
+    let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
+    let minute = Duration::from_secs(60);
+    let patient = NetOptions { connect_timeout: minute, backoff_min: minute, backoff_max: minute, ..opts() };
+    let mut proposer = T::bind_opts(p, any(), patient).await.unwrap();
+    proposer.named(a, at.into());
+    // Nobody listens there yet: the dial fails and the next one may wait a minute.
+    proposer.send(Envelope::new(p, a, Message::Progress { applied: 1 })).unwrap();
+    let end = Instant::now() + DEADLINE;
+    while proposer.counters().connect_failures == 0 {
+        assert!(Instant::now() < end, "the dial to nobody did not fail at once: {:?}", proposer.counters());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // This one waits out the back-off.
+    proposer.send(Envelope::new(p, a, Message::Progress { applied: 2 })).unwrap();
+
+    let mut acceptor: T = bind_retrying(a, at).await;
+    acceptor.named(p, proposer.listening().into());
+    acceptor.send(Envelope::new(a, p, Message::Hello)).unwrap();
+    let got = tokio::time::timeout(DEADLINE, proposer.recv()).await.expect("the Hello arrives").unwrap();
+    assert_eq!((got.from, got.msg), (a, Message::Hello));
+    let waited = tokio::time::timeout(DEADLINE, acceptor.recv())
+        .await
+        .expect("the message waiting out the back-off is sent once the peer says Hello");
+    assert_eq!(waited.unwrap().msg, Message::Progress { applied: 2 });
+}
+
+#[tokio::test]
+async fn tcp_a_hello_cuts_the_backoff_short() {
+    a_hello_cuts_the_backoff_short::<TcpTransport>().await;
+}
+
+#[tokio::test]
+async fn zmq_a_hello_cuts_the_backoff_short() {
+    a_hello_cuts_the_backoff_short::<ZmqTransport>().await;
 }
