@@ -291,7 +291,7 @@ impl<C: Connector> Outbound<C> {
         let moved_client = match &*link.addr.borrow() {
             PeerAddr::Ip(known) => *known != addr && id.role == ballot_core::Role::Client,
             PeerAddr::Host { .. } => {
-                link.heard_at.send_if_modified(|h| std::mem::replace(h, Some(addr)) != Some(addr));
+                link.heard_at.send_if_modified(|h| h.replace(addr) != Some(addr));
                 false
             }
         };
