@@ -231,9 +231,9 @@ struct PeerLink {
     heard_at: watch::Sender<Option<SocketAddr>>,
     /// Bumped at each [`Message::Hello`] from the peer, which it sends when it (re)starts
     /// (a client also before each retry): whatever connection we hold to it may be to its
-    /// previous life, and is dropped. Where that life's
-    /// address vanished with it (a container's), writes into the old connection succeed
-    /// and are lost for the minutes TCP takes to give up.
+    /// previous life, and is dropped. Where that life's address vanished with it (a
+    /// container's), writes into the old connection succeed and are lost for the minutes
+    /// TCP takes to give up.
     restarted: watch::Sender<u64>,
 }
 
