@@ -6,6 +6,7 @@
 //!   TCP and over ZeroMQ (one helper, parameterised by transport).
 //! - SIGTERM and SIGINT stop a node with status 0; an acceptor killed with SIGKILL and
 //!   restarted on its data dir reports the promise it had, and the cluster commits on.
+//!   A node that starts says `Hello` to every peer, stamped with its listen address.
 //! - A data dir of another cluster, a log corrupted in the middle, a bad `--peers` entry,
 //!   an unknown `--id` and a cluster without learner are refused with one line on stderr.
 //! - Thousands of hostile byte strings on the listen ports of the learner and an acceptor
