@@ -4,6 +4,7 @@
 use crate::cluster::{join_all, Cluster, ClusterSpec, TransportKind, VoteOptions};
 use crate::runner::{run_scenario, RunConfig, Verdict};
 use ballot_transports::EventLog;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,8 @@ pub struct ProcFigures {
     pub wall_secs: f64,
     /// Latency of each committed vote, ms, sorted.
     pub latencies_ms: Vec<f64>,
+    /// Votes not answered ok, by error (`timeout`, `no_quorum`, ...).
+    pub not_ok: BTreeMap<String, usize>,
 }
 
 impl ProcFigures {
@@ -110,28 +113,37 @@ pub fn proc_throughput(transport: TransportKind, voters: usize, per_voter: usize
         c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
         let opts = VoteOptions { timeout: Some(Duration::from_secs(10)), ..VoteOptions::default() };
         let t0 = Instant::now();
-        let per: Vec<Vec<f64>> = join_all((0..voters).map(|v| {
+        let per: Vec<(Vec<f64>, Vec<String>)> = join_all((0..voters).map(|v| {
             let (c, opts) = (&c, &opts);
             async move {
-                let mut lat = Vec::new();
+                let (mut lat, mut not_ok) = (Vec::new(), Vec::new());
                 for i in 0..per_voter {
                     let r = c.vote(&format!("voter-{v}-{i}"), "ada", opts).await;
                     if r.ok {
                         lat.push(r.latency_ms);
+                    } else {
+                        not_ok.push(r.error);
                     }
                 }
-                lat
+                (lat, not_ok)
             }
         }))
         .await;
         let wall_secs = t0.elapsed().as_secs_f64();
-        let mut latencies_ms: Vec<f64> = per.into_iter().flatten().collect();
+        let mut not_ok = BTreeMap::new();
+        let mut latencies_ms = Vec::new();
+        for (lat, errors) in per {
+            latencies_ms.extend(lat);
+            for e in errors {
+                *not_ok.entry(e).or_insert(0) += 1;
+            }
+        }
         latencies_ms.sort_by(|a, b| a.total_cmp(b));
         c.shutdown();
         if let crate::cluster::Backend::Proc(b) = c.backend() {
             b.remove_run_dir();
         }
-        Ok(ProcFigures { voters, committed: latencies_ms.len(), wall_secs, latencies_ms })
+        Ok(ProcFigures { voters, committed: latencies_ms.len(), wall_secs, latencies_ms, not_ok })
     })
 }
 

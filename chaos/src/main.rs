@@ -318,13 +318,17 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
         let n = n.max(1);
         let per = if n == 1 { 2000 } else { (64_000 / n).max(1) };
         match bench::proc_throughput(kind, n, per, 11) {
-            Ok(f) => println!(
-                "voters={n:<4} committed={:<6} votes/s={:.0} latency p50={:.2}ms p99={:.2}ms",
-                f.committed,
-                f.votes_per_sec(),
-                f.percentile(50.0),
-                f.percentile(99.0)
-            ),
+            Ok(f) => {
+                let not_ok: String = f.not_ok.iter().map(|(e, n)| format!(" {e}={n}")).collect();
+                println!(
+                    "voters={n:<4} committed={:<6} votes/s={:.0} latency p50={:.2}ms p99={:.2}ms{}",
+                    f.committed,
+                    f.votes_per_sec(),
+                    f.percentile(50.0),
+                    f.percentile(99.0),
+                    if not_ok.is_empty() { String::new() } else { format!(" not ok:{not_ok}") }
+                )
+            }
             Err(e) => {
                 eprintln!("chaos: bench failed: {e}");
                 return ExitCode::from(1);
