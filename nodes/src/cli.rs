@@ -100,14 +100,9 @@ struct Outcome {
     json: serde_json::Value,
 }
 
+/// `--peers` as `ballot-node` reads it, and at least one proposer in it.
 fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
-    let mut peers = BTreeMap::new();
-    for item in list.iter().filter(|s| !s.trim().is_empty()) {
-        let (name, addr) = item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
-        let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
-        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--peers: {e} (for {name})"))?;
-        peers.insert(id, addr);
-    }
+    let peers = crate::process::parse_peers(list)?;
     if !peers.keys().any(|n| n.role == Role::Proposer) {
         return Err("--peers names no proposer: give the cluster's nodes, e.g. --peers proposer-1=127.0.0.1:7001,...".into());
     }

@@ -143,9 +143,10 @@ pub enum TransportArg {
     Zmq,
 }
 
-fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
+/// `--peers`: `name=host:port`, comma-separated (also the `ballot` CLI's flag).
+pub(crate) fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
     let mut peers = BTreeMap::new();
-    for item in list.iter().filter(|s| !s.is_empty()) {
+    for item in list.iter().filter(|s| !s.trim().is_empty()) {
         let (name, addr) = item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
         let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
         let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--peers: {e} (for {name})"))?;
