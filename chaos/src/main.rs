@@ -115,10 +115,7 @@ fn main() -> ExitCode {
         }
     };
     let seed = seed.unwrap_or_else(random_seed);
-    let telemetry = start_tracing(otlp).unwrap_or_else(|e| {
-        eprintln!("chaos: tracing is off: {e}");
-        None
-    });
+    let telemetry = start_tracing(otlp);
     let kind = match transport {
         TransportKind::Mem => ballot_chaos::TransportKind::Mem,
         TransportKind::Tcp => ballot_chaos::TransportKind::Tcp,
@@ -172,19 +169,25 @@ fn main() -> ExitCode {
     ExitCode::from(runner::exit_code(&results) as u8)
 }
 
-/// Tracing for `chaos run`: spans of chaos itself under the service `chaos` (or
-/// OTEL_SERVICE_NAME), each in-process node under its own id; node processes inherit the
-/// endpoint through the environment.
-fn start_tracing(flag: Option<String>) -> Result<Option<ballot_nodes::telemetry::Telemetry>, String> {
+/// Tracing for `chaos run` and `chaos bench`: spans of chaos itself under the service
+/// `chaos` (or OTEL_SERVICE_NAME), each in-process node under its own id; node processes
+/// inherit the endpoint through the environment. A bad setting is one line on stderr and
+/// no tracing: the run matters more than its trace.
+fn start_tracing(flag: Option<String>) -> Option<ballot_nodes::telemetry::Telemetry> {
     use ballot_nodes::telemetry::{self, TelemetryConfig};
-    let Some(mut config) = TelemetryConfig::from_env(flag, "chaos", None)? else {
-        return Ok(None);
+    let mut config = match TelemetryConfig::from_env(flag, "chaos", None) {
+        Ok(Some(config)) => config,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("chaos: tracing is off: {e}");
+            return None;
+        }
     };
     config.per_node_services = true;
     // Node processes started by chaos read it (still one thread here).
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &config.endpoint);
     println!("chaos: exporting traces to {}", config.endpoint);
-    Ok(telemetry::install(Some(&config), None, "warn", true))
+    telemetry::install(Some(&config), None, "warn", true)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -309,10 +312,7 @@ fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitC
 fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usize, skip_catch_up: bool) -> ExitCode {
     use ballot_chaos::bench;
     // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
-    let _telemetry = start_tracing(None).unwrap_or_else(|e| {
-        eprintln!("chaos: tracing is off: {e}");
-        None
-    });
+    let _telemetry = start_tracing(None);
     println!("chaos bench: {kind:?} node processes on 127.0.0.1, 3 proposers, 3 acceptors, 2 learners, fsync on");
     for &n in voters {
         let n = n.max(1);
