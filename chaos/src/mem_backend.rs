@@ -147,6 +147,7 @@ impl MemBackend {
         let current = self.net.default_faults();
         match cmd {
             FaultCommand::Partition { a, b } => self.net.partition(a, b),
+            FaultCommand::PartitionOneway { from, to } => self.net.partition_one_way(from, to),
             FaultCommand::Isolate(n) => self.net.isolate(*n),
             FaultCommand::Heal => self.net.heal(),
             FaultCommand::DropRate(p) => self.net.set_default_faults(LinkFaults { drop: *p, ..current }),
@@ -165,6 +166,18 @@ impl MemBackend {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
             h.control(Control::Status(tx));
+        }
+        tokio::time::timeout(STATUS_DEADLINE, rx).await.ok()?.ok()
+    }
+
+    /// The ballot `id` (an acceptor) accepted `slot` at; `None` if it is down or paused.
+    pub async fn accepted_at(&self, id: NodeId, slot: u64) -> Option<Option<ballot_core::Ballot>> {
+        if !self.is_alive(id) || self.is_paused(id) {
+            return None;
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
+            h.control(Control::AcceptedAt { slot, reply });
         }
         tokio::time::timeout(STATUS_DEADLINE, rx).await.ok()?.ok()
     }

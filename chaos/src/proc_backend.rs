@@ -359,6 +359,14 @@ impl ProcBackend {
         }
     }
 
+    /// The ballot `id` (an acceptor) accepted `slot` at; `None` if it is down or paused.
+    pub async fn accepted_at(&self, id: NodeId, slot: u64) -> Option<Option<ballot_core::Ballot>> {
+        match self.control(id, &ControlRequest::AcceptedAt { slot }).await? {
+            ControlReply::AcceptedAt(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// Start a node that was not in the configuration (a learner joining): new ports,
     /// its own data dir; the others learn its address from its first messages.
     pub async fn add(&self, id: NodeId) -> Result<(), String> {

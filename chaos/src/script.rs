@@ -160,11 +160,26 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
             "heartbeat_ms" => spec.timing.heartbeat_ms = millis(val)?,
             "election_min_ms" => spec.timing.election_min_ms = millis(val)?,
             "election_max_ms" => spec.timing.election_max_ms = millis(val)?,
+            // The liveness rules, for scenarios that show what each one prevents (mem only).
+            "check_quorum" | "leader_lease" | "reopen_stuck" => {
+                let Ok(on) = val.as_bool() else {
+                    return usage(ctx, UsageError(format!("cluster option '{k}' takes true or false")));
+                };
+                if !on && ctx.transport != TransportKind::Mem {
+                    return usage(ctx, UsageError(format!("cluster option '{k}: false' works on --transport mem only")));
+                }
+                let rules = &mut spec.timing.rules;
+                match k.as_str() {
+                    "check_quorum" => rules.check_quorum = on,
+                    "leader_lease" => rules.leader_lease = on,
+                    _ => rules.reopen_stuck = on,
+                }
+            }
             other => {
                 return usage(
                     ctx,
                     UsageError(format!(
-                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms"
+                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms, check_quorum, leader_lease, reopen_stuck"
                     )),
                 )
             }
@@ -475,6 +490,13 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         let a = c.nodes_of(&a, "partition")?;
         let b = c.nodes_of(&b, "partition")?;
         c.block_on(c.cluster.partition(&a, &b));
+        Ok(())
+    });
+    engine.register_fn("partition_oneway", |c: &mut ClusterRef, from: Array, to: Array| -> Res<()> {
+        let _step = step(&c.ctx, "partition_oneway", || format!("{from:?} -> {to:?}"));
+        let from = c.nodes_of(&from, "partition_oneway")?;
+        let to = c.nodes_of(&to, "partition_oneway")?;
+        c.block_on(c.cluster.partition_oneway(&from, &to));
         Ok(())
     });
     engine.register_fn("heal", |c: &mut ClusterRef| {

@@ -4,7 +4,8 @@ use crate::actor::{Actor, Status};
 use crate::config::Config;
 use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId, Role};
-use crate::msg::{AcceptedEntry, Message};
+use crate::command::value_size;
+use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,6 +23,16 @@ pub struct Acceptor {
     /// they get `Learn` messages too. Learners never count toward a quorum, so a joiner
     /// cannot change what is chosen.
     joined: BTreeSet<NodeId>,
+    /// Leader stickiness: the highest ballot whose own proposer was heard (a heartbeat or
+    /// an accept at a ballot at least our promise) in the current lease period, and in the
+    /// last one. While such a lease runs, a `Prepare` from any other proposer is refused,
+    /// so a proposer that cannot hear the leader (restarted, or cut from the other
+    /// proposers) cannot unseat a leader that a majority of acceptors still hears. The
+    /// lease ends one to two periods (`election_min_ms / 3` each) after the leader was last
+    /// heard, before a follower's election timeout (at least `election_min_ms` after its
+    /// last heartbeat) runs out, so failover is not slowed. Refusing is always safe.
+    heard_leader: Option<Ballot>,
+    lease: Option<Ballot>,
 }
 
 impl Acceptor {
@@ -35,6 +46,43 @@ impl Acceptor {
             to_proposers: BTreeMap::new(),
             to_learners: Vec::new(),
             joined: BTreeSet::new(),
+            heard_leader: None,
+            lease: None,
+        }
+    }
+
+    fn lease_period(&self) -> u64 {
+        (self.config.timing.election_min_ms / 3).max(1)
+    }
+
+    /// Accepted entries in `from..=to`, at most `max` of them and about [`PAGE_BYTES`]
+    /// (at least one), and the last slot the page covers.
+    fn page(&self, from: u64, to: u64, max: usize) -> (Vec<AcceptedEntry>, u64) {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        if from > to {
+            return (entries, to);
+        }
+        for (&slot, (b, v)) in self.accepted.range(from..=to) {
+            let size = value_size(v);
+            if !entries.is_empty() && (bytes + size > PAGE_BYTES || entries.len() >= max) {
+                return (entries, slot - 1);
+            }
+            bytes += size;
+            entries.push(AcceptedEntry { slot, ballot: *b, value: v.clone() });
+        }
+        (entries, to)
+    }
+
+    /// The highest slot this acceptor accepted a value for (0 if none).
+    pub fn last_accepted(&self) -> u64 {
+        self.accepted.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The leader of `ballot` spoke at that ballot, which is at least our promise.
+    fn heard(&mut self, from: NodeId, ballot: Ballot) {
+        if from == ballot.leader() && ballot >= self.promised {
+            self.heard_leader = self.heard_leader.max(Some(ballot));
         }
     }
 
@@ -63,18 +111,32 @@ impl Actor for Acceptor {
         self.id
     }
 
-    fn start(&mut self, _out: &mut Outbox) {}
+    fn start(&mut self, out: &mut Outbox) {
+        let t = self.lease_period();
+        out.set_timer(Timer::Lease, t, t);
+    }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
         match msg {
-            Message::Prepare { ballot, from_slot } if from.role == Role::Proposer => {
-                if self.promise_at_least(ballot, out) {
-                    let accepted = self
-                        .accepted
-                        .range(from_slot..)
-                        .map(|(&slot, (b, v))| AcceptedEntry { slot, ballot: *b, value: v.clone() })
-                        .collect();
-                    out.send(from, Message::Promise { ballot, accepted });
+            Message::Prepare { ballot, from_slot, to_slot } if from.role == Role::Proposer => {
+                // The leader's lease: refuse to be taken over by anyone but the leader
+                // itself while the leader is heard (the Nack names the leader's ballot).
+                let sticky = self.config.timing.rules.leader_lease
+                    && self.lease.max(self.heard_leader).is_some_and(|l| ballot > l && from != l.leader());
+                if !sticky && self.promise_at_least(ballot, out) {
+                    let (accepted, end) = self.page(from_slot, to_slot, usize::MAX);
+                    let last = self.last_accepted();
+                    out.send(from, Message::Promise { ballot, from_slot, end, last, accepted });
+                } else {
+                    out.send(from, Message::Nack { ballot, promised: self.promised });
+                }
+            }
+            Message::Heartbeat { ballot, .. } if from.role == Role::Proposer => {
+                // Check-quorum: the leader counts this answer as "a majority still hears
+                // me"; a stale leader is told it was overtaken.
+                if ballot >= self.promised {
+                    self.heard(from, ballot);
+                    out.send(from, Message::Accepted { ballot, slots: Vec::new() });
                 } else {
                     out.send(from, Message::Nack { ballot, promised: self.promised });
                 }
@@ -84,6 +146,7 @@ impl Actor for Acceptor {
                     out.send(from, Message::Nack { ballot, promised: self.promised });
                     return;
                 }
+                self.heard(from, ballot);
                 self.promised = ballot;
                 out.persist(PersistOp::Accept { slot, ballot, value: value.clone() });
                 self.accepted.insert(slot, (ballot, value.clone()));
@@ -98,12 +161,7 @@ impl Actor for Acceptor {
                 if !self.config.learners.contains(&from) {
                     self.joined.insert(from);
                 }
-                let entries: Vec<_> = self
-                    .accepted
-                    .range(applied.saturating_add(1)..)
-                    .take(self.config.timing.catch_up_batch)
-                    .map(|(&slot, (b, v))| AcceptedEntry { slot, ballot: *b, value: v.clone() })
-                    .collect();
+                let (entries, _) = self.page(applied.saturating_add(1), u64::MAX, self.config.timing.catch_up_batch);
                 if !entries.is_empty() {
                     out.send(from, Message::Learn { entries });
                 }
@@ -113,7 +171,13 @@ impl Actor for Acceptor {
         }
     }
 
-    fn on_timer(&mut self, _timer: Timer, _out: &mut Outbox) {}
+    fn on_timer(&mut self, timer: Timer, out: &mut Outbox) {
+        if timer == Timer::Lease {
+            self.lease = std::mem::take(&mut self.heard_leader);
+            let t = self.lease_period();
+            out.set_timer(Timer::Lease, t, t);
+        }
+    }
 
     fn flush(&mut self, out: &mut Outbox) {
         for (to, (ballot, slots)) in std::mem::take(&mut self.to_proposers) {
@@ -125,6 +189,10 @@ impl Actor for Acceptor {
                 out.send(l, Message::Learn { entries: entries.clone() });
             }
         }
+    }
+
+    fn accepted_ballot(&self, slot: u64) -> Option<Ballot> {
+        self.accepted.get(&slot).map(|(b, _)| *b)
     }
 
     fn status(&self) -> Status {
@@ -156,14 +224,14 @@ mod tests {
         let mut a = acceptor();
         let mut out = Outbox::new();
         let b = Ballot::new(1, 1);
-        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: b, from_slot: 1 }, &mut out);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: b, from_slot: 1, to_slot: u64::MAX }, &mut out);
         assert_eq!(
             out.take(),
             vec![
                 Effect::Persist(PersistOp::Promise(b)),
                 Effect::Send {
                     to: NodeId::proposer(1),
-                    msg: Message::Promise { ballot: b, accepted: vec![] }
+                    msg: Message::Promise { ballot: b, from_slot: 1, end: u64::MAX, last: 0, accepted: vec![] }
                 },
             ]
         );
@@ -173,9 +241,9 @@ mod tests {
     fn prepare_below_promise_is_nacked_and_changes_nothing() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(2, 2), from_slot: 1 }, &mut out);
+        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(2, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
         out.take();
-        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(2, 1), from_slot: 1 }, &mut out);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(2, 1), from_slot: 1, to_slot: u64::MAX }, &mut out);
         assert_eq!(
             out.take(),
             vec![Effect::Send {
@@ -222,9 +290,12 @@ mod tests {
             a.on_message(NodeId::proposer(1), Message::Accept { ballot: b1, slot, value: value() }, &mut out);
         }
         a.flush(&mut out);
+        // proposer-1 is not heard for two lease periods: its lease has ended.
+        a.on_timer(Timer::Lease, &mut out);
+        a.on_timer(Timer::Lease, &mut out);
         out.take();
         let b2 = Ballot::new(2, 2);
-        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: b2, from_slot: 2 }, &mut out);
+        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: b2, from_slot: 2, to_slot: u64::MAX }, &mut out);
         let sent: Vec<_> = out.take().into_iter().filter_map(|e| match e {
             Effect::Send { msg: Message::Promise { accepted, .. }, .. } => Some(accepted),
             _ => None,
@@ -234,11 +305,113 @@ mod tests {
         assert!(sent[0].iter().all(|e| e.ballot == b1));
     }
 
+    fn promises(out: &mut Outbox) -> Vec<Message> {
+        out.take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { msg: m @ (Message::Promise { .. } | Message::Nack { .. }), .. } => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_heard_leader_keeps_its_lease_and_others_are_refused_until_it_ends() {
+        let mut a = acceptor();
+        let mut out = Outbox::new();
+        let b1 = Ballot::new(1, 1);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: b1, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        out.take();
+        let b2 = Ballot::new(2, 2);
+        let prepare2 = Message::Prepare { ballot: b2, from_slot: 1, to_slot: u64::MAX };
+        // The leader's heartbeat is answered (check-quorum) and starts its lease.
+        a.on_message(NodeId::proposer(1), Message::Heartbeat { ballot: b1, chosen: 0 }, &mut out);
+        assert_eq!(out.take(), vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Accepted { ballot: b1, slots: vec![] } }]);
+        // Heard in this period and heard again in each of the next: proposer-2 is refused,
+        // and the refusal names the leader's ballot.
+        for _ in 0..3 {
+            a.on_message(NodeId::proposer(2), prepare2.clone(), &mut out);
+            assert_eq!(promises(&mut out), vec![Message::Nack { ballot: b2, promised: b1 }]);
+            a.on_timer(Timer::Lease, &mut out);
+            a.on_message(NodeId::proposer(1), Message::Heartbeat { ballot: b1, chosen: 0 }, &mut out);
+            out.take();
+        }
+        assert_eq!(a.promised(), b1, "a refusal changes nothing");
+        // The leader itself may always prepare again (a restarted leader).
+        let b3 = Ballot::new(3, 1);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: b3, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        assert!(matches!(&promises(&mut out)[..], [Message::Promise { ballot, .. }] if *ballot == b3));
+        // The end of the period it was last heard in: the lease still runs for one more
+        // period, silent; after that it has ended.
+        a.on_timer(Timer::Lease, &mut out);
+        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(4, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        assert!(matches!(&promises(&mut out)[..], [Message::Nack { .. }]), "one silent period is not enough");
+        a.on_timer(Timer::Lease, &mut out);
+        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(4, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        assert!(matches!(&promises(&mut out)[..], [Message::Promise { .. }]), "the lease has ended");
+    }
+
+    #[test]
+    fn a_stale_leaders_heartbeat_is_nacked() {
+        let mut a = acceptor();
+        let mut out = Outbox::new();
+        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(5, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        out.take();
+        a.on_message(NodeId::proposer(1), Message::Heartbeat { ballot: Ballot::new(4, 1), chosen: 0 }, &mut out);
+        assert_eq!(
+            out.take(),
+            vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Nack { ballot: Ballot::new(4, 1), promised: Ballot::new(5, 2) } }]
+        );
+    }
+
+    fn big_value(bytes: usize) -> crate::command::Value {
+        Arc::new(vec![crate::command::Command::Vote {
+            request_id: "r".into(),
+            client: NodeId::client(1),
+            voter: "x".repeat(bytes),
+            candidate: "ada".into(),
+        }])
+    }
+
+    #[test]
+    fn promises_and_catch_up_answers_are_paged_by_bytes() {
+        let mut a = acceptor();
+        let mut out = Outbox::new();
+        let b = Ballot::new(1, 1);
+        // 40 slots of about 60 KiB: 2.4 MiB in all, more than two pages.
+        for slot in 1..=40 {
+            a.on_message(NodeId::proposer(1), Message::Accept { ballot: b, slot, value: big_value(60_000) }, &mut out);
+        }
+        a.flush(&mut out);
+        out.take();
+        let mut from = 1;
+        let mut pages = 0;
+        while from <= 40 {
+            a.on_message(NodeId::proposer(1), Message::Prepare { ballot: b, from_slot: from, to_slot: u64::MAX }, &mut out);
+            let [Message::Promise { from_slot, end, last, accepted, .. }] = &promises(&mut out)[..] else { panic!("one promise") };
+            assert_eq!((*from_slot, *last), (from, 40));
+            let bytes: usize = accepted.iter().map(|e| value_size(&e.value)).sum();
+            assert!(bytes <= PAGE_BYTES, "page of {bytes} bytes");
+            assert_eq!(accepted.first().map(|e| e.slot), Some(from));
+            assert_eq!(accepted.last().map(|e| e.slot), Some((*end).min(40)), "the page ends where it says");
+            pages += 1;
+            if *end >= 40 {
+                break;
+            }
+            from = end + 1;
+        }
+        assert_eq!(pages, 3);
+        a.on_message(NodeId::learner(1), Message::CatchUp { applied: 0 }, &mut out);
+        let learn = out.take();
+        let [Effect::Send { msg: Message::Learn { entries }, .. }] = &learn[..] else { panic!("one Learn") };
+        assert!(entries.len() < 40 && entries.iter().map(|e| value_size(&e.value)).sum::<usize>() <= PAGE_BYTES);
+    }
+
     #[test]
     fn accept_below_promise_is_nacked_and_not_stored() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(3, 2), from_slot: 1 }, &mut out);
+        a.on_message(NodeId::proposer(2), Message::Prepare { ballot: Ballot::new(3, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
         out.take();
         a.on_message(NodeId::proposer(1), Message::Accept { ballot: Ballot::new(1, 1), slot: 1, value: value() }, &mut out);
         a.flush(&mut out);
@@ -259,7 +432,7 @@ mod tests {
         durable.apply(&PersistOp::Accept { slot: 7, ballot: Ballot::new(4, 2), value: value() });
         let mut a = Acceptor::new(NodeId::acceptor(2), config, durable);
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(3, 1), from_slot: 1 }, &mut out);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(3, 1), from_slot: 1, to_slot: u64::MAX }, &mut out);
         assert!(matches!(&out.take()[..], [Effect::Send { msg: Message::Nack { .. }, .. }]));
         assert_eq!(a.accepted(7).map(|e| e.0), Some(Ballot::new(4, 2)));
     }
@@ -268,7 +441,7 @@ mod tests {
     fn messages_from_wrong_roles_are_ignored() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::client(1), Message::Prepare { ballot: Ballot::new(9, 9), from_slot: 1 }, &mut out);
+        a.on_message(NodeId::client(1), Message::Prepare { ballot: Ballot::new(9, 9), from_slot: 1, to_slot: u64::MAX }, &mut out);
         a.on_message(NodeId::learner(1), Message::Accept { ballot: Ballot::new(9, 9), slot: 1, value: value() }, &mut out);
         a.flush(&mut out);
         assert!(out.is_empty());
@@ -280,7 +453,7 @@ mod tests {
         let mut a = acceptor();
         let mut out = Outbox::new();
         a.on_message(NodeId::learner(1), Message::CatchUp { applied: u64::MAX }, &mut out);
-        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(u64::MAX, u16::MAX), from_slot: u64::MAX }, &mut out);
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: Ballot::new(u64::MAX, u16::MAX), from_slot: u64::MAX, to_slot: u64::MAX }, &mut out);
         a.on_message(NodeId::proposer(1), Message::Accept { ballot: Ballot::new(u64::MAX, u16::MAX), slot: u64::MAX, value: value() }, &mut out);
         a.flush(&mut out);
         assert!(!out.is_empty(), "the promise and the accept are still answered");

@@ -25,6 +25,11 @@ pub trait Actor: Send + 'static {
     fn applied_values(&self, _after: u64, _max: usize) -> Vec<(u64, Value)> {
         Vec::new()
     }
+    /// The ballot this node accepted a value at for `slot` (acceptors; `None` for other
+    /// roles and for slots it holds nothing for). For the liveness checker's diagnosis.
+    fn accepted_ballot(&self, _slot: u64) -> Option<Ballot> {
+        None
+    }
 }
 
 /// What a node reports about itself.

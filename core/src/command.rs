@@ -20,7 +20,25 @@ pub enum Command {
     Read { request_id: RequestId, client: NodeId },
 }
 
+/// Largest command a client may submit, by [`Command::size`]: a vote whose names are
+/// longer is refused at once with `too_large`, before it reaches the log, so every slot
+/// value and every message that carries one stays far below the frame limit.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
+/// Bytes a command or value costs on the wire beyond its strings (field tags, lengths,
+/// node id): an upper bound, so sums of [`Command::size`] never undercount.
+const COMMAND_OVERHEAD: usize = 32;
+
 impl Command {
+    /// An upper bound of this command's encoded size in bytes.
+    pub fn size(&self) -> usize {
+        COMMAND_OVERHEAD
+            + match self {
+                Command::Vote { request_id, voter, candidate, .. } => request_id.len() + voter.len() + candidate.len(),
+                Command::Read { request_id, .. } => request_id.len(),
+            }
+    }
+
     pub fn request_id(&self) -> &str {
         match self {
             Command::Vote { request_id, .. } | Command::Read { request_id, .. } => request_id,
@@ -42,6 +60,11 @@ pub enum VoteError {
     UnknownCandidate,
 }
 
+/// An upper bound of a slot value's encoded size in bytes.
+pub fn value_size(value: &[Command]) -> usize {
+    COMMAND_OVERHEAD + value.iter().map(Command::size).sum::<usize>()
+}
+
 /// Tally per candidate, in the cluster's candidate order.
 pub type Tally = Vec<(String, u64)>;
 
@@ -57,6 +80,9 @@ pub enum Reply {
     /// time. The command is not confirmed; it may still be chosen later, and retrying with
     /// the same request id is safe.
     NotConfirmed { request_id: RequestId },
+    /// The command is larger than [`MAX_COMMAND_BYTES`]: refused at once, never proposed.
+    /// Final: retrying the same command gets the same answer.
+    TooLarge { request_id: RequestId, size: usize, limit: usize },
 }
 
 impl Reply {
@@ -64,7 +90,8 @@ impl Reply {
         match self {
             Reply::Vote { request_id, .. }
             | Reply::Read { request_id, .. }
-            | Reply::NotConfirmed { request_id } => request_id,
+            | Reply::NotConfirmed { request_id }
+            | Reply::TooLarge { request_id, .. } => request_id,
         }
     }
 }

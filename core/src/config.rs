@@ -40,6 +40,26 @@ pub struct Timing {
     pub catch_up_batch: usize,
     /// A learner compacts its applied log into a snapshot every this many slots.
     pub snapshot_every: usize,
+    /// The liveness rules, each on unless a test turns it off to show what it prevents
+    /// (the chaos scenarios do, on `mem`): check-quorum, the leader's lease at the
+    /// acceptors, and the re-opening of slots a learner is stuck at.
+    #[serde(default)]
+    pub rules: Rules,
+}
+
+/// Switches for the liveness rules (see `Proposer` and `Acceptor`). Never turn one off in
+/// a real cluster: each exists because a cluster without it stalled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    pub check_quorum: bool,
+    pub leader_lease: bool,
+    pub reopen_stuck: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules { check_quorum: true, leader_lease: true, reopen_stuck: true }
+    }
 }
 
 impl Default for Timing {
@@ -56,6 +76,7 @@ impl Default for Timing {
             queue_limit: 1 << 20,
             catch_up_batch: 256,
             snapshot_every: 4096,
+            rules: Rules::default(),
         }
     }
 }

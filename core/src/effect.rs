@@ -17,6 +17,12 @@ pub enum Timer {
     Retransmit,
     /// Learner: time to look for missing slots.
     CatchUp,
+    /// Leader: time to check that a majority of acceptors answered since the last check
+    /// (check-quorum); one that did not hear from a majority steps down.
+    CheckQuorum,
+    /// Acceptor: the end of a lease period; the leader's lease runs while it is heard
+    /// within a period.
+    Lease,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -2,11 +2,11 @@
 //! voting state machine, answers clients, and fills its own gaps.
 
 use crate::actor::{Actor, Status};
-use crate::command::{Reply, Value};
+use crate::command::{value_size, Reply, Value};
 use crate::config::Config;
 use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId, Role};
-use crate::msg::{AcceptedEntry, Message};
+use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
 use crate::voting::VotingState;
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,9 +80,21 @@ impl Learner {
         slot.checked_sub(self.base.saturating_add(1)).and_then(|i| self.log.get(i as usize))
     }
 
-    /// Applied values from slot `from` on (those still in the log), at most `max`.
+    /// Applied values from slot `from` on (those still in the log), at most `max` and
+    /// about [`PAGE_BYTES`] (at least one), so a catch-up answer stays below the frame
+    /// limit.
     fn entries_from(&self, from: u64, max: usize) -> Vec<(u64, Value)> {
-        (from.max(self.base.saturating_add(1))..=self.applied()).take(max).filter_map(|s| Some((s, self.value_at(s)?.clone()))).collect()
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        for s in (from.max(self.base.saturating_add(1))..=self.applied()).take(max) {
+            let Some(v) = self.value_at(s) else { break };
+            bytes += value_size(v);
+            if !out.is_empty() && bytes > PAGE_BYTES {
+                break;
+            }
+            out.push((s, v.clone()));
+        }
+        out
     }
 
     /// Every other learner: the configured ones and any that joined later and spoke to us.
@@ -252,6 +264,12 @@ impl Actor for Learner {
             if let Some((&best, _)) = ahead {
                 out.send(best, Message::CatchUp { applied });
             }
+            // And the proposers: a leader that sees us ask twice from the same slot below
+            // what it knows chosen re-opens those slots (no majority of acceptors may hold
+            // one ballot for them any more, and then no acceptor answer settles them).
+            for &p in &self.config.proposers {
+                out.send(p, Message::CatchUp { applied });
+            }
         }
         // Learners tell each other how far they are: a learner that missed every message
         // about some slots, with no leader left to announce them, still finds out.
@@ -380,7 +398,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(asks, vec![NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3)], "no peer is known to be ahead");
+        assert_eq!(
+            asks,
+            vec![NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3), NodeId::proposer(1), NodeId::proposer(2)],
+            "the acceptors and the proposers; no peer is known to be ahead"
+        );
         for a in [1, 3] {
             l.on_message(NodeId::acceptor(a), learn(1, b, &v1), &mut out);
         }

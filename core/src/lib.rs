@@ -31,11 +31,11 @@ pub mod voting;
 
 pub use acceptor::Acceptor;
 pub use actor::{Actor, Status};
-pub use command::{Command, Reply, RequestId, Tally, Value, VoteError};
-pub use config::{majority, Config, Timing};
+pub use command::{value_size, Command, Reply, RequestId, Tally, Value, VoteError, MAX_COMMAND_BYTES};
+pub use config::{majority, Config, Rules, Timing};
 pub use effect::{Effect, Outbox, Timer};
 pub use ids::{Ballot, NodeId, Role};
 pub use learner::Learner;
-pub use msg::{AcceptedEntry, Message, PROTOCOL_VERSION};
+pub use msg::{AcceptedEntry, Message, PAGE_BYTES, PROTOCOL_VERSION};
 pub use proposer::Proposer;
 pub use storage::{DurableState, MemStorage, PersistOp, Storage, StorageError};

@@ -8,7 +8,14 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Version of the message format; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Most bytes of slot values one message carries (a `Promise` page, a catch-up answer, a
+/// leader's batch): well below the transports' 16 MiB frame limit, so every message is
+/// below it by construction. One entry larger than this still travels alone; commands
+/// are limited to [`crate::command::MAX_COMMAND_BYTES`], so no entry comes near the frame
+/// limit.
+pub const PAGE_BYTES: usize = 1 << 20;
 
 /// One accepted value, as an acceptor reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,10 +35,14 @@ pub enum Message {
     /// Leader -> proposers and learners: "I lead with `ballot`; slots up to `chosen` are
     /// chosen."
     Heartbeat { ballot: Ballot, chosen: u64 },
-    /// Phase 1a, for every slot from `from_slot` on.
-    Prepare { ballot: Ballot, from_slot: u64 },
-    /// Phase 1b: every value this acceptor accepted at or after the prepare's `from_slot`.
-    Promise { ballot: Ballot, accepted: Vec<AcceptedEntry> },
+    /// Phase 1a for the slots `from_slot..=to_slot`. A leader sends it again at its own
+    /// ballot to read the next page of a long log, or to re-open chosen slots that a
+    /// learner cannot learn (see `Proposer`).
+    Prepare { ballot: Ballot, from_slot: u64, to_slot: u64 },
+    /// Phase 1b: the values this acceptor accepted in `from_slot..=end`, a page cut by
+    /// encoded size ([`PAGE_BYTES`]); `end` is where the page stops (the asked `to_slot`
+    /// when it holds everything), `last` the highest slot it has accepted anything for.
+    Promise { ballot: Ballot, from_slot: u64, end: u64, last: u64, accepted: Vec<AcceptedEntry> },
     /// Phase 2a.
     Accept { ballot: Ballot, slot: u64, value: Value },
     /// Phase 2b, to the proposer: these slots are accepted at `ballot`.
@@ -83,9 +94,15 @@ impl fmt::Display for Message {
             Message::Request(c) => write!(f, "Request(n={})", c.len()),
             Message::Replies(r) => write!(f, "Replies(n={})", r.len()),
             Message::Heartbeat { ballot, chosen } => write!(f, "Heartbeat(b={ballot} chosen={chosen})"),
-            Message::Prepare { ballot, from_slot } => write!(f, "Prepare(b={ballot} from={from_slot})"),
-            Message::Promise { ballot, accepted } => {
-                write!(f, "Promise(b={ballot} accepted={})", accepted.len())
+            Message::Prepare { ballot, from_slot, to_slot } => {
+                if *to_slot == u64::MAX {
+                    write!(f, "Prepare(b={ballot} from={from_slot})")
+                } else {
+                    write!(f, "Prepare(b={ballot} from={from_slot} to={to_slot})")
+                }
+            }
+            Message::Promise { ballot, from_slot, end, last, accepted } => {
+                write!(f, "Promise(b={ballot} {from_slot}..{end} last={last} accepted={})", accepted.len())
             }
             Message::Accept { ballot, slot, value } => {
                 write!(f, "Accept(b={ballot} slot={slot} n={})", value.len())

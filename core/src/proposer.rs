@@ -1,12 +1,24 @@
 //! The proposer: elects a leader, runs phase 1 once per leadership for every open slot,
 //! and phase 2 for many slots at once, each slot a batch of client commands.
+//!
+//! Liveness rules (ARCHITECTURE.md, "the protocol never stalls"):
+//! - **check-quorum**: a leader that has not heard from a majority of acceptors within an
+//!   election timeout steps down and stops heart-beating, so followers that still hear
+//!   it elect someone who can reach the acceptors;
+//! - **paged recovery**: phase 1 reads the acceptors' logs in pages of at most
+//!   [`PAGE_BYTES`](crate::msg::PAGE_BYTES); new commands go above every slot a majority
+//!   reported at once, old slots are re-proposed page by page as the window frees;
+//! - **re-opening**: a learner that stays stuck below the leader's `chosen` (no majority
+//!   of acceptors holds one ballot for its next slot any more) makes the leader run phase
+//!   1 and 2 again for those slots at its own ballot, so a chosen slot can always be
+//!   learned.
 
 use crate::actor::{Actor, Status};
-use crate::command::{Command, Reply, Value};
+use crate::command::{Command, Reply, Value, MAX_COMMAND_BYTES};
 use crate::config::Config;
 use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId, Role};
-use crate::msg::{AcceptedEntry, Message};
+use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -14,9 +26,41 @@ use std::sync::Arc;
 #[derive(Debug)]
 enum Phase {
     Follower,
-    /// Phase 1 under way for every slot from `from_slot` on.
-    Candidate { ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, Vec<AcceptedEntry>> },
-    Leader { ballot: Ballot, next_slot: u64, inflight: BTreeMap<u64, InFlight> },
+    /// Phase 1 under way for every slot from `from_slot` on. `refused` counts acceptors
+    /// that refused because they still hear another leader (its ballot is kept).
+    Candidate { ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, (u64, Page)>, refused: BTreeMap<NodeId, Ballot> },
+    Leader(Box<Leading>),
+}
+
+#[derive(Debug)]
+struct Leading {
+    ballot: Ballot,
+    next_slot: u64,
+    inflight: BTreeMap<u64, InFlight>,
+    /// Slots whose accepted values are still being read from the acceptors.
+    recovery: Option<Recovery>,
+    /// Acceptors heard at this ballot since the last check-quorum.
+    heard: BTreeSet<NodeId>,
+}
+
+/// A page of one acceptor's accepted values: the slots from the asked start to `end`.
+#[derive(Debug, Default)]
+struct Page {
+    end: u64,
+    entries: Vec<AcceptedEntry>,
+}
+
+/// Phase 1 for the slots `from..=to` at the leader's ballot, one page at a time.
+#[derive(Debug)]
+struct Recovery {
+    from: u64,
+    to: u64,
+    /// Slots no acceptor of the majority reports become no-ops (phase 1 of a new
+    /// leadership); when re-opening chosen slots, such a slot is left alone.
+    fill_holes: bool,
+    answers: BTreeMap<NodeId, Page>,
+    /// A `Prepare` for `from..=to` is out and not yet answered by a majority.
+    asked: bool,
 }
 
 #[derive(Debug)]
@@ -26,6 +70,9 @@ struct InFlight {
     /// The retransmission tick at which it was proposed.
     proposed_at: u64,
     clients_told: bool,
+    /// A value read back from the acceptors (recovery), not a command of this leader's
+    /// queue: never re-queued as a new command when stepping down.
+    recovered: bool,
 }
 
 pub struct Proposer {
@@ -45,6 +92,9 @@ pub struct Proposer {
     tick: u64,
     /// Elections started since this incarnation began (for operators).
     elections: u64,
+    /// The applied slot each learner reported in its last `CatchUp`: a learner that asks
+    /// twice from the same slot below `chosen` is stuck, and its slots are re-opened.
+    learner_asks: BTreeMap<NodeId, u64>,
 }
 
 impl Proposer {
@@ -61,6 +111,7 @@ impl Proposer {
             queue: VecDeque::new(),
             tick: 0,
             elections: 0,
+            learner_asks: BTreeMap::new(),
         }
     }
 
@@ -75,7 +126,8 @@ impl Proposer {
 
     pub fn ballot(&self) -> Ballot {
         match &self.phase {
-            Phase::Candidate { ballot, .. } | Phase::Leader { ballot, .. } => *ballot,
+            Phase::Candidate { ballot, .. } => *ballot,
+            Phase::Leader(l) => l.ballot,
             Phase::Follower => self.leader_ballot,
         }
     }
@@ -97,56 +149,145 @@ impl Proposer {
         out.persist(PersistOp::Round(self.round));
         let from_slot = self.chosen.saturating_add(1);
         for &a in &self.config.acceptors {
-            out.send(a, Message::Prepare { ballot, from_slot });
+            out.send(a, Message::Prepare { ballot, from_slot, to_slot: u64::MAX });
         }
         self.requeue_inflight();
-        self.phase = Phase::Candidate { ballot, from_slot, promises: BTreeMap::new() };
+        self.phase = Phase::Candidate { ballot, from_slot, promises: BTreeMap::new(), refused: BTreeMap::new() };
         self.leader = None;
         self.election_timer(out);
     }
 
-    fn become_leader(&mut self, ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, Vec<AcceptedEntry>>, out: &mut Outbox) {
-        // For every slot some acceptor reported, the value of the highest ballot may have
-        // been chosen: propose it again. Holes become no-ops (empty batches).
-        let mut merged: BTreeMap<u64, (Ballot, Value)> = BTreeMap::new();
-        for AcceptedEntry { slot, ballot: b, value } in promises.into_values().flatten() {
-            match merged.get(&slot) {
-                Some((seen, _)) if *seen >= b => {}
-                _ => {
-                    merged.insert(slot, (b, value));
-                }
-            }
-        }
-        let last = merged.keys().next_back().copied().unwrap_or(0).max(from_slot.saturating_sub(1));
-        self.phase = Phase::Leader { ballot, next_slot: last.saturating_add(1), inflight: BTreeMap::new() };
+    fn become_leader(&mut self, ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, (u64, Page)>, out: &mut Outbox) {
+        // New commands go above every slot any acceptor of the majority accepted: a value
+        // chosen at a lower ballot was accepted by a majority, which meets this one. The
+        // slots below are read back page by page (`advance_recovery`): for each, the value
+        // of the highest ballot may have been chosen and is proposed again; holes become
+        // no-ops (empty batches).
+        let last = promises.values().map(|(last, _)| *last).max().unwrap_or(0).max(from_slot.saturating_sub(1));
+        let heard = promises.keys().copied().collect();
+        let answers = promises.into_iter().map(|(a, (_, page))| (a, page)).collect();
+        let recovery = Recovery { from: from_slot, to: last, fill_holes: true, answers, asked: true };
+        self.phase = Phase::Leader(Box::new(Leading {
+            ballot,
+            next_slot: last.saturating_add(1),
+            inflight: BTreeMap::new(),
+            recovery: Some(recovery),
+            heard,
+        }));
         self.leader = Some(self.id);
         self.leader_ballot = ballot;
-        for slot in from_slot..=last {
-            let value = merged.remove(&slot).map(|(_, v)| v).unwrap_or_default();
-            self.propose(slot, value, out);
-        }
+        self.advance_recovery(out);
         out.cancel_timer(Timer::Election);
         self.send_heartbeats(out);
         let t = &self.config.timing;
         out.set_timer(Timer::Heartbeat, t.heartbeat_ms, t.heartbeat_ms);
         out.set_timer(Timer::Retransmit, t.retransmit_ms, t.retransmit_ms);
+        out.set_timer(Timer::CheckQuorum, t.election_max_ms, t.election_max_ms);
     }
 
-    fn propose(&mut self, slot: u64, value: Value, out: &mut Outbox) {
-        let Phase::Leader { ballot, inflight, .. } = &mut self.phase else { return };
-        for &a in &self.config.acceptors {
-            out.send(a, Message::Accept { ballot: *ballot, slot, value: value.clone() });
+    /// Once a majority answered the current recovery page, re-propose the slots they all
+    /// cover and move the recovery past them.
+    fn advance_recovery(&mut self, out: &mut Outbox) {
+        let quorum = self.config.quorum();
+        let Phase::Leader(l) = &mut self.phase else { return };
+        let Some(r) = &mut l.recovery else { return };
+        if r.from > r.to {
+            l.recovery = None;
+            return;
         }
-        inflight.insert(
+        if r.answers.len() < quorum {
+            return;
+        }
+        // A slot is read once a majority's pages cover it: up to the quorum-th furthest end.
+        let mut ends: Vec<u64> = r.answers.values().map(|p| p.end).collect();
+        ends.sort_unstable_by(|a, b| b.cmp(a));
+        let covered = ends[quorum - 1].min(r.to);
+        let (from, fill_holes) = (r.from, r.fill_holes);
+        let mut merged: BTreeMap<u64, (Ballot, Value)> = BTreeMap::new();
+        if covered >= from {
+            for AcceptedEntry { slot, ballot: b, value } in std::mem::take(&mut r.answers).into_values().flat_map(|p| p.entries) {
+                if slot < from || slot > covered {
+                    continue;
+                }
+                match merged.get(&slot) {
+                    Some((seen, _)) if *seen >= b => {}
+                    _ => {
+                        merged.insert(slot, (b, value));
+                    }
+                }
+            }
+            r.from = covered.saturating_add(1);
+        }
+        r.answers.clear();
+        r.asked = false;
+        if r.from > r.to || covered == u64::MAX {
+            l.recovery = None;
+        }
+        if covered < from {
+            return;
+        }
+        for slot in from..=covered {
+            let value = match merged.remove(&slot) {
+                Some((_, v)) => v,
+                None if fill_holes => Value::default(),
+                None => continue,
+            };
+            self.propose(slot, value, true, out);
+        }
+    }
+
+    fn propose(&mut self, slot: u64, value: Value, recovered: bool, out: &mut Outbox) {
+        let Phase::Leader(l) = &mut self.phase else { return };
+        if recovered && l.inflight.contains_key(&slot) {
+            return;
+        }
+        for &a in &self.config.acceptors {
+            out.send(a, Message::Accept { ballot: l.ballot, slot, value: value.clone() });
+        }
+        l.inflight.insert(
             slot,
-            InFlight { value, accepted: BTreeSet::new(), proposed_at: self.tick, clients_told: false },
+            InFlight { value, accepted: BTreeSet::new(), proposed_at: self.tick, clients_told: false, recovered },
         );
     }
 
+    /// A learner asked the leader to catch up. Asking twice from the same slot below
+    /// `chosen` means the acceptors' answers do not settle that slot (no majority holds
+    /// one ballot for it, or the acceptors that did are down): run phase 1 and 2 for a page
+    /// of those slots at our ballot, so the learners learn them by the usual majority rule.
+    ///
+    /// Why this is safe, even for a slot this leader proposed itself at this ballot: the
+    /// slot is chosen, and the answers are given after it was chosen, so the highest
+    /// ballot a majority reports is at least the ballot it was chosen at, and every value
+    /// accepted at such a ballot is the chosen one (Paxos P2c). So the value proposed is
+    /// the chosen value, the same this leader proposed if it did. A slot no answer holds is
+    /// left alone, never filled with a no-op.
+    fn on_learner_stuck(&mut self, learner: NodeId, applied: u64) {
+        let page = self.config.timing.catch_up_batch.max(1) as u64;
+        let chosen = self.chosen;
+        if !self.config.timing.rules.reopen_stuck {
+            return;
+        }
+        // Bounded: only configured learners, or a few that joined.
+        if !self.config.learners.contains(&learner) && self.learner_asks.len() >= 64 {
+            return;
+        }
+        let before = self.learner_asks.insert(learner, applied);
+        let Phase::Leader(l) = &mut self.phase else { return };
+        if before != Some(applied) || l.recovery.is_some() {
+            return;
+        }
+        let to = chosen.min(applied.saturating_add(page));
+        if applied < to {
+            l.recovery = Some(Recovery { from: applied + 1, to, fill_holes: false, answers: BTreeMap::new(), asked: false });
+        }
+    }
+
+    /// To the other proposers and the learners ("I lead"), and to the acceptors, whose
+    /// answers are the leader's check-quorum and whose leases keep it leading.
     fn send_heartbeats(&self, out: &mut Outbox) {
         let ballot = self.ballot();
         let others = self.config.proposers.iter().filter(|&&p| p != self.id);
-        for &to in others.chain(&self.config.learners) {
+        for &to in others.chain(&self.config.learners).chain(&self.config.acceptors) {
             out.send(to, Message::Heartbeat { ballot, chosen: self.chosen });
         }
     }
@@ -164,10 +305,14 @@ impl Proposer {
     /// reach the next leader without waiting for the client's retry. If one was chosen
     /// after all, the state machine answers its second copy with the first outcome.
     fn requeue_inflight(&mut self) {
-        if let Phase::Leader { inflight, .. } = &mut self.phase {
-            // Older commands first: they go before what was queued after them.
-            let mut older: VecDeque<Command> =
-                std::mem::take(inflight).into_values().flat_map(|f| f.value.iter().cloned().collect::<Vec<_>>()).collect();
+        if let Phase::Leader(l) = &mut self.phase {
+            // Older commands first: they go before what was queued after them. Values read
+            // back from the acceptors stay there for the next leader to find.
+            let mut older: VecDeque<Command> = std::mem::take(&mut l.inflight)
+                .into_values()
+                .filter(|f| !f.recovered)
+                .flat_map(|f| f.value.iter().cloned().collect::<Vec<_>>())
+                .collect();
             older.append(&mut self.queue);
             self.queue = older;
         }
@@ -179,13 +324,19 @@ impl Proposer {
             self.phase = Phase::Follower;
             out.cancel_timer(Timer::Heartbeat);
             out.cancel_timer(Timer::Retransmit);
+            out.cancel_timer(Timer::CheckQuorum);
         }
         self.election_timer(out);
     }
 
     fn enqueue(&mut self, cmds: Vec<Command>, out: &mut Outbox) {
         for cmd in cmds {
-            if self.queue.len() >= self.config.timing.queue_limit {
+            let size = cmd.size();
+            if size > MAX_COMMAND_BYTES {
+                // Never proposed: no slot could carry it within the frame limit. Final.
+                let request_id = cmd.request_id().to_string();
+                out.send(cmd.client(), Message::Replies(vec![Reply::TooLarge { request_id, size, limit: MAX_COMMAND_BYTES }]));
+            } else if self.queue.len() >= self.config.timing.queue_limit {
                 // Full: refuse now rather than grow without bound; the client may retry.
                 let request_id = cmd.request_id().to_string();
                 out.send(cmd.client(), Message::Replies(vec![Reply::NotConfirmed { request_id }]));
@@ -209,6 +360,22 @@ impl Proposer {
         }
         self.step_down(out);
     }
+}
+
+/// How many commands from the front of `queue` make one batch: at most `max` commands
+/// and about [`PAGE_BYTES`] (at least one), so a slot's value, and the `Accept` that
+/// carries it, stays far below the frame limit whatever the queue holds.
+fn take_batch(queue: &VecDeque<Command>, max: usize) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for cmd in queue.iter().take(max) {
+        bytes += cmd.size();
+        if n > 0 && bytes > PAGE_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 impl Actor for Proposer {
@@ -237,13 +404,13 @@ impl Actor for Proposer {
             Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {
                 self.on_heartbeat(from, ballot, chosen, out);
             }
-            Message::Promise { ballot, accepted } if self.config.acceptors.contains(&from) => {
+            Message::Promise { ballot, from_slot, end, last, accepted } if self.config.acceptors.contains(&from) => {
                 let quorum = self.config.quorum();
-                if let Phase::Candidate { ballot: mine, promises, .. } = &mut self.phase {
-                    if *mine == ballot {
-                        promises.insert(from, accepted);
+                match &mut self.phase {
+                    Phase::Candidate { ballot: mine, from_slot: asked, promises, .. } if *mine == ballot && *asked == from_slot => {
+                        promises.insert(from, (last, Page { end, entries: accepted }));
                         if promises.len() >= quorum {
-                            let Phase::Candidate { ballot, from_slot, promises } =
+                            let Phase::Candidate { ballot, from_slot, promises, .. } =
                                 std::mem::replace(&mut self.phase, Phase::Follower)
                             else {
                                 unreachable!()
@@ -251,20 +418,32 @@ impl Actor for Proposer {
                             self.become_leader(ballot, from_slot, promises, out);
                         }
                     }
+                    Phase::Leader(l) if l.ballot == ballot => {
+                        l.heard.insert(from);
+                        if let Some(r) = &mut l.recovery {
+                            if r.asked && r.from == from_slot {
+                                r.answers.insert(from, Page { end, entries: accepted });
+                                self.advance_recovery(out);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
             Message::Accepted { ballot, slots } if self.config.acceptors.contains(&from) => {
                 let quorum = self.config.quorum();
-                let Phase::Leader { ballot: mine, inflight, .. } = &mut self.phase else { return };
-                if *mine != ballot {
+                let Phase::Leader(l) = &mut self.phase else { return };
+                if l.ballot != ballot {
                     return;
                 }
+                // Also the answer to a heartbeat (no slots): the acceptor hears us.
+                l.heard.insert(from);
                 let mut done = Vec::new();
                 for slot in slots {
-                    if let Some(f) = inflight.get_mut(&slot) {
+                    if let Some(f) = l.inflight.get_mut(&slot) {
                         f.accepted.insert(from);
                         if f.accepted.len() >= quorum {
-                            inflight.remove(&slot);
+                            l.inflight.remove(&slot);
                             done.push(slot);
                         }
                     }
@@ -275,11 +454,32 @@ impl Actor for Proposer {
             }
             Message::Nack { ballot, promised } if self.config.acceptors.contains(&from) => {
                 self.round = self.round.max(promised.round);
-                if ballot == self.ballot() && promised > ballot && !matches!(self.phase, Phase::Follower) {
+                if ballot != self.ballot() || matches!(self.phase, Phase::Follower) {
+                    return;
+                }
+                if promised > ballot {
                     // Whoever holds `promised` has not led yet as far as we know: no leader.
                     self.leader = None;
                     self.step_down(out);
+                    return;
                 }
+                // Refused below our ballot: the acceptor still hears the leader of
+                // `promised` (its lease). Once too many refuse for a majority to be left,
+                // follow that leader instead of running again and again.
+                let n = self.config.acceptors.len();
+                let quorum = self.config.quorum();
+                if let Phase::Candidate { refused, .. } = &mut self.phase {
+                    refused.insert(from, promised);
+                    if refused.len() > n - quorum {
+                        let best = refused.values().copied().max().unwrap_or(promised);
+                        self.step_down(out);
+                        self.leader = Some(best.leader());
+                        self.leader_ballot = best;
+                    }
+                }
+            }
+            Message::CatchUp { applied } if from.role == Role::Learner => {
+                self.on_learner_stuck(from, applied);
             }
             _ => {}
         }
@@ -293,19 +493,39 @@ impl Actor for Proposer {
                 self.send_heartbeats(out);
                 out.set_timer(Timer::Heartbeat, t.heartbeat_ms, t.heartbeat_ms);
             }
+            Timer::CheckQuorum => {
+                let Phase::Leader(l) = &mut self.phase else { return };
+                if l.heard.len() < self.config.quorum() && self.config.timing.rules.check_quorum {
+                    // Check-quorum: a majority of acceptors did not answer within an
+                    // election timeout. Stop leading (and heart-beating), so the other
+                    // proposers stop deferring to us and elect one that reaches them.
+                    self.leader = None;
+                    self.step_down(out);
+                } else {
+                    l.heard.clear();
+                    out.set_timer(Timer::CheckQuorum, t.election_max_ms, t.election_max_ms);
+                }
+            }
             Timer::Retransmit => {
-                let Phase::Leader { ballot, inflight, .. } = &mut self.phase else { return };
+                let Phase::Leader(l) = &mut self.phase else { return };
                 self.tick += 1;
                 let mut not_confirmed: BTreeMap<NodeId, Vec<Reply>> = BTreeMap::new();
-                for (&slot, f) in inflight.iter_mut() {
+                for (&slot, f) in l.inflight.iter_mut() {
                     for &a in self.config.acceptors.iter().filter(|a| !f.accepted.contains(a)) {
-                        out.send(a, Message::Accept { ballot: *ballot, slot, value: f.value.clone() });
+                        out.send(a, Message::Accept { ballot: l.ballot, slot, value: f.value.clone() });
                     }
                     if !f.clients_told && self.tick - f.proposed_at >= t.no_quorum_ticks {
                         f.clients_told = true;
                         for cmd in f.value.iter() {
                             let request_id = cmd.request_id().to_string();
                             not_confirmed.entry(cmd.client()).or_default().push(Reply::NotConfirmed { request_id });
+                        }
+                    }
+                }
+                if let Some(r) = &l.recovery {
+                    if r.asked {
+                        for &a in self.config.acceptors.iter().filter(|a| !r.answers.contains_key(a)) {
+                            out.send(a, Message::Prepare { ballot: l.ballot, from_slot: r.from, to_slot: r.to });
                         }
                     }
                 }
@@ -321,22 +541,35 @@ impl Actor for Proposer {
     fn flush(&mut self, out: &mut Outbox) {
         let t = &self.config.timing;
         let (window, max_batch) = (t.window, t.max_batch);
-        match &self.phase {
-            Phase::Leader { .. } => loop {
-                let Phase::Leader { next_slot, inflight, .. } = &mut self.phase else { unreachable!() };
-                if inflight.len() >= window || self.queue.is_empty() {
-                    break;
+        match &mut self.phase {
+            Phase::Leader(l) => {
+                // The next recovery page, once the window has room: a long log is re-proposed
+                // a page at a time, never all at once.
+                if let Some(r) = &mut l.recovery {
+                    if !r.asked && l.inflight.len() < window {
+                        r.asked = true;
+                        for &a in &self.config.acceptors {
+                            out.send(a, Message::Prepare { ballot: l.ballot, from_slot: r.from, to_slot: r.to });
+                        }
+                    }
                 }
-                let slot = *next_slot;
-                *next_slot += 1;
-                let n = self.queue.len().min(max_batch);
-                let value: Value = Arc::new(self.queue.drain(..n).collect());
-                self.propose(slot, value, out);
-            },
+                loop {
+                    let Phase::Leader(l) = &mut self.phase else { unreachable!() };
+                    if l.inflight.len() >= window || self.queue.is_empty() {
+                        break;
+                    }
+                    let slot = l.next_slot;
+                    l.next_slot = l.next_slot.saturating_add(1);
+                    let n = take_batch(&self.queue, max_batch);
+                    let value: Value = Arc::new(self.queue.drain(..n).collect());
+                    self.propose(slot, value, false, out);
+                }
+            }
             Phase::Follower => {
                 if let Some(leader) = self.leader.filter(|&l| l != self.id) {
-                    if !self.queue.is_empty() {
-                        out.send(leader, Message::Request(self.queue.drain(..).collect()));
+                    while !self.queue.is_empty() {
+                        let n = take_batch(&self.queue, usize::MAX);
+                        out.send(leader, Message::Request(self.queue.drain(..n).collect()));
                     }
                 }
             }

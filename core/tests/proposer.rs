@@ -78,7 +78,7 @@ fn election_timer() -> Effect {
 }
 
 fn prepares(ballot: Ballot, from_slot: u64) -> Vec<Effect> {
-    ACCEPTORS.iter().map(|&a| send(a, Message::Prepare { ballot, from_slot })).collect()
+    ACCEPTORS.iter().map(|&a| send(a, Message::Prepare { ballot, from_slot, to_slot: u64::MAX })).collect()
 }
 
 /// The Accept of one slot, to each of `to`.
@@ -86,18 +86,30 @@ fn accepts(to: &[NodeId], ballot: Ballot, slot: u64, value: &Value) -> Vec<Effec
     to.iter().map(|&a| send(a, Message::Accept { ballot, slot, value: value.clone() })).collect()
 }
 
-/// Heartbeats from proposer-1 to the other proposers and to the learners.
+/// Heartbeats from proposer-1 to the other proposers, the learners and the acceptors.
 fn heartbeats(ballot: Ballot, chosen: u64) -> Vec<Effect> {
-    [P2, P3, L1, L2].iter().map(|&to| send(to, Message::Heartbeat { ballot, chosen })).collect()
+    [P2, P3, L1, L2, A1, A2, A3].iter().map(|&to| send(to, Message::Heartbeat { ballot, chosen })).collect()
 }
 
 /// What stepping down from candidate or leader pushes.
 fn step_down_effects() -> Vec<Effect> {
-    vec![Effect::CancelTimer(Timer::Heartbeat), Effect::CancelTimer(Timer::Retransmit), election_timer()]
+    vec![
+        Effect::CancelTimer(Timer::Heartbeat),
+        Effect::CancelTimer(Timer::Retransmit),
+        Effect::CancelTimer(Timer::CheckQuorum),
+        election_timer(),
+    ]
 }
 
+/// A whole-log promise for a prepare from slot 1.
 fn promise(ballot: Ballot, accepted: Vec<AcceptedEntry>) -> Message {
-    Message::Promise { ballot, accepted }
+    promise_from(ballot, 1, accepted)
+}
+
+/// A whole-log promise for a prepare from `from_slot`.
+fn promise_from(ballot: Ballot, from_slot: u64, accepted: Vec<AcceptedEntry>) -> Message {
+    let last = accepted.iter().map(|e| e.slot).max().unwrap_or(0);
+    Message::Promise { ballot, from_slot, end: u64::MAX, last, accepted }
 }
 
 fn entry(slot: u64, ballot: Ballot, value: &Value) -> AcceptedEntry {
@@ -218,6 +230,7 @@ fn a_majority_of_empty_promises_elects() {
     want.extend(heartbeats(b, 0));
     want.push(set_timer(Timer::Heartbeat, HEARTBEAT_MS, HEARTBEAT_MS));
     want.push(set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS));
+    want.push(set_timer(Timer::CheckQuorum, ELECTION_MAX_MS, ELECTION_MAX_MS));
     assert_eq!(out.take(), want);
     assert!(p.is_leader());
     assert_eq!(p.leader(), Some(P1));
@@ -277,6 +290,7 @@ fn a_new_leader_reproposes_the_highest_ballot_value_per_slot_and_fills_holes() {
     want.extend(heartbeats(b, 0));
     want.push(set_timer(Timer::Heartbeat, HEARTBEAT_MS, HEARTBEAT_MS));
     want.push(set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS));
+    want.push(set_timer(Timer::CheckQuorum, ELECTION_MAX_MS, ELECTION_MAX_MS));
     assert_eq!(out.take(), want);
     assert!(p.is_leader());
 

@@ -285,6 +285,11 @@ async fn vote(client: &ClientHandle, args: &CliArgs, voter: &str, candidate: &st
             }
         }
         Ok(_) => unreachable_outcome(ClientError::Closed, "vote"),
+        Err(ClientError::TooLarge { size, limit }) => Outcome {
+            code: 3,
+            text: format!("vote refused: it is {size} bytes and the cluster takes at most {limit}; use a shorter voter id or candidate name"),
+            json: serde_json::json!({"ok": false, "error": "too_large", "size": size, "limit": limit, "request_id": request_id}),
+        },
         Err(e) => {
             let text = format!(
                 "vote not confirmed ({e}): it may still count; retrying with --request-id {request_id} is safe and never counts twice"

@@ -3,7 +3,7 @@
 //! request id, so a retry is never a second vote.
 
 use crate::telemetry::{self, TARGET};
-use ballot_core::{Command, Message, NodeId, Reply};
+use ballot_core::{Command, Message, NodeId, Reply, MAX_COMMAND_BYTES};
 use ballot_transports::{Envelope, Transport};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +38,10 @@ pub enum ClientError {
     NoQuorum,
     #[error("timeout")]
     Timeout,
+    /// The command is larger than the cluster takes ([`MAX_COMMAND_BYTES`]): refused at
+    /// once, never proposed. Shorten the voter or candidate name.
+    #[error("too_large")]
+    TooLarge { size: usize, limit: usize },
     #[error("client is closed")]
     Closed,
 }
@@ -129,6 +133,11 @@ impl ClientHandle {
     /// Submit `cmd` and wait for its answer: a `Reply::Vote` or `Reply::Read`.
     pub async fn submit(&self, cmd: Command, opts: &SubmitOptions) -> Result<Reply, ClientError> {
         let request_id = cmd.request_id().to_string();
+        let size = cmd.size();
+        if size > MAX_COMMAND_BYTES {
+            // Refused here and now: no proposer would take it, and retrying cannot help.
+            return Err(ClientError::TooLarge { size, limit: MAX_COMMAND_BYTES });
+        }
         // The root of the vote's trace (a child of the caller's span, if it has one):
         // every node's part in the round hangs below it. Disabled when tracing is off.
         let id = self.inner.id;
@@ -151,6 +160,7 @@ impl ClientHandle {
             Ok(Reply::Vote { result: Err(e), .. }) => e.to_string(),
             Ok(Reply::Read { .. }) => "read".to_string(),
             Ok(Reply::NotConfirmed { .. }) => "not confirmed".to_string(),
+            Ok(Reply::TooLarge { .. }) => "too_large".to_string(),
             Err(e) => e.to_string(),
         };
         span.record("outcome", outcome.as_str());
@@ -176,6 +186,7 @@ impl ClientHandle {
             let retry_at = (tokio::time::Instant::now() + opts.retry_every).min(deadline);
             match tokio::time::timeout_at(retry_at, rx.recv()).await {
                 Ok(Some(Reply::NotConfirmed { .. })) => return Err(ClientError::NoQuorum),
+                Ok(Some(Reply::TooLarge { size, limit, .. })) => return Err(ClientError::TooLarge { size, limit }),
                 Ok(Some(reply)) => {
                     if let Reply::Vote { slot, .. } | Reply::Read { slot, .. } = &reply {
                         tracing::info!(target: TARGET, parent: span, slot, "reply");

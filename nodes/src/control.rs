@@ -11,7 +11,7 @@
 //! way in.
 
 use crate::runtime::Control;
-use ballot_core::{NodeId, Status, Value};
+use ballot_core::{Ballot, NodeId, Status, Value};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub enum ControlRequest {
     Applied { after: u64, max: u32 },
     Faults(FaultCommand),
     Ping,
+    /// The ballot of the value accepted at `slot` (acceptors).
+    AcceptedAt { slot: u64 },
 }
 
 /// Faults to simulate in the node's transport. They concern only the links of this node.
@@ -39,6 +41,8 @@ pub enum ControlRequest {
 pub enum FaultCommand {
     /// Block every link between the two sides, both ways.
     Partition { a: Vec<NodeId>, b: Vec<NodeId> },
+    /// Block every message from a node of `from` to a node of `to`; the other way works.
+    PartitionOneway { from: Vec<NodeId>, to: Vec<NodeId> },
     Isolate(NodeId),
     /// Remove every fault.
     Heal,
@@ -51,6 +55,7 @@ pub enum FaultCommand {
 pub enum ControlReply {
     Status(Status),
     Applied(Vec<(u64, Value)>),
+    AcceptedAt(Option<Ballot>),
     Ok,
     Error(String),
 }
@@ -150,6 +155,14 @@ async fn answer(req: ControlRequest, ctrl: &mpsc::UnboundedSender<Control>, faul
                 _ => ControlReply::Error("the node did not report its log".into()),
             }
         }
+        ControlRequest::AcceptedAt { slot } => {
+            let (reply, rx) = oneshot::channel();
+            let _ = ctrl.send(Control::AcceptedAt { slot, reply });
+            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
+                Ok(Ok(b)) => ControlReply::AcceptedAt(b),
+                _ => ControlReply::Error("the node did not report its accepted ballot".into()),
+            }
+        }
         ControlRequest::Faults(cmd) => match faults {
             Some(f) => {
                 f.apply(&cmd);
@@ -208,6 +221,7 @@ impl FaultSink for TransportFaults {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match cmd {
             FaultCommand::Partition { a, b } => self.handle.partition(a, b),
+            FaultCommand::PartitionOneway { from, to } => self.handle.partition_one_way(from, to),
             FaultCommand::Isolate(n) => self.handle.isolate(*n),
             FaultCommand::Heal => {
                 *current = Default::default();

@@ -30,6 +30,8 @@ pub enum Control {
     Status(oneshot::Sender<Status>),
     /// Report applied values after a slot (learners), at most so many.
     Applied { after: u64, max: usize, reply: oneshot::Sender<Vec<(u64, Value)>> },
+    /// Report the ballot of the value accepted at a slot (acceptors).
+    AcceptedAt { slot: u64, reply: oneshot::Sender<Option<Ballot>> },
     Stop,
 }
 
@@ -163,6 +165,9 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                     Some(Control::Applied { after, max, reply }) => {
                         let _ = reply.send(self.actor.applied_values(after, max));
                     }
+                    Some(Control::AcceptedAt { slot, reply }) => {
+                        let _ = reply.send(self.actor.accepted_ballot(slot));
+                    }
                     Some(Control::Stop) | None => return Ok(()),
                 },
                 env = self.transport.recv() => {
@@ -257,7 +262,10 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 Some(Control::Resume) => return true,
                 Some(Control::Stop) | None => return false,
                 // A stopped process answers nothing.
-                Some(Control::Pause) | Some(Control::Status(_)) | Some(Control::Applied { .. }) => {}
+                Some(Control::Pause)
+                | Some(Control::Status(_))
+                | Some(Control::Applied { .. })
+                | Some(Control::AcceptedAt { .. }) => {}
             }
         }
     }

@@ -121,7 +121,7 @@ impl RoundTracer {
                     self.by_sender.insert(from, t);
                 }
             }
-            (Message::Promise { ballot, accepted }, Role::Proposer) => {
+            (Message::Promise { ballot, accepted, .. }, Role::Proposer) => {
                 if let Some((b, t)) = &self.phase1 {
                     if b == ballot {
                         tracing::info!(target: TARGET, parent: &t.span, %from, accepted = accepted.len(), "promise");
