@@ -201,6 +201,7 @@ impl MemBackend {
             ("dropped_random", s.dropped_random),
             ("dropped_down", s.dropped_down),
             ("duplicated", s.duplicated),
+            ("dropped_oversized", s.dropped_oversized),
         ])
     }
 

@@ -422,6 +422,9 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         if let Some(x) = s.applied {
             m.insert("applied".into(), (x as i64).into());
         }
+        if let Some(x) = s.elections {
+            m.insert("elections".into(), (x as i64).into());
+        }
         if let Some(t) = s.tally {
             m.insert("tally".into(), tally_map(t).into());
         }

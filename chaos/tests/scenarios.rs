@@ -50,3 +50,31 @@ fn a_broken_invariant_fails_the_run() {
         other => panic!("sabotaged run was {other:?}"),
     }
 }
+
+/// Each liveness scenario fails without the rule it is about: the scenario (and the
+/// progress check behind it) sees the stall the rule prevents. Run on mem with the rule
+/// switched off through the cluster option, over several seeds; every seed must fail.
+#[test]
+fn each_liveness_scenario_fails_without_its_rule() {
+    let cases = [
+        ("stuck_slot.rhai", "reopen_stuck"),
+        ("leader_cut_from_acceptors.rhai", "check_quorum"),
+        ("proposer_cut_from_proposers.rhai", "leader_lease"),
+    ];
+    let dir = std::env::temp_dir().join(format!("ballot-rules-off-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (name, rule) in cases {
+        let file = scenarios().into_iter().find(|f| f.ends_with(name)).expect("scenario");
+        let source = std::fs::read_to_string(&file).expect("read scenario");
+        assert!(source.contains("cluster(#{ "), "{name} starts its cluster with options");
+        let off = dir.join(name);
+        std::fs::write(&off, source.replacen("cluster(#{ ", &format!("cluster(#{{ {rule}: false, "), 1)).expect("write");
+        for seed in 1..=5 {
+            let on = run_scenario(&file, &RunConfig { seed, ..RunConfig::default() });
+            assert_eq!(on.verdict, Verdict::Pass, "{name} seed {seed} with {rule}");
+            let r = run_scenario(&off, &RunConfig { seed, ..RunConfig::default() });
+            assert!(matches!(r.verdict, Verdict::Fail(_)), "{name} seed {seed} passed without {rule}: {:?}", r.verdict);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -183,10 +183,18 @@ impl Actor for Acceptor {
         for (to, (ballot, slots)) in std::mem::take(&mut self.to_proposers) {
             out.send(to, Message::Accepted { ballot, slots });
         }
-        if !self.to_learners.is_empty() {
-            let entries = std::mem::take(&mut self.to_learners);
+        // One Learn per learner for the whole step, cut into pages of about PAGE_BYTES
+        // (a step can accept thousands of large batches).
+        let mut entries = std::mem::take(&mut self.to_learners).into_iter().peekable();
+        while entries.peek().is_some() {
+            let mut page = Vec::new();
+            let mut bytes = 0;
+            while let Some(e) = entries.next_if(|e| page.is_empty() || bytes + value_size(&e.value) <= PAGE_BYTES) {
+                bytes += value_size(&e.value);
+                page.push(e);
+            }
             for &l in self.config.learners.iter().chain(&self.joined) {
-                out.send(l, Message::Learn { entries: entries.clone() });
+                out.send(l, Message::Learn { entries: page.clone() });
             }
         }
     }

@@ -86,6 +86,14 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// Bytes the tally of a read reply costs (0 for other replies).
+    pub fn tally_size(&self) -> usize {
+        match self {
+            Reply::Read { tally, .. } => tally.iter().map(|(c, _)| c.len() + 10).sum(),
+            _ => 0,
+        }
+    }
+
     pub fn request_id(&self) -> &str {
         match self {
             Reply::Vote { request_id, .. }

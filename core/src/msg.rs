@@ -1,7 +1,7 @@
 //! The protocol's messages. Stale or duplicate messages are normal in Paxos: every
 //! handler ignores what it no longer needs instead of failing.
 
-use crate::command::{Command, Reply, Value};
+use crate::command::{value_size, Command, Reply, Value};
 use crate::ids::Ballot;
 use crate::voting::VotingState;
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,33 @@ pub enum Message {
     Snapshot { applied: u64, state: VotingState },
 }
 
+/// Bytes an `AcceptedEntry` or a `(slot, value)` pair costs beyond its value: slot,
+/// ballot, headers (an upper bound).
+const ENTRY_OVERHEAD: usize = 40;
+
 impl Message {
+    /// An upper bound of this message's encoded size in bytes (the in-memory network
+    /// holds messages to the same frame limit as the socket transports with it).
+    pub fn size_hint(&self) -> usize {
+        let entries = |e: &[AcceptedEntry]| e.iter().map(|e| ENTRY_OVERHEAD + value_size(&e.value)).sum::<usize>();
+        64 + match self {
+            Message::Request(cmds) => value_size(cmds),
+            Message::Replies(r) => r.iter().map(|r| 64 + r.request_id().len() + r.tally_size()).sum(),
+            Message::Promise { accepted, .. } => entries(accepted),
+            Message::Accept { value, .. } => value_size(value),
+            Message::Accepted { slots, .. } => 9 * slots.len(),
+            Message::Learn { entries: e } => entries(e),
+            Message::Chosen { entries } => entries.iter().map(|(_, v)| ENTRY_OVERHEAD + value_size(v)).sum(),
+            Message::Snapshot { state, .. } => state.size_hint(),
+            Message::Heartbeat { .. }
+            | Message::Prepare { .. }
+            | Message::Nack { .. }
+            | Message::CatchUp { .. }
+            | Message::Hello
+            | Message::Progress { .. } => 0,
+        }
+    }
+
     /// A short name for logs.
     pub fn kind(&self) -> &'static str {
         match self {

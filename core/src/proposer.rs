@@ -347,7 +347,13 @@ impl Proposer {
     }
 
     fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, chosen: u64, out: &mut Outbox) {
-        if ballot < self.leader_ballot || ballot < self.ballot() || from != ballot.leader() {
+        // A candidate defers to any leader at least as new as the last one it followed,
+        // even below its own ballot: that leader got a majority's promise, while the
+        // candidate may be running elections it cannot win (cut off from the acceptors),
+        // and meanwhile it would hold its clients' requests instead of forwarding them. A
+        // leader that is in fact stale is refused by the acceptors and steps down.
+        let floor = if matches!(self.phase, Phase::Candidate { .. }) { self.leader_ballot } else { self.ballot() };
+        if ballot < self.leader_ballot || ballot < floor || from != ballot.leader() {
             return; // stale leader: it will be refused by the acceptors
         }
         self.round = self.round.max(ballot.round);

@@ -36,6 +36,13 @@ impl VotingState {
         self.voters.get(voter).map(|&i| self.candidates[i].as_str())
     }
 
+    /// An upper bound of this state's encoded size in bytes.
+    pub fn size_hint(&self) -> usize {
+        64 + self.candidates.iter().map(|c| c.len() + 18).sum::<usize>()
+            + self.voters.keys().map(|v| v.len() + 14).sum::<usize>()
+            + self.outcomes.keys().map(|r| r.len() + 20).sum::<usize>()
+    }
+
     /// Number of voters counted.
     pub fn voter_count(&self) -> usize {
         self.voters.len()

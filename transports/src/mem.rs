@@ -28,6 +28,8 @@ pub struct NetStats {
     pub dropped_random: u64,
     pub dropped_down: u64,
     pub duplicated: u64,
+    /// Messages larger than the socket transports' frame limit, dropped as they would be.
+    pub dropped_oversized: u64,
 }
 
 struct Net {
@@ -144,6 +146,14 @@ impl MemNetwork {
         let mut net = self.lock();
         net.stats.sent += 1;
         let (from, to) = (env.from, env.to);
+        // The same frame limit as tcp and zmq: a message that could not travel there does
+        // not travel here either, so a protocol that relies on one fails on mem too.
+        let size = env.msg.size_hint();
+        if size > crate::wire::DEFAULT_MAX_FRAME {
+            net.stats.dropped_oversized += 1;
+            net.log.record(|| format!("drop-oversized {from}->{to} {} ({size} bytes)", env.msg));
+            return;
+        }
         let copies = match net.faults.route(from, to) {
             Route::Cut => {
                 net.stats.dropped_partition += 1;
