@@ -33,6 +33,10 @@ pub struct Acceptor {
     /// last heartbeat) runs out, so failover is not slowed. Refusing is always safe.
     heard_leader: Option<Ballot>,
     lease: Option<Ballot>,
+    /// Slots up to here are compacted away: every configured learner applied them.
+    compacted: u64,
+    /// The applied slot each configured learner last reported (`Progress`).
+    learner_applied: BTreeMap<NodeId, u64>,
 }
 
 impl Acceptor {
@@ -48,6 +52,8 @@ impl Acceptor {
             joined: BTreeSet::new(),
             heard_leader: None,
             lease: None,
+            compacted: durable.compacted,
+            learner_applied: BTreeMap::new(),
         }
     }
 
@@ -60,6 +66,7 @@ impl Acceptor {
     fn page(&self, from: u64, to: u64, max: usize) -> (Vec<AcceptedEntry>, u64) {
         let mut entries = Vec::new();
         let mut bytes = 0;
+        let from = from.max(self.compacted.saturating_add(1));
         if from > to {
             return (entries, to);
         }
@@ -72,6 +79,25 @@ impl Acceptor {
             entries.push(AcceptedEntry { slot, ballot: *b, value: v.clone() });
         }
         (entries, to)
+    }
+
+    /// Forget the accepted values every configured learner has applied, once that is
+    /// `snapshot_every` slots past the last compaction (one small record each time). What
+    /// is gone cannot be asked for again: a proposer's phase 1 is told the mark and takes
+    /// those slots as chosen, and a learner below it (a new one) catches up from the
+    /// other learners' snapshots. A configured learner that never reports (down for good)
+    /// holds compaction back; promises stay small through paging all the same.
+    fn compact(&mut self, out: &mut Outbox) {
+        if self.learner_applied.len() < self.config.learners.len() {
+            return;
+        }
+        let upto = self.learner_applied.values().copied().min().unwrap_or(0);
+        let step = self.config.timing.snapshot_every.max(1) as u64;
+        if upto >= self.compacted.saturating_add(step) {
+            self.compacted = upto;
+            self.accepted = self.accepted.split_off(&upto.saturating_add(1));
+            out.persist(PersistOp::Compact { upto });
+        }
     }
 
     /// The highest slot this acceptor accepted a value for (0 if none).
@@ -125,8 +151,8 @@ impl Actor for Acceptor {
                     && self.lease.max(self.heard_leader).is_some_and(|l| ballot > l && from != l.leader());
                 if !sticky && self.promise_at_least(ballot, out) {
                     let (accepted, end) = self.page(from_slot, to_slot, usize::MAX);
-                    let last = self.last_accepted();
-                    out.send(from, Message::Promise { ballot, from_slot, end, last, accepted });
+                    let (last, compacted) = (self.last_accepted().max(self.compacted), self.compacted);
+                    out.send(from, Message::Promise { ballot, from_slot, end, last, compacted, accepted });
                 } else {
                     out.send(from, Message::Nack { ballot, promised: self.promised });
                 }
@@ -147,6 +173,17 @@ impl Actor for Acceptor {
                     return;
                 }
                 self.heard(from, ballot);
+                if slot <= self.compacted {
+                    // Chosen and applied by every learner, and forgotten here: a leader
+                    // that did not know re-proposes it. Its value can only be the chosen
+                    // one (Paxos), so answer that it is accepted, without storing it.
+                    let entry = self.to_proposers.entry(from).or_insert((ballot, Vec::new()));
+                    if entry.0 != ballot {
+                        *entry = (ballot, Vec::new());
+                    }
+                    entry.1.push(slot);
+                    return;
+                }
                 self.promised = ballot;
                 out.persist(PersistOp::Accept { slot, ballot, value: value.clone() });
                 self.accepted.insert(slot, (ballot, value.clone()));
@@ -165,6 +202,10 @@ impl Actor for Acceptor {
                 if !entries.is_empty() {
                     out.send(from, Message::Learn { entries });
                 }
+            }
+            Message::Progress { applied } if self.config.learners.contains(&from) => {
+                self.learner_applied.insert(from, applied);
+                self.compact(out);
             }
             // Anything else is not for an acceptor, or is stale: ignore it.
             _ => {}
@@ -239,7 +280,7 @@ mod tests {
                 Effect::Persist(PersistOp::Promise(b)),
                 Effect::Send {
                     to: NodeId::proposer(1),
-                    msg: Message::Promise { ballot: b, from_slot: 1, end: u64::MAX, last: 0, accepted: vec![] }
+                    msg: Message::Promise { ballot: b, from_slot: 1, end: u64::MAX, last: 0, compacted: 0, accepted: vec![] }
                 },
             ]
         );
@@ -413,6 +454,46 @@ mod tests {
         let learn = out.take();
         let [Effect::Send { msg: Message::Learn { entries }, .. }] = &learn[..] else { panic!("one Learn") };
         assert!(entries.len() < 40 && entries.iter().map(|e| value_size(&e.value)).sum::<usize>() <= PAGE_BYTES);
+    }
+
+    #[test]
+    fn slots_every_learner_applied_are_compacted_and_promises_carry_the_mark() {
+        let mut c = Config::new(2, 3, 2, vec!["ada".into()]);
+        c.timing.snapshot_every = 10;
+        let mut a = Acceptor::new(NodeId::acceptor(1), Arc::new(c), DurableState::default());
+        let mut out = Outbox::new();
+        let b = Ballot::new(1, 1);
+        for slot in 1..=30 {
+            a.on_message(NodeId::proposer(1), Message::Accept { ballot: b, slot, value: value() }, &mut out);
+        }
+        a.flush(&mut out);
+        out.take();
+        // One learner alone is not every learner; then less than 10 slots is not worth it.
+        a.on_message(NodeId::learner(1), Message::Progress { applied: 25 }, &mut out);
+        assert!(out.is_empty());
+        a.on_message(NodeId::learner(2), Message::Progress { applied: 5 }, &mut out);
+        assert!(out.is_empty());
+        // A learner that is not configured does not count.
+        a.on_message(NodeId::learner(9), Message::Progress { applied: 0 }, &mut out);
+        a.on_message(NodeId::learner(2), Message::Progress { applied: 20 }, &mut out);
+        assert_eq!(out.take(), vec![Effect::Persist(PersistOp::Compact { upto: 20 })]);
+        assert!(a.accepted(20).is_none() && a.accepted(21).is_some());
+        // Phase 1 from slot 1 hears the mark and gets only what is left.
+        a.on_message(NodeId::proposer(1), Message::Prepare { ballot: b, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        let [Message::Promise { compacted, last, accepted, .. }] = &promises(&mut out)[..] else { panic!("a promise") };
+        assert_eq!((*compacted, *last), (20, 30));
+        assert_eq!(accepted.iter().map(|e| e.slot).collect::<Vec<_>>(), (21..=30).collect::<Vec<_>>());
+        // A leader that re-proposes a compacted slot is told it is accepted; nothing is stored.
+        a.on_message(NodeId::proposer(1), Message::Accept { ballot: b, slot: 3, value: value() }, &mut out);
+        a.flush(&mut out);
+        assert_eq!(out.take(), vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Accepted { ballot: b, slots: vec![3] } }]);
+        // The mark survives a restart.
+        let mut durable = DurableState::default();
+        for slot in 1..=30 {
+            durable.apply(&PersistOp::Accept { slot, ballot: b, value: value() });
+        }
+        durable.apply(&PersistOp::Compact { upto: 20 });
+        assert_eq!((durable.compacted, durable.accepted.len()), (20, 10));
     }
 
     #[test]

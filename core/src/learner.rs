@@ -272,8 +272,9 @@ impl Actor for Learner {
             }
         }
         // Learners tell each other how far they are: a learner that missed every message
-        // about some slots, with no leader left to announce them, still finds out.
-        for l in self.peer_learners() {
+        // about some slots, with no leader left to announce them, still finds out. The
+        // acceptors hear it too, and forget what every learner has applied.
+        for l in self.peer_learners().into_iter().chain(self.config.acceptors.iter().copied()) {
             out.send(l, Message::Progress { applied });
         }
     }

@@ -41,8 +41,10 @@ pub enum Message {
     Prepare { ballot: Ballot, from_slot: u64, to_slot: u64 },
     /// Phase 1b: the values this acceptor accepted in `from_slot..=end`, a page cut by
     /// encoded size ([`PAGE_BYTES`]); `end` is where the page stops (the asked `to_slot`
-    /// when it holds everything), `last` the highest slot it has accepted anything for.
-    Promise { ballot: Ballot, from_slot: u64, end: u64, last: u64, accepted: Vec<AcceptedEntry> },
+    /// when it holds everything), `last` the highest slot it has accepted anything for,
+    /// `compacted` the slot up to which it forgot its values because every configured
+    /// learner applied them (so they are chosen).
+    Promise { ballot: Ballot, from_slot: u64, end: u64, last: u64, compacted: u64, accepted: Vec<AcceptedEntry> },
     /// Phase 2a.
     Accept { ballot: Ballot, slot: u64, value: Value },
     /// Phase 2b, to the proposer: these slots are accepted at `ballot`.
@@ -59,7 +61,8 @@ pub enum Message {
     /// where to send the client's answers (learners and the leader answer clients that
     /// never sent them anything else).
     Hello,
-    /// Learner -> learner, every catch-up period: "I have applied up to `applied`".
+    /// Learner -> learners and acceptors, every catch-up period: "I have applied up to
+    /// `applied`". Acceptors compact what every configured learner applied.
     Progress { applied: u64 },
     /// Learner -> learner far behind: the state machine as of slot `applied`.
     Snapshot { applied: u64, state: VotingState },
@@ -127,8 +130,8 @@ impl fmt::Display for Message {
                     write!(f, "Prepare(b={ballot} from={from_slot} to={to_slot})")
                 }
             }
-            Message::Promise { ballot, from_slot, end, last, accepted } => {
-                write!(f, "Promise(b={ballot} {from_slot}..{end} last={last} accepted={})", accepted.len())
+            Message::Promise { ballot, from_slot, end, last, compacted, accepted } => {
+                write!(f, "Promise(b={ballot} {from_slot}..{end} last={last} compacted={compacted} accepted={})", accepted.len())
             }
             Message::Accept { ballot, slot, value } => {
                 write!(f, "Accept(b={ballot} slot={slot} n={})", value.len())

@@ -28,7 +28,7 @@ enum Phase {
     Follower,
     /// Phase 1 under way for every slot from `from_slot` on. `refused` counts acceptors
     /// that refused because they still hear another leader (its ballot is kept).
-    Candidate { ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, (u64, Page)>, refused: BTreeMap<NodeId, Ballot> },
+    Candidate { ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, Promised>, refused: BTreeMap<NodeId, Ballot> },
     Leader(Box<Leading>),
 }
 
@@ -41,6 +41,15 @@ struct Leading {
     recovery: Option<Recovery>,
     /// Acceptors heard at this ballot since the last check-quorum.
     heard: BTreeSet<NodeId>,
+}
+
+/// One acceptor's promise: the highest slot it accepted, the slot it compacted up to,
+/// and the first page of its values.
+#[derive(Debug)]
+struct Promised {
+    last: u64,
+    compacted: u64,
+    page: Page,
 }
 
 /// A page of one acceptor's accepted values: the slots from the asked start to `end`.
@@ -157,15 +166,25 @@ impl Proposer {
         self.election_timer(out);
     }
 
-    fn become_leader(&mut self, ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, (u64, Page)>, out: &mut Outbox) {
+    fn become_leader(&mut self, ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, Promised>, out: &mut Outbox) {
         // New commands go above every slot any acceptor of the majority accepted: a value
         // chosen at a lower ballot was accepted by a majority, which meets this one. The
         // slots below are read back page by page (`advance_recovery`): for each, the value
         // of the highest ballot may have been chosen and is proposed again; holes become
         // no-ops (empty batches).
-        let last = promises.values().map(|(last, _)| *last).max().unwrap_or(0).max(from_slot.saturating_sub(1));
+        // An acceptor's compaction mark is a fact: every learner applied those slots, so
+        // they are chosen and need no phase 1 (a restarted proposer does not re-propose
+        // the whole log).
+        let compacted = promises.values().map(|p| p.compacted).max().unwrap_or(0);
+        if compacted > self.chosen {
+            self.chosen = compacted;
+            self.chosen_above = self.chosen_above.split_off(&compacted.saturating_add(1));
+            self.mark_chosen(compacted);
+        }
+        let from_slot = from_slot.max(compacted.saturating_add(1));
+        let last = promises.values().map(|p| p.last).max().unwrap_or(0).max(from_slot.saturating_sub(1));
         let heard = promises.keys().copied().collect();
-        let answers = promises.into_iter().map(|(a, (_, page))| (a, page)).collect();
+        let answers = promises.into_iter().map(|(a, p)| (a, p.page)).collect();
         let recovery = Recovery { from: from_slot, to: last, fill_holes: true, answers, asked: true };
         self.phase = Phase::Leader(Box::new(Leading {
             ballot,
@@ -410,11 +429,11 @@ impl Actor for Proposer {
             Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {
                 self.on_heartbeat(from, ballot, chosen, out);
             }
-            Message::Promise { ballot, from_slot, end, last, accepted } if self.config.acceptors.contains(&from) => {
+            Message::Promise { ballot, from_slot, end, last, compacted, accepted } if self.config.acceptors.contains(&from) => {
                 let quorum = self.config.quorum();
                 match &mut self.phase {
                     Phase::Candidate { ballot: mine, from_slot: asked, promises, .. } if *mine == ballot && *asked == from_slot => {
-                        promises.insert(from, (last, Page { end, entries: accepted }));
+                        promises.insert(from, Promised { last, compacted, page: Page { end, entries: accepted } });
                         if promises.len() >= quorum {
                             let Phase::Candidate { ballot, from_slot, promises, .. } =
                                 std::mem::replace(&mut self.phase, Phase::Follower)

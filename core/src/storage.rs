@@ -16,6 +16,9 @@ pub enum PersistOp {
     Accept { slot: u64, ballot: Ballot, value: Value },
     /// Proposer: the highest round this proposer has used; never reuse it.
     Round(u64),
+    /// Acceptor: forget the values accepted for slots up to `upto`: every configured
+    /// learner has applied them, so they are chosen and no one needs them from us again.
+    Compact { upto: u64 },
     /// Learner: `slot` applied with `value` (slots are applied in order, without gaps).
     Apply { slot: u64, value: Value },
     /// Learner: the state machine as of slot `applied` stands for every slot up to it
@@ -29,6 +32,9 @@ pub struct DurableState {
     pub promised: Ballot,
     pub accepted: BTreeMap<u64, (Ballot, Value)>,
     pub round: u64,
+    /// Acceptor: slots up to here were compacted away (chosen and applied everywhere).
+    #[serde(default)]
+    pub compacted: u64,
     /// Learner snapshot: the state machine after slot `.0`.
     pub snapshot: Option<(u64, VotingState)>,
     /// Applied slots after the snapshot, in order: `applied[i]` is slot `base + i + 1`,
@@ -46,6 +52,12 @@ impl DurableState {
                 self.accepted.insert(*slot, (*ballot, value.clone()));
             }
             PersistOp::Round(r) => self.round = self.round.max(*r),
+            PersistOp::Compact { upto } => {
+                if *upto > self.compacted {
+                    self.compacted = *upto;
+                    self.accepted = self.accepted.split_off(&upto.saturating_add(1));
+                }
+            }
             PersistOp::Apply { slot, value } => {
                 // Slots arrive in order; an old or repeated one changes nothing.
                 if *slot == self.last_applied() + 1 {

@@ -109,7 +109,7 @@ fn promise(ballot: Ballot, accepted: Vec<AcceptedEntry>) -> Message {
 /// A whole-log promise for a prepare from `from_slot`.
 fn promise_from(ballot: Ballot, from_slot: u64, accepted: Vec<AcceptedEntry>) -> Message {
     let last = accepted.iter().map(|e| e.slot).max().unwrap_or(0);
-    Message::Promise { ballot, from_slot, end: u64::MAX, last, accepted }
+    Message::Promise { ballot, from_slot, end: u64::MAX, last, compacted: 0, accepted }
 }
 
 fn entry(slot: u64, ballot: Ballot, value: &Value) -> AcceptedEntry {
@@ -684,4 +684,240 @@ fn a_follower_drops_a_request_forwarded_by_another_proposer() {
     p.on_message(ballot_core::NodeId::proposer(3), ballot_core::Message::Request(vec![cmd]), &mut out);
     p.flush(&mut out);
     assert!(out.is_empty(), "forwarded again: {:?}", out.effects);
+}
+
+// ---- liveness rules ----------------------------------------------------------------------
+
+/// The messages among `effects`, with their destinations.
+fn sends(effects: Vec<Effect>) -> Vec<(NodeId, Message)> {
+    effects
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, msg } => Some((to, msg)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn check_quorum_a_leader_that_hears_no_majority_steps_down_and_stops_heartbeating() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    // The promises count as heard for the first check: it stays.
+    p.on_timer(Timer::CheckQuorum, &mut out);
+    assert_eq!(out.take(), vec![set_timer(Timer::CheckQuorum, ELECTION_MAX_MS, ELECTION_MAX_MS)]);
+    assert!(p.is_leader());
+    // Then only acceptor-1 answers its heartbeats: one of three is not a majority.
+    p.on_message(A1, accepted(b, &[]), &mut out);
+    p.on_timer(Timer::CheckQuorum, &mut out);
+    assert_eq!(out.take(), step_down_effects(), "steps down; its heartbeat timer is cancelled");
+    assert!(!p.is_leader());
+    assert_eq!(p.leader(), None, "and believes in no leader");
+    p.on_timer(Timer::Heartbeat, &mut out);
+    assert!(out.is_empty(), "no heartbeat after stepping down");
+}
+
+#[test]
+fn check_quorum_answers_from_a_majority_keep_the_leader() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    for _ in 0..3 {
+        p.on_timer(Timer::CheckQuorum, &mut out);
+        out.take();
+        p.on_message(A2, accepted(b, &[]), &mut out);
+        p.on_message(A3, accepted(b, &[]), &mut out);
+        // An answer at another ballot does not count.
+        p.on_message(A1, accepted(Ballot::new(b.round + 1, 2), &[]), &mut out);
+    }
+    assert!(p.is_leader());
+}
+
+#[test]
+fn a_candidate_refused_by_a_majority_for_a_live_leader_follows_that_leader() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    let mine = p.ballot();
+    out.take();
+    let theirs = Ballot::new(0, 2);
+    assert!(theirs < mine);
+    // acceptor-1 still hears proposer-2's leadership: refused below our ballot.
+    p.on_message(A1, Message::Nack { ballot: mine, promised: theirs }, &mut out);
+    assert!(out.is_empty(), "one refusal of three leaves a majority possible");
+    p.on_message(A2, Message::Nack { ballot: mine, promised: theirs }, &mut out);
+    assert_eq!(out.take(), step_down_effects());
+    assert_eq!(p.leader(), Some(P2), "follows the leader the acceptors still hear");
+    // Requests now go to it.
+    p.on_message(C1, Message::Request(vec![vote(C1, 1)]), &mut out);
+    assert_eq!(sends(out.take()), vec![(P2, Message::Request(vec![vote(C1, 1)]))]);
+}
+
+#[test]
+fn a_too_large_command_is_refused_at_once_and_never_proposed() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    elect(&mut p, &mut out);
+    let big = Command::Vote { request_id: "big".into(), client: C1, voter: "x".repeat(ballot_core::MAX_COMMAND_BYTES), candidate: "ada".into() };
+    let size = big.size();
+    p.on_message(C1, Message::Request(vec![big]), &mut out);
+    p.flush(&mut out);
+    assert_eq!(
+        sends(out.take()),
+        vec![(C1, Message::Replies(vec![Reply::TooLarge { request_id: "big".into(), size, limit: ballot_core::MAX_COMMAND_BYTES }]))]
+    );
+}
+
+#[test]
+fn batches_are_cut_by_encoded_size() {
+    let mut c = Config::new(3, 3, 2, vec!["ada".into()]);
+    c.timing.window = 64;
+    let mut p = Proposer::new(P1, Arc::new(c), DurableState::default());
+    let mut out = Outbox::new();
+    elect(&mut p, &mut out);
+    // 100 commands of 50 kB: 5 MB, which must not go in one slot.
+    let cmds: Vec<Command> = (0..100)
+        .map(|i| Command::Vote { request_id: format!("r{i}"), client: C1, voter: format!("{i}{}", "v".repeat(50_000)), candidate: "ada".into() })
+        .collect();
+    p.on_message(C1, Message::Request(cmds), &mut out);
+    p.flush(&mut out);
+    let batches: Vec<Value> = sends(out.take())
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Accept { value, .. } if to == A1 => Some(value),
+            _ => None,
+        })
+        .collect();
+    assert!(batches.len() >= 5, "{} batches", batches.len());
+    assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 100, "every command proposed once");
+    for b in &batches {
+        assert!(ballot_core::value_size(b) <= ballot_core::PAGE_BYTES, "a batch of {} bytes", ballot_core::value_size(b));
+    }
+}
+
+#[test]
+fn a_new_leader_reads_a_long_log_in_pages_and_proposes_new_commands_above_it() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    let b = p.ballot();
+    out.take();
+    let old = Ballot::new(0, 2);
+    let v = batch(&[vote(C2, 1)]);
+    // Both acceptors hold slots 1..=100 but send only 1..=10 in the first page.
+    let page = |from: u64, to: u64| -> Message {
+        Message::Promise {
+            ballot: b,
+            from_slot: from,
+            end: to,
+            last: 100,
+            compacted: 0,
+            accepted: (from..=to).map(|s| entry(s, old, &v)).collect(),
+        }
+    };
+    p.on_message(A1, page(1, 10), &mut out);
+    p.on_message(A2, page(1, 10), &mut out);
+    assert!(p.is_leader());
+    let effects = out.take();
+    let reproposed: Vec<u64> = sends(effects)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Accept { slot, .. } if to == A1 => Some(slot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reproposed, (1..=10).collect::<Vec<_>>(), "only the slots a majority's pages cover");
+    // A new command goes above slot 100 at once, before the rest of the log is read.
+    p.on_message(C1, Message::Request(vec![vote(C1, 7)]), &mut out);
+    p.flush(&mut out);
+    out.take();
+    // Once the window has room, the next page is asked for, at the leader's ballot.
+    p.on_message(A1, accepted(b, &(1..=10).collect::<Vec<_>>()), &mut out);
+    p.on_message(A2, accepted(b, &(1..=10).collect::<Vec<_>>()), &mut out);
+    p.flush(&mut out);
+    let effects = sends(out.take());
+    assert!(
+        effects.iter().any(|(to, m)| *to == A1 && *m == Message::Prepare { ballot: b, from_slot: 11, to_slot: 100 }),
+        "asks for the next page: {effects:?}"
+    );
+    assert!(
+        effects.iter().any(|(_, m)| matches!(m, Message::Accept { slot: 101, .. })),
+        "the new command went to slot 101: {effects:?}"
+    );
+}
+
+#[test]
+fn a_compaction_mark_in_a_promise_is_taken_as_chosen() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    let b = p.ballot();
+    out.take();
+    let v = batch(&[vote(C2, 1)]);
+    let promise = |compacted: u64| Message::Promise { ballot: b, from_slot: 1, end: u64::MAX, last: 5_000, compacted, accepted: vec![entry(5_000, Ballot::new(0, 2), &v)] };
+    p.on_message(A1, promise(4_999), &mut out);
+    p.on_message(A2, promise(0), &mut out);
+    assert_eq!(p.chosen(), 4_999, "every learner applied those slots");
+    let proposed: Vec<u64> = sends(out.take())
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Accept { slot, .. } if to == A1 => Some(slot),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposed, vec![5_000], "only the slot above the mark is re-proposed");
+}
+
+#[test]
+fn a_learner_stuck_below_chosen_makes_the_leader_reopen_its_slots() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    let v = batch(&[vote(C1, 1)]);
+    p.on_message(C1, Message::Request(vec![vote(C1, 1), vote(C1, 2)]), &mut out);
+    p.flush(&mut out);
+    for a in [A1, A2] {
+        p.on_message(a, accepted(b, &[1]), &mut out);
+    }
+    assert_eq!(p.chosen(), 1);
+    out.take();
+    // The learner asks once: maybe it is only slow.
+    p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
+    p.flush(&mut out);
+    assert!(!sends(out.take()).iter().any(|(_, m)| matches!(m, Message::Prepare { .. })));
+    // Twice from the same slot: stuck. Phase 1 for slot 1 at the leader's ballot...
+    p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
+    p.flush(&mut out);
+    let prepares: Vec<_> = sends(out.take()).into_iter().filter(|(_, m)| matches!(m, Message::Prepare { .. })).collect();
+    assert_eq!(prepares, ACCEPTORS.iter().map(|&a| (a, Message::Prepare { ballot: b, from_slot: 1, to_slot: 1 })).collect::<Vec<_>>());
+    // ...then phase 2 with the value of the highest ballot a majority reports.
+    let reply = |accepted| Message::Promise { ballot: b, from_slot: 1, end: 1, last: 1, compacted: 0, accepted };
+    p.on_message(A1, reply(vec![entry(1, b, &v)]), &mut out);
+    p.on_message(A3, reply(vec![]), &mut out);
+    assert_eq!(sends(out.take()), accepts(&ACCEPTORS, b, 1, &v).into_iter().filter_map(|e| match e {
+        Effect::Send { to, msg } => Some((to, msg)),
+        _ => None,
+    }).collect::<Vec<_>>());
+}
+
+#[test]
+fn reopening_never_fills_a_slot_no_acceptor_reports() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    let b = elect(&mut p, &mut out);
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::ZERO, chosen: 0 }, &mut out);
+    p.on_message(C1, Message::Request(vec![vote(C1, 1)]), &mut out);
+    p.flush(&mut out);
+    for a in [A1, A2] {
+        p.on_message(a, accepted(b, &[1]), &mut out);
+    }
+    p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
+    p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
+    p.flush(&mut out);
+    out.take();
+    let empty = Message::Promise { ballot: b, from_slot: 1, end: 1, last: 0, compacted: 0, accepted: vec![] };
+    p.on_message(A2, empty.clone(), &mut out);
+    p.on_message(A3, empty, &mut out);
+    assert!(!sends(out.take()).iter().any(|(_, m)| matches!(m, Message::Accept { .. })), "a chosen slot is never made a no-op");
 }
