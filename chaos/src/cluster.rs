@@ -463,13 +463,20 @@ impl Cluster {
         outcome
     }
 
-    /// Cast many votes at once, all in flight together.
+    /// Cast many votes at once, all in flight together. On real processes the learners'
+    /// new slots are pulled for the checker afterwards, so a long run is seen before the
+    /// learners compact their logs into snapshots (which the control channel cannot page
+    /// back).
     pub async fn vote_all(&self, votes: &[(String, String)], opts: &VoteOptions) -> Vec<VoteOutcome> {
         let futs = votes.iter().map(|(v, c)| {
             let opts = VoteOptions { request_id: None, ..opts.clone() };
             async move { self.vote(v, c, &opts).await }
         });
-        join_all(futs).await
+        let outcomes = join_all(futs).await;
+        if let Backend::Proc(b) = &self.backend {
+            b.pull_decided(&self.learners()).await;
+        }
+        outcomes
     }
 
     /// The tally through the log (linearizable): every vote acknowledged before the call

@@ -21,6 +21,12 @@ pub struct Learner {
     /// Applied values after `base`: `log[i]` is slot `base + i + 1`. Serves other
     /// learners' catch-up.
     log: Vec<Value>,
+    /// The log compacted by the last snapshot, slots `prev_base + 1..=base`, kept in memory
+    /// (not on disk) until the next one: catch-up answers and the operators' applied log
+    /// (the chaos checker on processes) can still read slots applied just before a
+    /// snapshot, instead of only its state.
+    prev_base: u64,
+    prev: Vec<Value>,
     /// Slots above the applied ones: who accepted what, per ballot.
     pending: BTreeMap<u64, BTreeMap<Ballot, (BTreeSet<NodeId>, Value)>>,
     /// Chosen but not yet applied (a lower slot is missing).
@@ -56,6 +62,8 @@ impl Learner {
             state,
             base,
             log: durable.applied,
+            prev_base: base,
+            prev: Vec::new(),
             pending: BTreeMap::new(),
             chosen: BTreeMap::new(),
             known: applied,
@@ -77,6 +85,9 @@ impl Learner {
 
     /// The value applied at `slot`, if applied.
     pub fn value_at(&self, slot: u64) -> Option<&Value> {
+        if slot <= self.base {
+            return slot.checked_sub(self.prev_base.saturating_add(1)).and_then(|i| self.prev.get(i as usize));
+        }
         slot.checked_sub(self.base.saturating_add(1)).and_then(|i| self.log.get(i as usize))
     }
 
@@ -86,7 +97,8 @@ impl Learner {
     fn entries_from(&self, from: u64, max: usize) -> Vec<(u64, Value)> {
         let mut bytes = 0;
         let mut out = Vec::new();
-        for s in (from.max(self.base.saturating_add(1))..=self.applied()).take(max) {
+        let first = if self.prev.is_empty() { self.base } else { self.prev_base };
+        for s in (from.max(first.saturating_add(1))..=self.applied()).take(max) {
             let Some(v) = self.value_at(s) else { break };
             bytes += value_size(v);
             if !out.is_empty() && bytes > PAGE_BYTES {
@@ -109,8 +121,9 @@ impl Learner {
 
     /// Compact: the state machine as of now stands for every applied slot.
     fn snapshot(&mut self, out: &mut Outbox) {
+        self.prev_base = self.base;
         self.base = self.applied();
-        self.log.clear();
+        self.prev = std::mem::take(&mut self.log);
         out.persist(PersistOp::LearnerSnapshot { applied: self.base, state: self.state.clone() });
     }
 
@@ -123,6 +136,8 @@ impl Learner {
         self.state = state;
         self.base = applied;
         self.log.clear();
+        self.prev.clear();
+        self.prev_base = applied;
         self.known = self.known.max(applied);
         self.chosen = self.chosen.split_off(&applied.saturating_add(1));
         self.pending = self.pending.split_off(&applied.saturating_add(1));
@@ -497,6 +512,18 @@ mod tests {
         let restarted = Learner::new(NodeId::learner(1), config, durable);
         assert_eq!(restarted.applied(), 8);
         assert_eq!(restarted.state(), l.state(), "snapshot + replayed log = the state before the crash");
+    }
+
+    #[test]
+    fn slots_compacted_by_the_last_snapshot_can_still_be_read() {
+        let mut l = Learner::new(NodeId::learner(1), config_with(256, 4), DurableState::default());
+        let mut out = Outbox::new();
+        feed(&mut l, 1..=4, &mut out);
+        feed(&mut l, 5..=5, &mut out);
+        assert_eq!(l.applied_values(0, 10).iter().map(|e| e.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+        // The next snapshot lets the older generation go.
+        feed(&mut l, 6..=8, &mut out);
+        assert_eq!(l.applied_values(0, 10).iter().map(|e| e.0).collect::<Vec<_>>(), vec![5, 6, 7, 8]);
     }
 
     #[test]
