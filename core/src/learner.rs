@@ -39,6 +39,24 @@ pub struct Learner {
     /// `applied()` at the previous catch-up check: no progress since then means ask.
     applied_at_last_check: u64,
     replies: BTreeMap<NodeId, Vec<Reply>>,
+    /// A snapshot arriving in parts from one peer: merged as they come.
+    assembly: Option<Assembly>,
+}
+
+/// Most parts one snapshot may claim (4 GiB at [`PAGE_BYTES`] each): bounds what a peer
+/// can make us hold for one transfer.
+const MAX_SNAPSHOT_PARTS: u32 = 4096;
+
+/// The parts of one peer's snapshot received so far.
+struct Assembly {
+    from: NodeId,
+    applied: u64,
+    parts: u32,
+    got: BTreeSet<u32>,
+    state: VotingState,
+    /// A part arrived since the last catch-up check; a transfer that goes quiet for a
+    /// whole period is given up and asked for again.
+    fresh: bool,
 }
 
 impl Learner {
@@ -71,6 +89,7 @@ impl Learner {
             leader: None,
             applied_at_last_check: applied,
             replies: BTreeMap::new(),
+            assembly: None,
         }
     }
 
@@ -142,6 +161,39 @@ impl Learner {
         self.chosen = self.chosen.split_off(&applied.saturating_add(1));
         self.pending = self.pending.split_off(&applied.saturating_add(1));
         out.persist(PersistOp::LearnerSnapshot { applied, state: self.state.clone() });
+    }
+
+    /// One part of a peer's snapshot: start (or restart, for a newer one) the assembly,
+    /// merge the part, and adopt the state once every part is in and it adds up.
+    fn on_snapshot_part(&mut self, from: NodeId, applied: u64, part: u32, parts: u32, state: VotingState, out: &mut Outbox) {
+        if applied <= self.applied() || parts == 0 || parts > MAX_SNAPSHOT_PARTS || part >= parts {
+            return;
+        }
+        if parts == 1 {
+            if state.consistent() {
+                self.adopt(applied, state, out);
+            }
+            return;
+        }
+        let same = self.assembly.as_ref().is_some_and(|a| a.from == from && a.applied == applied && a.parts == parts);
+        if !same {
+            if self.assembly.as_ref().is_some_and(|a| a.applied > applied) {
+                return; // an older snapshot than the one under way
+            }
+            self.assembly = Some(Assembly { from, applied, parts, got: BTreeSet::new(), state: state.emptied(), fresh: true });
+        }
+        let Some(a) = &mut self.assembly else { return };
+        a.fresh = true;
+        if a.got.contains(&part) || !a.state.merge(state) {
+            return;
+        }
+        a.got.insert(part);
+        if a.got.len() as u32 == a.parts {
+            let a = self.assembly.take().expect("just used");
+            if a.state.consistent() {
+                self.adopt(a.applied, a.state, out);
+            }
+        }
     }
 
     fn on_learn(&mut self, from: NodeId, entries: Vec<AcceptedEntry>) {
@@ -240,14 +292,20 @@ impl Actor for Learner {
                 if applied >= self.applied() {
                     // Nothing to give.
                 } else if far {
-                    out.send(from, Message::Snapshot { applied: self.applied(), state: self.state.clone() });
+                    // In parts below the frame limit: a ballot box of a million voters is
+                    // tens of MB.
+                    let parts = self.state.split(PAGE_BYTES);
+                    let n = parts.len() as u32;
+                    for (i, state) in parts.into_iter().enumerate() {
+                        out.send(from, Message::Snapshot { applied: self.applied(), part: i as u32, parts: n, state });
+                    }
                 } else {
                     let entries = self.entries_from(applied.saturating_add(1), self.config.timing.catch_up_batch);
                     out.send(from, Message::Chosen { entries });
                 }
             }
-            Message::Snapshot { applied, state } if from.role == Role::Learner && from != self.id => {
-                self.adopt(applied, state, out);
+            Message::Snapshot { applied, part, parts, state } if from.role == Role::Learner && from != self.id => {
+                self.on_snapshot_part(from, applied, part, parts, state, out);
             }
             _ => {}
         }
@@ -267,7 +325,19 @@ impl Actor for Learner {
         let stuck = self.applied() == self.applied_at_last_check || far;
         self.applied_at_last_check = self.applied();
         let applied = self.applied();
-        if behind && stuck {
+        // A snapshot still arriving: let it come rather than ask for it again.
+        let receiving = match &mut self.assembly {
+            Some(a) if a.fresh => {
+                a.fresh = false;
+                true
+            }
+            Some(_) => {
+                self.assembly = None;
+                false
+            }
+            None => false,
+        };
+        if behind && stuck && !receiving {
             // Ask those who may know: acceptors answer with what they accepted (counted by
             // the same quorum rule); the most advanced learner we know of answers with
             // chosen values or, if we are far behind, a snapshot. Every answer is a fact
@@ -546,9 +616,64 @@ mod tests {
         assert_eq!(behind.state(), ahead.state());
         assert!(matches!(&out.take()[..], [Effect::Persist(PersistOp::LearnerSnapshot { applied: 5, .. })]));
         // A stale snapshot changes nothing.
-        behind.on_message(NodeId::learner(1), Message::Snapshot { applied: 3, state: VotingState::new(vec![]) }, &mut out);
+        behind.on_message(NodeId::learner(1), Message::Snapshot { applied: 3, part: 0, parts: 1, state: VotingState::new(vec![]) }, &mut out);
         assert_eq!(behind.applied(), 5);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_large_snapshot_travels_in_parts_below_the_page_limit_and_is_adopted_whole() {
+        let config = config_with(2, 1_000_000);
+        let mut ahead = Learner::new(NodeId::learner(1), config.clone(), DurableState::default());
+        let mut out = Outbox::new();
+        // 60,000 voters with long names: a few MB of state.
+        let entries: Vec<_> = (1..=60u64)
+            .map(|s| {
+                let value: Value = Arc::new(
+                    (0..1000)
+                        .map(|i| Command::Vote {
+                            request_id: format!("request-{s}-{i}-{}", "r".repeat(20)),
+                            client: NodeId::client(1),
+                            voter: format!("voter-{s}-{i}-{}", "v".repeat(20)),
+                            candidate: "ada".into(),
+                        })
+                        .collect(),
+                );
+                (s, value)
+            })
+            .collect();
+        ahead.on_message(NodeId::learner(3), Message::Chosen { entries }, &mut out);
+        out.take();
+        assert!(ahead.state().size_hint() > 3 * PAGE_BYTES);
+        ahead.on_message(NodeId::learner(2), Message::CatchUp { applied: 0 }, &mut out);
+        let mut parts: Vec<Message> = out
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { msg: m @ Message::Snapshot { .. }, .. } => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert!(parts.len() >= 4, "{} parts", parts.len());
+        assert!(parts.iter().all(|m| m.size_hint() <= PAGE_BYTES + 4096), "every part below the page limit");
+        // One part lost: nothing adopted, and after a quiet catch-up period it is given up.
+        let mut behind = Learner::new(NodeId::learner(2), config, DurableState::default());
+        let lost = parts.remove(1);
+        parts.reverse();
+        for m in parts.clone() {
+            behind.on_message(NodeId::learner(1), m, &mut out);
+        }
+        assert_eq!(behind.applied(), 0, "incomplete");
+        behind.on_timer(Timer::CatchUp, &mut out);
+        behind.on_timer(Timer::CatchUp, &mut out);
+        assert!(behind.assembly.is_none(), "a transfer quiet for a period is dropped");
+        out.take();
+        // Sent again whole, in any order: adopted.
+        for m in parts.into_iter().chain([lost]) {
+            behind.on_message(NodeId::learner(1), m, &mut out);
+        }
+        assert_eq!(behind.applied(), 60);
+        assert_eq!(behind.state(), ahead.state());
     }
 
     #[test]
@@ -586,7 +711,7 @@ mod tests {
         let v = vote("r", "x", "ada");
         l.on_message(NodeId::learner(2), Message::CatchUp { applied: u64::MAX }, &mut out);
         l.on_message(NodeId::learner(2), Message::Progress { applied: u64::MAX }, &mut out);
-        l.on_message(NodeId::learner(2), Message::Snapshot { applied: u64::MAX, state: VotingState::new(vec!["ada".into(), "grace".into()]) }, &mut out);
+        l.on_message(NodeId::learner(2), Message::Snapshot { applied: u64::MAX, part: 0, parts: 1, state: VotingState::new(vec!["ada".into(), "grace".into()]) }, &mut out);
         l.on_message(NodeId::acceptor(1), learn(u64::MAX, Ballot::new(u64::MAX, 1), &v), &mut out);
         l.on_message(NodeId::learner(2), Message::Chosen { entries: vec![(u64::MAX, v)] }, &mut out);
         l.on_timer(Timer::CatchUp, &mut out);

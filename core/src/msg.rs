@@ -65,7 +65,9 @@ pub enum Message {
     /// `applied`". Acceptors compact what every configured learner applied.
     Progress { applied: u64 },
     /// Learner -> learner far behind: the state machine as of slot `applied`.
-    Snapshot { applied: u64, state: VotingState },
+    /// A large state travels as `parts` messages (`part` counts from 0), each a share
+    /// of it of about [`PAGE_BYTES`] ([`VotingState::split`]).
+    Snapshot { applied: u64, part: u32, parts: u32, state: VotingState },
 }
 
 /// Bytes an `AcceptedEntry` or a `(slot, value)` pair costs beyond its value: slot,
@@ -155,8 +157,8 @@ impl fmt::Display for Message {
             Message::Chosen { entries } => write!(f, "Chosen(n={})", entries.len()),
             Message::Hello => write!(f, "Hello"),
             Message::Progress { applied } => write!(f, "Progress(applied={applied})"),
-            Message::Snapshot { applied, state } => {
-                write!(f, "Snapshot(applied={applied} voters={})", state.voter_count())
+            Message::Snapshot { applied, part, parts, state } => {
+                write!(f, "Snapshot(applied={applied} part={part}/{parts} voters={})", state.voter_count())
             }
         }
     }

@@ -43,6 +43,66 @@ impl VotingState {
             + self.outcomes.keys().map(|r| r.len() + 20).sum::<usize>()
     }
 
+    /// This state cut into parts of about `max_bytes` each (by [`size_hint`](Self::size_hint)),
+    /// every part with the candidates and counts and a share of the voters and request
+    /// outcomes: [`merge`](Self::merge) of all of them, in any order, gives this state back.
+    /// How a large snapshot travels within the frame limit.
+    pub fn split(&self, max_bytes: usize) -> Vec<VotingState> {
+        let empty = || VotingState { candidates: self.candidates.clone(), counts: self.counts.clone(), voters: HashMap::new(), outcomes: HashMap::new() };
+        let mut parts = vec![empty()];
+        let mut bytes = 0;
+        let mut room = |parts: &mut Vec<VotingState>, size: usize| {
+            if bytes + size > max_bytes && bytes > 0 {
+                parts.push(empty());
+                bytes = 0;
+            }
+            bytes += size;
+        };
+        for (voter, &i) in &self.voters {
+            room(&mut parts, voter.len() + 14);
+            parts.last_mut().expect("one part").voters.insert(voter.clone(), i);
+        }
+        for (request, &outcome) in &self.outcomes {
+            room(&mut parts, request.len() + 20);
+            parts.last_mut().expect("one part").outcomes.insert(request.clone(), outcome);
+        }
+        parts
+    }
+
+    /// The same candidates and counts with no voters or outcomes: what a snapshot's parts
+    /// are merged into.
+    pub fn emptied(&self) -> VotingState {
+        VotingState { candidates: self.candidates.clone(), counts: self.counts.clone(), voters: HashMap::new(), outcomes: HashMap::new() }
+    }
+
+    /// Add a part made by [`split`](Self::split) of the same state. False (and nothing
+    /// changed) when it cannot be: other candidates or counts, or a voter counted for
+    /// another candidate than here.
+    pub fn merge(&mut self, part: VotingState) -> bool {
+        if part.candidates != self.candidates || part.counts != self.counts {
+            return false;
+        }
+        if part.voters.iter().any(|(v, i)| self.voters.get(v).is_some_and(|j| j != i) || *i >= self.candidates.len()) {
+            return false;
+        }
+        self.voters.extend(part.voters);
+        self.outcomes.extend(part.outcomes);
+        true
+    }
+
+    /// Whether the voters held add up to the counts (a merged snapshot is complete and
+    /// consistent only then).
+    pub fn consistent(&self) -> bool {
+        let mut counts = vec![0u64; self.candidates.len()];
+        for &i in self.voters.values() {
+            match counts.get_mut(i) {
+                Some(c) => *c += 1,
+                None => return false,
+            }
+        }
+        counts == self.counts
+    }
+
     /// Number of voters counted.
     pub fn voter_count(&self) -> usize {
         self.voters.len()
@@ -141,6 +201,30 @@ mod tests {
         );
         assert_eq!(s.voter_count(), 2);
         assert_eq!(s.vote_of("v1"), Some("ada"));
+    }
+
+    #[test]
+    fn a_split_state_merges_back_whole_in_any_order() {
+        let mut s = state();
+        for i in 0..5_000 {
+            s.apply(i, &vote(&format!("request-{i}"), &format!("voter-{i}"), ["ada", "grace", "linus"][i as usize % 3]));
+        }
+        let parts = s.split(16 * 1024);
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.size_hint() <= 16 * 1024 + 200), "every part near the asked size");
+        let mut back = parts[parts.len() - 1].clone();
+        for p in parts.iter().rev().skip(1) {
+            assert!(back.merge(p.clone()));
+        }
+        assert!(back.consistent());
+        assert_eq!(back, s);
+        // A part of another state is refused; a missing part leaves it inconsistent.
+        let mut other = state();
+        other.apply(1, &vote("x", "y", "ada"));
+        assert!(!back.merge(other.split(1 << 20).remove(0)));
+        let mut partial = parts[0].clone();
+        partial.merge(parts[1].clone());
+        assert!(!partial.consistent());
     }
 
     #[test]
