@@ -41,6 +41,11 @@ pub struct Learner {
     replies: BTreeMap<NodeId, Vec<Reply>>,
     /// A snapshot arriving in parts from one peer: merged as they come.
     assembly: Option<Assembly>,
+    /// Catch-up periods since start, and when each peer was last sent a snapshot: a
+    /// snapshot (possibly tens of MB) goes to one peer at most once every two periods,
+    /// however often it asks.
+    ticks: u64,
+    snapshot_sent: BTreeMap<NodeId, u64>,
 }
 
 /// Most parts one snapshot may claim (4 GiB at [`PAGE_BYTES`] each): bounds what a peer
@@ -90,6 +95,8 @@ impl Learner {
             applied_at_last_check: applied,
             replies: BTreeMap::new(),
             assembly: None,
+            ticks: 0,
+            snapshot_sent: BTreeMap::new(),
         }
     }
 
@@ -278,7 +285,7 @@ impl Actor for Learner {
                 // advanced learner when behind.
                 self.known = self.known.max(applied);
                 self.peers.insert(from, applied);
-                if applied > self.applied() + self.config.timing.catch_up_batch as u64 {
+                if applied > self.applied() + self.config.timing.catch_up_batch as u64 && self.assembly.is_none() {
                     // More than a page behind: the Learn flow will not close that; ask now.
                     out.send(from, Message::CatchUp { applied: self.applied() });
                 }
@@ -289,11 +296,17 @@ impl Actor for Learner {
                 // (The asker may be ahead of us: a learner that just restarted asks everyone.)
                 let far = applied < self.base
                     || self.applied().saturating_sub(applied) > self.config.timing.catch_up_batch as u64;
-                if applied >= self.applied() {
-                    // Nothing to give.
+                let ticks = self.ticks;
+                let sent_lately = self.snapshot_sent.get(&from).is_some_and(|&t| ticks < t + 2);
+                if applied >= self.applied() || (far && sent_lately) {
+                    // Nothing to give, or a snapshot that may still be arriving.
                 } else if far {
                     // In parts below the frame limit: a ballot box of a million voters is
-                    // tens of MB.
+                    // tens of MB. Not again while the last one may still be arriving.
+                    if self.snapshot_sent.len() >= 64 {
+                        self.snapshot_sent.clear();
+                    }
+                    self.snapshot_sent.insert(from, ticks);
                     let parts = self.state.split(PAGE_BYTES);
                     let n = parts.len() as u32;
                     for (i, state) in parts.into_iter().enumerate() {
@@ -318,6 +331,7 @@ impl Actor for Learner {
         }
         let t = self.config.timing.catch_up_ms;
         out.set_timer(Timer::CatchUp, t, t);
+        self.ticks += 1;
         let behind = self.known > self.applied() || !self.chosen.is_empty();
         // Ask when the normal flow of Learn messages is not closing the gap: no progress
         // since the last check, or further behind than one catch-up page.
