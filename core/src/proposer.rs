@@ -176,11 +176,7 @@ impl Proposer {
         // they are chosen and need no phase 1 (a restarted proposer does not re-propose
         // the whole log).
         let compacted = promises.values().map(|p| p.compacted).max().unwrap_or(0);
-        if compacted > self.chosen {
-            self.chosen = compacted;
-            self.chosen_above = self.chosen_above.split_off(&compacted.saturating_add(1));
-            self.mark_chosen(compacted);
-        }
+        self.learn_compacted(compacted);
         let from_slot = from_slot.max(compacted.saturating_add(1));
         let last = promises.values().map(|p| p.last).max().unwrap_or(0).max(from_slot.saturating_sub(1));
         let heard = promises.keys().copied().collect();
@@ -202,6 +198,16 @@ impl Proposer {
         out.set_timer(Timer::Heartbeat, t.heartbeat_ms, t.heartbeat_ms);
         out.set_timer(Timer::Retransmit, t.retransmit_ms, t.retransmit_ms);
         out.set_timer(Timer::CheckQuorum, t.election_max_ms, t.election_max_ms);
+    }
+
+    /// Every slot up to `compacted` is chosen: an acceptor forgot it because every
+    /// configured learner applied it.
+    fn learn_compacted(&mut self, compacted: u64) {
+        if compacted > self.chosen {
+            self.chosen = compacted;
+            self.chosen_above = self.chosen_above.split_off(&compacted.saturating_add(1));
+            self.mark_chosen(compacted);
+        }
     }
 
     /// Once a majority answered the current recovery page, re-propose the slots they all
@@ -248,7 +254,9 @@ impl Proposer {
         for slot in from..=covered {
             let value = match merged.remove(&slot) {
                 Some((_, v)) => v,
-                None if fill_holes => Value::default(),
+                // Never a no-op for a slot known chosen: its value exists, even if the
+                // acceptors that answered hold none of it (compacted, or never had it).
+                None if fill_holes && slot > self.chosen => Value::default(),
                 None => continue,
             };
             self.propose(slot, value, true, out);
@@ -445,11 +453,18 @@ impl Actor for Proposer {
                     }
                     Phase::Leader(l) if l.ballot == ballot => {
                         l.heard.insert(from);
-                        if let Some(r) = &mut l.recovery {
-                            if r.asked && r.from == from_slot {
-                                r.answers.insert(from, Page { end, entries: accepted });
-                                self.advance_recovery(out);
+                        let take = l.recovery.as_ref().is_some_and(|r| r.asked && r.from == from_slot);
+                        // Any acceptor's compaction mark is a fact about chosen slots: the
+                        // slots below it are never filled with a no-op (an acceptor of this
+                        // page's majority may have forgotten a slot the others never had).
+                        self.learn_compacted(compacted);
+                        if take {
+                            if let Phase::Leader(l) = &mut self.phase {
+                                if let Some(r) = &mut l.recovery {
+                                    r.answers.insert(from, Page { end, entries: accepted });
+                                }
                             }
+                            self.advance_recovery(out);
                         }
                     }
                     _ => {}

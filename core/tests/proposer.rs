@@ -921,3 +921,44 @@ fn reopening_never_fills_a_slot_no_acceptor_reports() {
     p.on_message(A3, empty, &mut out);
     assert!(!sends(out.take()).iter().any(|(_, m)| matches!(m, Message::Accept { .. })), "a chosen slot is never made a no-op");
 }
+
+#[test]
+fn a_slot_an_acceptor_compacted_is_never_filled_with_a_no_op() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    p.on_timer(Timer::Election, &mut out);
+    let b = p.ballot();
+    out.take();
+    // acceptor-1 holds slots 1..=20 and sends the first page (1..=10); acceptor-2 never
+    // accepted anything. A majority covers 1..=10: re-proposed.
+    let v = batch(&[vote(C2, 1)]);
+    let page = |from: u64, to: u64, compacted: u64, held: bool| Message::Promise {
+        ballot: b,
+        from_slot: from,
+        end: to,
+        last: if held { 20 } else { 0 },
+        compacted,
+        accepted: if held { (from.max(compacted + 1)..=to).map(|s| entry(s, Ballot::new(0, 2), &v)).collect() } else { vec![] },
+    };
+    p.on_message(A1, page(1, 10, 0, true), &mut out);
+    p.on_message(A2, page(1, u64::MAX, 0, false), &mut out);
+    p.on_message(A1, accepted(b, &(1..=10).collect::<Vec<_>>()), &mut out);
+    p.on_message(A2, accepted(b, &(1..=10).collect::<Vec<_>>()), &mut out);
+    p.flush(&mut out);
+    out.take();
+    // The next page (11..=20): acceptor-3 answers that it compacted up to 15 (every learner
+    // applied them), acceptor-2 still holds nothing. Slots 11..=15 are chosen, never no-ops.
+    p.on_message(A3, page(11, 20, 15, true), &mut out);
+    p.on_message(A2, page(11, 20, 0, false), &mut out);
+    assert!(p.chosen() >= 15, "the compaction mark is taken as chosen");
+    let proposed: Vec<(u64, Value)> = sends(out.take())
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Accept { slot, value, .. } if to == A1 => Some((slot, value)),
+            _ => None,
+        })
+        .collect();
+    assert!(proposed.iter().all(|(s, _)| *s > 15), "nothing at or below the mark: {proposed:?}");
+    assert_eq!(proposed.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+    assert!(proposed.iter().all(|(_, value)| *value == v), "the reported values, not no-ops");
+}
