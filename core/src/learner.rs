@@ -52,9 +52,9 @@ pub struct Learner {
 /// can make us hold for one transfer.
 const MAX_SNAPSHOT_PARTS: u32 = 4096;
 
-/// The parts of one peer's snapshot received so far.
+/// The parts of one snapshot received so far. The split of a state is deterministic and
+/// every learner's state at one slot is the same, so parts may come from several peers.
 struct Assembly {
-    from: NodeId,
     applied: u64,
     parts: u32,
     got: BTreeSet<u32>,
@@ -170,9 +170,9 @@ impl Learner {
         out.persist(PersistOp::LearnerSnapshot { applied, state: self.state.clone() });
     }
 
-    /// One part of a peer's snapshot: start (or restart, for a newer one) the assembly,
+    /// One part of a snapshot: start (or restart, for a newer one) the assembly,
     /// merge the part, and adopt the state once every part is in and it adds up.
-    fn on_snapshot_part(&mut self, from: NodeId, applied: u64, part: u32, parts: u32, state: VotingState, out: &mut Outbox) {
+    fn on_snapshot_part(&mut self, applied: u64, part: u32, parts: u32, state: VotingState, out: &mut Outbox) {
         if applied <= self.applied() || parts == 0 || parts > MAX_SNAPSHOT_PARTS || part >= parts {
             return;
         }
@@ -182,12 +182,12 @@ impl Learner {
             }
             return;
         }
-        let same = self.assembly.as_ref().is_some_and(|a| a.from == from && a.applied == applied && a.parts == parts);
+        let same = self.assembly.as_ref().is_some_and(|a| a.applied == applied && a.parts == parts);
         if !same {
             if self.assembly.as_ref().is_some_and(|a| a.applied > applied) {
                 return; // an older snapshot than the one under way
             }
-            self.assembly = Some(Assembly { from, applied, parts, got: BTreeSet::new(), state: state.emptied(), fresh: true });
+            self.assembly = Some(Assembly { applied, parts, got: BTreeSet::new(), state: state.emptied(), fresh: true });
         }
         let Some(a) = &mut self.assembly else { return };
         a.fresh = true;
@@ -214,7 +214,12 @@ impl Learner {
                 continue;
             }
             let by_ballot = self.pending.entry(slot).or_default();
-            let (acceptors, _) = by_ballot.entry(ballot).or_insert_with(|| (BTreeSet::new(), value));
+            let (acceptors, first) = by_ballot.entry(ballot).or_insert_with(|| (BTreeSet::new(), value.clone()));
+            // One ballot has one value per slot; a report of another one is not counted
+            // with it (it cannot happen in Paxos, so it never makes a majority).
+            if !Arc::ptr_eq(first, &value) && **first != *value {
+                continue;
+            }
             acceptors.insert(from);
             if acceptors.len() >= quorum {
                 // A majority of configured acceptors accepted this value in one ballot.
@@ -285,7 +290,7 @@ impl Actor for Learner {
                 // advanced learner when behind.
                 self.known = self.known.max(applied);
                 self.peers.insert(from, applied);
-                if applied > self.applied() + self.config.timing.catch_up_batch as u64 && self.assembly.is_none() {
+                if applied > self.applied().saturating_add(self.config.timing.catch_up_batch as u64) && self.assembly.is_none() {
                     // More than a page behind: the Learn flow will not close that; ask now.
                     out.send(from, Message::CatchUp { applied: self.applied() });
                 }
@@ -318,7 +323,7 @@ impl Actor for Learner {
                 }
             }
             Message::Snapshot { applied, part, parts, state } if from.role == Role::Learner && from != self.id => {
-                self.on_snapshot_part(from, applied, part, parts, state, out);
+                self.on_snapshot_part(applied, part, parts, state, out);
             }
             _ => {}
         }

@@ -38,13 +38,15 @@ pub enum Message {
     /// Phase 1a for the slots `from_slot..=to_slot`. A leader sends it again at its own
     /// ballot to read the next page of a long log, or to re-open chosen slots that a
     /// learner cannot learn (see `Proposer`).
-    Prepare { ballot: Ballot, from_slot: u64, to_slot: u64 },
+    /// `req` names this round of phase 1 and comes back in its promises, so an answer to
+    /// an older round (delayed, duplicated) is never taken for this one.
+    Prepare { ballot: Ballot, req: u64, from_slot: u64, to_slot: u64 },
     /// Phase 1b: the values this acceptor accepted in `from_slot..=end`, a page cut by
     /// encoded size ([`PAGE_BYTES`]); `end` is where the page stops (the asked `to_slot`
     /// when it holds everything), `last` the highest slot it has accepted anything for,
     /// `compacted` the slot up to which it forgot its values because every configured
     /// learner applied them (so they are chosen).
-    Promise { ballot: Ballot, from_slot: u64, end: u64, last: u64, compacted: u64, accepted: Vec<AcceptedEntry> },
+    Promise { ballot: Ballot, req: u64, from_slot: u64, end: u64, last: u64, compacted: u64, accepted: Vec<AcceptedEntry> },
     /// Phase 2a.
     Accept { ballot: Ballot, slot: u64, value: Value },
     /// Phase 2b, to the proposer: these slots are accepted at `ballot`.
@@ -125,15 +127,15 @@ impl fmt::Display for Message {
             Message::Request(c) => write!(f, "Request(n={})", c.len()),
             Message::Replies(r) => write!(f, "Replies(n={})", r.len()),
             Message::Heartbeat { ballot, chosen } => write!(f, "Heartbeat(b={ballot} chosen={chosen})"),
-            Message::Prepare { ballot, from_slot, to_slot } => {
+            Message::Prepare { ballot, req, from_slot, to_slot } => {
                 if *to_slot == u64::MAX {
-                    write!(f, "Prepare(b={ballot} from={from_slot})")
+                    write!(f, "Prepare(b={ballot} req={req} from={from_slot})")
                 } else {
-                    write!(f, "Prepare(b={ballot} from={from_slot} to={to_slot})")
+                    write!(f, "Prepare(b={ballot} req={req} from={from_slot} to={to_slot})")
                 }
             }
-            Message::Promise { ballot, from_slot, end, last, compacted, accepted } => {
-                write!(f, "Promise(b={ballot} {from_slot}..{end} last={last} compacted={compacted} accepted={})", accepted.len())
+            Message::Promise { ballot, req, from_slot, end, last, compacted, accepted } => {
+                write!(f, "Promise(b={ballot} req={req} {from_slot}..{end} last={last} compacted={compacted} accepted={})", accepted.len())
             }
             Message::Accept { ballot, slot, value } => {
                 write!(f, "Accept(b={ballot} slot={slot} n={})", value.len())

@@ -28,7 +28,7 @@ enum Phase {
     Follower,
     /// Phase 1 under way for every slot from `from_slot` on. `refused` counts acceptors
     /// that refused because they still hear another leader (its ballot is kept).
-    Candidate { ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, Promised>, refused: BTreeMap<NodeId, Ballot> },
+    Candidate { ballot: Ballot, req: u64, from_slot: u64, promises: BTreeMap<NodeId, Promised>, refused: BTreeMap<NodeId, Ballot> },
     Leader(Box<Leading>),
 }
 
@@ -56,12 +56,17 @@ struct Promised {
 #[derive(Debug, Default)]
 struct Page {
     end: u64,
+    /// The acceptor's compaction mark: it holds nothing at or below it, which says
+    /// nothing about what was accepted there (see `advance_recovery`).
+    compacted: u64,
     entries: Vec<AcceptedEntry>,
 }
 
 /// Phase 1 for the slots `from..=to` at the leader's ballot, one page at a time.
 #[derive(Debug)]
 struct Recovery {
+    /// The round's name, echoed by its promises.
+    req: u64,
     from: u64,
     to: u64,
     /// Slots no acceptor of the majority reports become no-ops (phase 1 of a new
@@ -104,6 +109,8 @@ pub struct Proposer {
     /// The applied slot each learner reported in its last `CatchUp`: a learner that asks
     /// twice from the same slot below `chosen` is stuck, and its slots are re-opened.
     learner_asks: BTreeMap<NodeId, u64>,
+    /// The last phase 1 round sent (`Prepare.req`).
+    req: u64,
 }
 
 impl Proposer {
@@ -121,6 +128,7 @@ impl Proposer {
             tick: 0,
             elections: 0,
             learner_asks: BTreeMap::new(),
+            req: 0,
         }
     }
 
@@ -145,6 +153,11 @@ impl Proposer {
         self.chosen
     }
 
+    /// The name (`req`) of the last phase 1 round this proposer sent.
+    pub fn phase1_round(&self) -> u64 {
+        self.req
+    }
+
     fn election_timer(&self, out: &mut Outbox) {
         let t = &self.config.timing;
         out.set_timer(Timer::Election, t.election_min_ms, t.election_max_ms);
@@ -157,16 +170,18 @@ impl Proposer {
         // Durable before any Prepare leaves: a restarted proposer never reuses a ballot.
         out.persist(PersistOp::Round(self.round));
         let from_slot = self.chosen.saturating_add(1);
+        self.req += 1;
+        let req = self.req;
         for &a in &self.config.acceptors {
-            out.send(a, Message::Prepare { ballot, from_slot, to_slot: u64::MAX });
+            out.send(a, Message::Prepare { ballot, req, from_slot, to_slot: u64::MAX });
         }
         self.requeue_inflight();
-        self.phase = Phase::Candidate { ballot, from_slot, promises: BTreeMap::new(), refused: BTreeMap::new() };
+        self.phase = Phase::Candidate { ballot, req, from_slot, promises: BTreeMap::new(), refused: BTreeMap::new() };
         self.leader = None;
         self.election_timer(out);
     }
 
-    fn become_leader(&mut self, ballot: Ballot, from_slot: u64, promises: BTreeMap<NodeId, Promised>, out: &mut Outbox) {
+    fn become_leader(&mut self, ballot: Ballot, req: u64, from_slot: u64, promises: BTreeMap<NodeId, Promised>, out: &mut Outbox) {
         // New commands go above every slot any acceptor of the majority accepted: a value
         // chosen at a lower ballot was accepted by a majority, which meets this one. The
         // slots below are read back page by page (`advance_recovery`): for each, the value
@@ -181,7 +196,7 @@ impl Proposer {
         let last = promises.values().map(|p| p.last).max().unwrap_or(0).max(from_slot.saturating_sub(1));
         let heard = promises.keys().copied().collect();
         let answers = promises.into_iter().map(|(a, p)| (a, p.page)).collect();
-        let recovery = Recovery { from: from_slot, to: last, fill_holes: true, answers, asked: true };
+        let recovery = Recovery { req, from: from_slot, to: last, fill_holes: true, answers, asked: true };
         self.phase = Phase::Leader(Box::new(Leading {
             ballot,
             next_slot: last.saturating_add(1),
@@ -223,10 +238,17 @@ impl Proposer {
         if r.answers.len() < quorum {
             return;
         }
-        // A slot is read once a majority's pages cover it: up to the quorum-th furthest end.
+        // A slot is read once a majority's pages cover it: up to the quorum-th furthest end,
+        // and at most MAX_RECOVERY_SLOTS a round (a huge `last` from a faulty peer must not
+        // make one step walk billions of slots).
         let mut ends: Vec<u64> = r.answers.values().map(|p| p.end).collect();
         ends.sort_unstable_by(|a, b| b.cmp(a));
-        let covered = ends[quorum - 1].min(r.to);
+        let covered = ends[quorum - 1].min(r.to).min(r.from.saturating_add(MAX_RECOVERY_SLOTS - 1));
+        // Slots at or below any answer's compaction mark are chosen and applied by every
+        // learner: never re-proposed. That acceptor's silence about them is no evidence,
+        // so the others' answers alone are not a majority for them, and a stale value
+        // among those must not be taken for the chosen one.
+        let marked = r.answers.values().map(|p| p.compacted).max().unwrap_or(0);
         let (from, fill_holes) = (r.from, r.fill_holes);
         let mut merged: BTreeMap<u64, (Ballot, Value)> = BTreeMap::new();
         if covered >= from {
@@ -251,7 +273,8 @@ impl Proposer {
         if covered < from {
             return;
         }
-        for slot in from..=covered {
+        self.learn_compacted(marked);
+        for slot in from.max(marked.saturating_add(1))..=covered {
             let value = match merged.remove(&slot) {
                 Some((_, v)) => v,
                 // Never a no-op for a slot known chosen: its value exists, even if the
@@ -305,7 +328,7 @@ impl Proposer {
         }
         let to = chosen.min(applied.saturating_add(page));
         if applied < to {
-            l.recovery = Some(Recovery { from: applied + 1, to, fill_holes: false, answers: BTreeMap::new(), asked: false });
+            l.recovery = Some(Recovery { req: 0, from: applied + 1, to, fill_holes: false, answers: BTreeMap::new(), asked: false });
         }
     }
 
@@ -395,6 +418,9 @@ impl Proposer {
     }
 }
 
+/// Most slots one recovery round re-proposes.
+const MAX_RECOVERY_SLOTS: u64 = 1024;
+
 /// How many commands from the front of `queue` make one batch: at most `max` commands
 /// and about [`PAGE_BYTES`] (at least one), so a slot's value, and the `Accept` that
 /// carries it, stays far below the frame limit whatever the queue holds.
@@ -437,23 +463,27 @@ impl Actor for Proposer {
             Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {
                 self.on_heartbeat(from, ballot, chosen, out);
             }
-            Message::Promise { ballot, from_slot, end, last, compacted, accepted } if self.config.acceptors.contains(&from) => {
+            Message::Promise { ballot, req, from_slot, end, last, compacted, accepted } if self.config.acceptors.contains(&from) => {
                 let quorum = self.config.quorum();
                 match &mut self.phase {
-                    Phase::Candidate { ballot: mine, from_slot: asked, promises, .. } if *mine == ballot && *asked == from_slot => {
-                        promises.insert(from, Promised { last, compacted, page: Page { end, entries: accepted } });
+                    Phase::Candidate { ballot: mine, req: asked, from_slot: first, promises, .. }
+                        if *mine == ballot && *asked == req && *first == from_slot =>
+                    {
+                        promises.insert(from, Promised { last, compacted, page: Page { end, compacted, entries: accepted } });
                         if promises.len() >= quorum {
-                            let Phase::Candidate { ballot, from_slot, promises, .. } =
+                            let Phase::Candidate { ballot, req, from_slot, promises, .. } =
                                 std::mem::replace(&mut self.phase, Phase::Follower)
                             else {
                                 unreachable!()
                             };
-                            self.become_leader(ballot, from_slot, promises, out);
+                            self.become_leader(ballot, req, from_slot, promises, out);
                         }
                     }
                     Phase::Leader(l) if l.ballot == ballot => {
                         l.heard.insert(from);
-                        let take = l.recovery.as_ref().is_some_and(|r| r.asked && r.from == from_slot);
+                        // Only an answer to this very round: one given to an older round
+                        // may predate what the round relies on (a slot being chosen).
+                        let take = l.recovery.as_ref().is_some_and(|r| r.asked && r.req == req && r.from == from_slot);
                         // Any acceptor's compaction mark is a fact about chosen slots: the
                         // slots below it are never filled with a no-op (an acceptor of this
                         // page's majority may have forgotten a slot the others never had).
@@ -461,7 +491,7 @@ impl Actor for Proposer {
                         if take {
                             if let Phase::Leader(l) = &mut self.phase {
                                 if let Some(r) = &mut l.recovery {
-                                    r.answers.insert(from, Page { end, entries: accepted });
+                                    r.answers.insert(from, Page { end, compacted, entries: accepted });
                                 }
                             }
                             self.advance_recovery(out);
@@ -511,9 +541,11 @@ impl Actor for Proposer {
                 if let Phase::Candidate { refused, .. } = &mut self.phase {
                     refused.insert(from, promised);
                     if refused.len() > n - quorum {
-                        let best = refused.values().copied().max().unwrap_or(promised);
+                        let best = refused.values().copied().max().unwrap_or(promised).max(self.leader_ballot);
                         self.step_down(out);
-                        self.leader = Some(best.leader());
+                        if best.proposer != 0 {
+                            self.leader = Some(best.leader());
+                        }
                         self.leader_ballot = best;
                     }
                 }
@@ -551,8 +583,14 @@ impl Actor for Proposer {
                 self.tick += 1;
                 let mut not_confirmed: BTreeMap<NodeId, Vec<Reply>> = BTreeMap::new();
                 for (&slot, f) in l.inflight.iter_mut() {
-                    for &a in self.config.acceptors.iter().filter(|a| !f.accepted.contains(a)) {
-                        out.send(a, Message::Accept { ballot: l.ballot, slot, value: f.value.clone() });
+                    // Back off: resend 1, 2, 4 and 8 ticks after proposing, then every 8.
+                    // Resending a window of megabyte batches every tick to acceptors that
+                    // are merely slow floods their queues (a zmq run of large_log.rhai).
+                    let age = self.tick - f.proposed_at;
+                    if (age <= 8 && age.is_power_of_two()) || (age > 8 && age % 8 == 0) {
+                        for &a in self.config.acceptors.iter().filter(|a| !f.accepted.contains(a)) {
+                            out.send(a, Message::Accept { ballot: l.ballot, slot, value: f.value.clone() });
+                        }
                     }
                     if !f.clients_told && self.tick - f.proposed_at >= t.no_quorum_ticks {
                         f.clients_told = true;
@@ -565,7 +603,7 @@ impl Actor for Proposer {
                 if let Some(r) = &l.recovery {
                     if r.asked {
                         for &a in self.config.acceptors.iter().filter(|a| !r.answers.contains_key(a)) {
-                            out.send(a, Message::Prepare { ballot: l.ballot, from_slot: r.from, to_slot: r.to });
+                            out.send(a, Message::Prepare { ballot: l.ballot, req: r.req, from_slot: r.from, to_slot: r.to });
                         }
                     }
                 }
@@ -588,8 +626,10 @@ impl Actor for Proposer {
                 if let Some(r) = &mut l.recovery {
                     if !r.asked && l.inflight.len() < window {
                         r.asked = true;
+                        self.req += 1;
+                        r.req = self.req;
                         for &a in &self.config.acceptors {
-                            out.send(a, Message::Prepare { ballot: l.ballot, from_slot: r.from, to_slot: r.to });
+                            out.send(a, Message::Prepare { ballot: l.ballot, req: r.req, from_slot: r.from, to_slot: r.to });
                         }
                     }
                 }

@@ -58,11 +58,17 @@ impl VotingState {
             }
             bytes += size;
         };
-        for (voter, &i) in &self.voters {
+        // In sorted order, so the split of a state is always the same: parts of two
+        // transfers of one snapshot (the same on every learner, by agreement) can mix.
+        let mut voters: Vec<(&String, &usize)> = self.voters.iter().collect();
+        voters.sort_unstable();
+        for (voter, &i) in voters {
             room(&mut parts, voter.len() + 14);
             parts.last_mut().expect("one part").voters.insert(voter.clone(), i);
         }
-        for (request, &outcome) in &self.outcomes {
+        let mut outcomes: Vec<_> = self.outcomes.iter().collect();
+        outcomes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (request, &outcome) in outcomes {
             room(&mut parts, request.len() + 20);
             parts.last_mut().expect("one part").outcomes.insert(request.clone(), outcome);
         }

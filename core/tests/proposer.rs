@@ -77,8 +77,14 @@ fn election_timer() -> Effect {
     set_timer(Timer::Election, ELECTION_MIN_MS, ELECTION_MAX_MS)
 }
 
+/// The first phase 1 round of a proposer (`req` 1).
 fn prepares(ballot: Ballot, from_slot: u64) -> Vec<Effect> {
-    ACCEPTORS.iter().map(|&a| send(a, Message::Prepare { ballot, from_slot, to_slot: u64::MAX })).collect()
+    prepares_round(ballot, 1, from_slot)
+}
+
+/// Phase 1 round `req` of a proposer.
+fn prepares_round(ballot: Ballot, req: u64, from_slot: u64) -> Vec<Effect> {
+    ACCEPTORS.iter().map(|&a| send(a, Message::Prepare { ballot, req, from_slot, to_slot: u64::MAX })).collect()
 }
 
 /// The Accept of one slot, to each of `to`.
@@ -106,10 +112,21 @@ fn promise(ballot: Ballot, accepted: Vec<AcceptedEntry>) -> Message {
     promise_from(ballot, 1, accepted)
 }
 
-/// A whole-log promise for a prepare from `from_slot`.
+/// A whole-log promise for a prepare from `from_slot`, to a proposer's first round.
 fn promise_from(ballot: Ballot, from_slot: u64, accepted: Vec<AcceptedEntry>) -> Message {
+    promise_round(ballot, 1, from_slot, accepted)
+}
+
+/// A whole-log promise answering round `req`.
+fn promise_round(ballot: Ballot, req: u64, from_slot: u64, accepted: Vec<AcceptedEntry>) -> Message {
     let last = accepted.iter().map(|e| e.slot).max().unwrap_or(0);
-    Message::Promise { ballot, from_slot, end: u64::MAX, last, compacted: 0, accepted }
+    Message::Promise { ballot, req, from_slot, end: u64::MAX, last, compacted: 0, accepted }
+}
+
+/// Whether the leader resends an unanswered accept this many ticks after proposing it
+/// (back-off: 1, 2, 4, 8, then every 8).
+fn resends_at(age: u64) -> bool {
+    (age <= 8 && age.is_power_of_two()) || (age > 8 && age % 8 == 0)
 }
 
 fn entry(slot: u64, ballot: Ballot, value: &Value) -> AcceptedEntry {
@@ -129,8 +146,9 @@ fn not_confirmed(ids: &[&str]) -> Message {
 fn elect(p: &mut Proposer, out: &mut Outbox) -> Ballot {
     p.on_timer(Timer::Election, out);
     let ballot = p.ballot();
-    p.on_message(A1, promise(ballot, vec![]), out);
-    p.on_message(A2, promise(ballot, vec![]), out);
+    let req = p.phase1_round();
+    p.on_message(A1, promise_round(ballot, req, 1, vec![]), out);
+    p.on_message(A2, promise_round(ballot, req, 1, vec![]), out);
     assert!(p.is_leader(), "two promises out of three elect");
     out.take();
     ballot
@@ -177,7 +195,7 @@ fn election_timeout_persists_the_round_then_prepares_and_backs_off() {
     p.on_timer(Timer::Election, &mut out);
     let b2 = Ballot::new(2, 1);
     let mut want = vec![Effect::Persist(PersistOp::Round(2))];
-    want.extend(prepares(b2, 1));
+    want.extend(prepares_round(b2, 2, 1));
     want.push(election_timer());
     assert_eq!(out.take(), want);
     assert_eq!(p.ballot(), b2);
@@ -406,26 +424,29 @@ fn retransmit_resends_to_the_missing_acceptors_and_tells_clients_once() {
     assert_eq!(out.take(), vec![]);
 
     let rearm = set_timer(Timer::Retransmit, RETRANSMIT_MS, RETRANSMIT_MS);
+    let resend = |age: u64| if resends_at(age) { accepts(&[A1, A3], b, 1, &v) } else { vec![] };
     for tick in 1..NO_QUORUM_TICKS {
         p.on_timer(Timer::Retransmit, &mut out);
-        let mut want = accepts(&[A1, A3], b, 1, &v);
+        let mut want = resend(tick);
         want.push(rearm.clone());
         assert_eq!(out.take(), want, "tick {tick}");
     }
 
     // no_quorum_ticks without a majority: one NotConfirmed per command, grouped per client.
     p.on_timer(Timer::Retransmit, &mut out);
-    let mut want = accepts(&[A1, A3], b, 1, &v);
+    let mut want = resend(NO_QUORUM_TICKS);
     want.push(send(C1, not_confirmed(&["r1", "r3"])));
     want.push(send(C2, not_confirmed(&["r2"])));
     want.push(rearm.clone());
     assert_eq!(out.take(), want);
 
-    // Later ticks keep retrying but do not tell the clients again.
-    p.on_timer(Timer::Retransmit, &mut out);
-    let mut want = accepts(&[A1, A3], b, 1, &v);
-    want.push(rearm.clone());
-    assert_eq!(out.take(), want);
+    // Later ticks keep retrying (backing off) but do not tell the clients again.
+    for age in NO_QUORUM_TICKS + 1..=20 {
+        p.on_timer(Timer::Retransmit, &mut out);
+        let mut want = resend(age);
+        want.push(rearm.clone());
+        assert_eq!(out.take(), want, "tick {age}");
+    }
 
     // Once chosen, nothing is left to resend.
     p.on_message(A3, accepted(b, &[1]), &mut out);
@@ -450,14 +471,15 @@ fn no_quorum_ticks_count_from_when_the_slot_was_proposed() {
     p.flush(&mut out);
     out.take();
 
-    for _ in 1..NO_QUORUM_TICKS {
+    let resend = |age: u64| if resends_at(age) { accepts(&ACCEPTORS, b, 1, &v) } else { vec![] };
+    for age in 1..NO_QUORUM_TICKS {
         p.on_timer(Timer::Retransmit, &mut out);
-        let mut want = accepts(&ACCEPTORS, b, 1, &v);
+        let mut want = resend(age);
         want.push(rearm.clone());
         assert_eq!(out.take(), want);
     }
     p.on_timer(Timer::Retransmit, &mut out);
-    let mut want = accepts(&ACCEPTORS, b, 1, &v);
+    let mut want = resend(NO_QUORUM_TICKS);
     want.push(send(C1, not_confirmed(&["r1"])));
     want.push(rearm);
     assert_eq!(out.take(), want);
@@ -503,14 +525,14 @@ fn a_nack_with_a_higher_promise_makes_the_leader_step_down() {
     p.on_timer(Timer::Election, &mut out);
     let b8 = Ballot::new(8, 1);
     let mut want = vec![Effect::Persist(PersistOp::Round(8))];
-    want.extend(prepares(b8, 1));
+    want.extend(prepares_round(b8, 2, 1));
     want.push(election_timer());
     assert_eq!(out.take(), want);
 
     // Re-elected (no acceptor reports slot 1), it proposes the command it could not
     // finish again, at slot 1 under the new ballot.
-    p.on_message(A1, promise(b8, vec![]), &mut out);
-    p.on_message(A3, promise(b8, vec![]), &mut out);
+    p.on_message(A1, promise_round(b8, 2, 1, vec![]), &mut out);
+    p.on_message(A3, promise_round(b8, 2, 1, vec![]), &mut out);
     assert!(p.is_leader());
     out.take();
     p.flush(&mut out);
@@ -809,6 +831,7 @@ fn a_new_leader_reads_a_long_log_in_pages_and_proposes_new_commands_above_it() {
     let page = |from: u64, to: u64| -> Message {
         Message::Promise {
             ballot: b,
+            req: 1,
             from_slot: from,
             end: to,
             last: 100,
@@ -838,7 +861,7 @@ fn a_new_leader_reads_a_long_log_in_pages_and_proposes_new_commands_above_it() {
     p.flush(&mut out);
     let effects = sends(out.take());
     assert!(
-        effects.iter().any(|(to, m)| *to == A1 && *m == Message::Prepare { ballot: b, from_slot: 11, to_slot: 100 }),
+        effects.iter().any(|(to, m)| *to == A1 && *m == Message::Prepare { ballot: b, req: 2, from_slot: 11, to_slot: 100 }),
         "asks for the next page: {effects:?}"
     );
     assert!(
@@ -855,7 +878,7 @@ fn a_compaction_mark_in_a_promise_is_taken_as_chosen() {
     let b = p.ballot();
     out.take();
     let v = batch(&[vote(C2, 1)]);
-    let promise = |compacted: u64| Message::Promise { ballot: b, from_slot: 1, end: u64::MAX, last: 5_000, compacted, accepted: vec![entry(5_000, Ballot::new(0, 2), &v)] };
+    let promise = |compacted: u64| Message::Promise { ballot: b, req: 1, from_slot: 1, end: u64::MAX, last: 5_000, compacted, accepted: vec![entry(5_000, Ballot::new(0, 2), &v)] };
     p.on_message(A1, promise(4_999), &mut out);
     p.on_message(A2, promise(0), &mut out);
     assert_eq!(p.chosen(), 4_999, "every learner applied those slots");
@@ -890,9 +913,9 @@ fn a_learner_stuck_below_chosen_makes_the_leader_reopen_its_slots() {
     p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
     p.flush(&mut out);
     let prepares: Vec<_> = sends(out.take()).into_iter().filter(|(_, m)| matches!(m, Message::Prepare { .. })).collect();
-    assert_eq!(prepares, ACCEPTORS.iter().map(|&a| (a, Message::Prepare { ballot: b, from_slot: 1, to_slot: 1 })).collect::<Vec<_>>());
+    assert_eq!(prepares, ACCEPTORS.iter().map(|&a| (a, Message::Prepare { ballot: b, req: 2, from_slot: 1, to_slot: 1 })).collect::<Vec<_>>());
     // ...then phase 2 with the value of the highest ballot a majority reports.
-    let reply = |accepted| Message::Promise { ballot: b, from_slot: 1, end: 1, last: 1, compacted: 0, accepted };
+    let reply = |accepted| Message::Promise { ballot: b, req: 2, from_slot: 1, end: 1, last: 1, compacted: 0, accepted };
     p.on_message(A1, reply(vec![entry(1, b, &v)]), &mut out);
     p.on_message(A3, reply(vec![]), &mut out);
     assert_eq!(sends(out.take()), accepts(&ACCEPTORS, b, 1, &v).into_iter().filter_map(|e| match e {
@@ -916,7 +939,7 @@ fn reopening_never_fills_a_slot_no_acceptor_reports() {
     p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
     p.flush(&mut out);
     out.take();
-    let empty = Message::Promise { ballot: b, from_slot: 1, end: 1, last: 0, compacted: 0, accepted: vec![] };
+    let empty = Message::Promise { ballot: b, req: 2, from_slot: 1, end: 1, last: 0, compacted: 0, accepted: vec![] };
     p.on_message(A2, empty.clone(), &mut out);
     p.on_message(A3, empty, &mut out);
     assert!(!sends(out.take()).iter().any(|(_, m)| matches!(m, Message::Accept { .. })), "a chosen slot is never made a no-op");
@@ -932,24 +955,28 @@ fn a_slot_an_acceptor_compacted_is_never_filled_with_a_no_op() {
     // acceptor-1 holds slots 1..=20 and sends the first page (1..=10); acceptor-2 never
     // accepted anything. A majority covers 1..=10: re-proposed.
     let v = batch(&[vote(C2, 1)]);
-    let page = |from: u64, to: u64, compacted: u64, held: bool| Message::Promise {
+    let page = |req: u64, from: u64, to: u64, compacted: u64, held: bool| Message::Promise {
         ballot: b,
+        req,
         from_slot: from,
         end: to,
         last: if held { 20 } else { 0 },
         compacted,
         accepted: if held { (from.max(compacted + 1)..=to).map(|s| entry(s, Ballot::new(0, 2), &v)).collect() } else { vec![] },
     };
-    p.on_message(A1, page(1, 10, 0, true), &mut out);
-    p.on_message(A2, page(1, u64::MAX, 0, false), &mut out);
+    p.on_message(A1, page(1, 1, 10, 0, true), &mut out);
+    p.on_message(A2, page(1, 1, u64::MAX, 0, false), &mut out);
     p.on_message(A1, accepted(b, &(1..=10).collect::<Vec<_>>()), &mut out);
     p.on_message(A2, accepted(b, &(1..=10).collect::<Vec<_>>()), &mut out);
     p.flush(&mut out);
     out.take();
     // The next page (11..=20): acceptor-3 answers that it compacted up to 15 (every learner
     // applied them), acceptor-2 still holds nothing. Slots 11..=15 are chosen, never no-ops.
-    p.on_message(A3, page(11, 20, 15, true), &mut out);
-    p.on_message(A2, page(11, 20, 0, false), &mut out);
+    // An answer to an older round is not taken for this one.
+    p.on_message(A2, page(1, 11, 20, 0, false), &mut out);
+    p.on_message(A3, page(2, 11, 20, 15, true), &mut out);
+    assert!(sends(out.take()).iter().all(|(_, m)| !matches!(m, Message::Accept { .. })), "one answer of this round is not a majority");
+    p.on_message(A2, page(2, 11, 20, 0, false), &mut out);
     assert!(p.chosen() >= 15, "the compaction mark is taken as chosen");
     let proposed: Vec<(u64, Value)> = sends(out.take())
         .into_iter()
