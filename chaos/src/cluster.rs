@@ -96,6 +96,9 @@ pub struct Cluster {
     probes: RefCell<u32>,
 }
 
+/// The live proposers, acceptors and learners of a healthy core.
+type Core = (Vec<NodeId>, Vec<NodeId>, Vec<NodeId>);
+
 /// The candidate the progress check's probe votes name: no cluster has it, so a probe
 /// commits without changing a tally.
 pub const PROBE_CANDIDATE: &str = "(progress probe)";
@@ -530,7 +533,7 @@ impl Cluster {
     /// The healthy core: the live (running, not paused) proposers, acceptors and
     /// learners, when there is at least one proposer, a majority of the configured
     /// acceptors and one learner; `Err` says which part is missing.
-    fn healthy_core(&self) -> Result<(Vec<NodeId>, Vec<NodeId>, Vec<NodeId>), String> {
+    fn healthy_core(&self) -> Result<Core, String> {
         let live = |ids: Vec<NodeId>| -> Vec<NodeId> { ids.into_iter().filter(|&n| self.is_alive(n) && !self.is_paused(n)).collect() };
         let proposers = live(self.config.proposers.clone());
         let acceptors = live(self.config.acceptors.clone());

@@ -587,7 +587,7 @@ impl Actor for Proposer {
                     // Resending a window of megabyte batches every tick to acceptors that
                     // are merely slow floods their queues (a zmq run of large_log.rhai).
                     let age = self.tick - f.proposed_at;
-                    if (age <= 8 && age.is_power_of_two()) || (age > 8 && age % 8 == 0) {
+                    if (age <= 8 && age.is_power_of_two()) || (age > 8 && age.is_multiple_of(8)) {
                         for &a in self.config.acceptors.iter().filter(|a| !f.accepted.contains(a)) {
                             out.send(a, Message::Accept { ballot: l.ballot, slot, value: f.value.clone() });
                         }

@@ -126,7 +126,7 @@ fn promise_round(ballot: Ballot, req: u64, from_slot: u64, accepted: Vec<Accepte
 /// Whether the leader resends an unanswered accept this many ticks after proposing it
 /// (back-off: 1, 2, 4, 8, then every 8).
 fn resends_at(age: u64) -> bool {
-    (age <= 8 && age.is_power_of_two()) || (age > 8 && age % 8 == 0)
+    (age <= 8 && age.is_power_of_two()) || (age > 8 && age.is_multiple_of(8))
 }
 
 fn entry(slot: u64, ballot: Ballot, value: &Value) -> AcceptedEntry {
