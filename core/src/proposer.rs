@@ -43,17 +43,16 @@ struct Leading {
     heard: BTreeSet<NodeId>,
 }
 
-/// One acceptor's promise: the highest slot it accepted, the slot it compacted up to,
-/// and the first page of its values.
+/// One acceptor's promise: the highest slot it accepted, and the first page of its values
+/// (with its compaction mark).
 #[derive(Debug)]
 struct Promised {
     last: u64,
-    compacted: u64,
     page: Page,
 }
 
 /// A page of one acceptor's accepted values: the slots from the asked start to `end`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Page {
     end: u64,
     /// The acceptor's compaction mark: it holds nothing at or below it, which says
@@ -190,8 +189,8 @@ impl Proposer {
         // An acceptor's compaction mark is a fact: every learner applied those slots, so
         // they are chosen and need no phase 1 (a restarted proposer does not re-propose
         // the whole log).
-        let compacted = promises.values().map(|p| p.compacted).max().unwrap_or(0);
-        self.learn_compacted(compacted);
+        let compacted = promises.values().map(|p| p.page.compacted).max().unwrap_or(0);
+        self.learn_chosen_up_to(compacted);
         let from_slot = from_slot.max(compacted.saturating_add(1));
         let last = promises.values().map(|p| p.last).max().unwrap_or(0).max(from_slot.saturating_sub(1));
         let heard = promises.keys().copied().collect();
@@ -215,13 +214,14 @@ impl Proposer {
         out.set_timer(Timer::CheckQuorum, t.election_max_ms, t.election_max_ms);
     }
 
-    /// Every slot up to `compacted` is chosen: an acceptor forgot it because every
-    /// configured learner applied it.
-    fn learn_compacted(&mut self, compacted: u64) {
-        if compacted > self.chosen {
-            self.chosen = compacted;
-            self.chosen_above = self.chosen_above.split_off(&compacted.saturating_add(1));
-            self.mark_chosen(compacted);
+    /// Every slot up to `slot` is known chosen (a leader's heartbeat says so, or an
+    /// acceptor's compaction mark: it forgot them because every configured learner
+    /// applied them).
+    fn learn_chosen_up_to(&mut self, slot: u64) {
+        if slot > self.chosen {
+            self.chosen = slot;
+            self.chosen_above = self.chosen_above.split_off(&slot.saturating_add(1));
+            self.mark_chosen(slot);
         }
     }
 
@@ -273,7 +273,7 @@ impl Proposer {
         if covered < from {
             return;
         }
-        self.learn_compacted(marked);
+        self.learn_chosen_up_to(marked);
         for slot in from.max(marked.saturating_add(1))..=covered {
             let value = match merged.remove(&slot) {
                 Some((_, v)) => v,
@@ -409,11 +409,7 @@ impl Proposer {
         self.round = self.round.max(ballot.round);
         self.leader_ballot = ballot;
         self.leader = Some(from);
-        if chosen > self.chosen {
-            self.chosen = chosen;
-            self.chosen_above = self.chosen_above.split_off(&chosen.saturating_add(1));
-            self.mark_chosen(chosen);
-        }
+        self.learn_chosen_up_to(chosen);
         self.step_down(out);
     }
 }
@@ -469,7 +465,7 @@ impl Actor for Proposer {
                     Phase::Candidate { ballot: mine, req: asked, from_slot: first, promises, .. }
                         if *mine == ballot && *asked == req && *first == from_slot =>
                     {
-                        promises.insert(from, Promised { last, compacted, page: Page { end, compacted, entries: accepted } });
+                        promises.insert(from, Promised { last, page: Page { end, compacted, entries: accepted } });
                         if promises.len() >= quorum {
                             let Phase::Candidate { ballot, req, from_slot, promises, .. } =
                                 std::mem::replace(&mut self.phase, Phase::Follower)
@@ -487,7 +483,7 @@ impl Actor for Proposer {
                         // Any acceptor's compaction mark is a fact about chosen slots: the
                         // slots below it are never filled with a no-op (an acceptor of this
                         // page's majority may have forgotten a slot the others never had).
-                        self.learn_compacted(compacted);
+                        self.learn_chosen_up_to(compacted);
                         if take {
                             if let Phase::Leader(l) = &mut self.phase {
                                 if let Some(r) = &mut l.recovery {
