@@ -30,7 +30,9 @@ pub fn throughput(voters: usize, votes: usize, seed: u64) -> Throughput {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("runtime");
     let _g = rt.enter();
     rt.block_on(async {
-        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), TransportKind::Mem).await.expect("cluster");
+        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), TransportKind::Mem)
+            .await
+            .expect("cluster");
         c.wait_for_leader(Duration::from_secs(5)).await.expect("a leader");
         let per = votes / voters;
         let opts = VoteOptions { timeout: Some(Duration::from_secs(30)), ..VoteOptions::default() };
@@ -106,7 +108,12 @@ fn real_runtime() -> tokio::runtime::Runtime {
 
 /// `voters` clients, each casting `per_voter` votes in turn, against a 3-proposer,
 /// 3-acceptor, 2-learner cluster of node processes with fsync on.
-pub fn proc_throughput(transport: TransportKind, voters: usize, per_voter: usize, seed: u64) -> Result<ProcFigures, String> {
+pub fn proc_throughput(
+    transport: TransportKind,
+    voters: usize,
+    per_voter: usize,
+    seed: u64,
+) -> Result<ProcFigures, String> {
     let rt = real_runtime();
     rt.block_on(async {
         let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;

@@ -2,8 +2,8 @@
 //! virtual time (a current-thread tokio runtime with a paused clock: time moves only when
 //! every node is idle, straight to the next timer), or real node processes over tcp/zmq.
 
-use crate::invariants::{self, Acked, LearnerView, Recorder};
 use crate::discovery::MemDiscovery;
+use crate::invariants::{self, Acked, LearnerView, Recorder};
 use crate::mem_backend::MemBackend;
 use crate::proc_backend::{NetKind, ProcBackend};
 use ballot_core::{Command, Config, NodeId, Reply, Tally, Timing};
@@ -112,7 +112,12 @@ pub const QUIET_PERIOD: Duration = Duration::from_millis(2000);
 
 impl Cluster {
     /// Start every node. Must run inside the scenario's tokio runtime.
-    pub async fn start(spec: ClusterSpec, seed: u64, log: EventLog, transport: TransportKind) -> Result<Cluster, UsageError> {
+    pub async fn start(
+        spec: ClusterSpec,
+        seed: u64,
+        log: EventLog,
+        transport: TransportKind,
+    ) -> Result<Cluster, UsageError> {
         if spec.proposers == 0 || spec.acceptors == 0 || spec.learners == 0 {
             return Err(UsageError("a cluster needs at least one proposer, one acceptor and one learner".into()));
         }
@@ -137,7 +142,9 @@ impl Cluster {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone(), with_discovery).await {
+                    match ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone(), with_discovery)
+                        .await
+                    {
                         Ok((b, c)) => break (Backend::Proc(b), c),
                         Err(e) if attempt < 3 && e.contains("Address already in use") => {
                             log.record(|| format!("ports taken meanwhile, starting again: {e}"));
@@ -147,7 +154,16 @@ impl Cluster {
                 }
             }
         };
-        Ok(Cluster { config, log, backend, client, recorder, faulty: RefCell::new(false), joined: RefCell::new(Vec::new()), probes: RefCell::new(0) })
+        Ok(Cluster {
+            config,
+            log,
+            backend,
+            client,
+            recorder,
+            faulty: RefCell::new(false),
+            joined: RefCell::new(Vec::new()),
+            probes: RefCell::new(0),
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -450,7 +466,9 @@ impl Cluster {
             }
             Ok(other) => VoteOutcome { ok: false, error: format!("unexpected reply {other:?}"), slot: 0, latency_ms },
             Err(ClientError::NoQuorum) => VoteOutcome { ok: false, error: "no_quorum".into(), slot: 0, latency_ms },
-            Err(ClientError::TooLarge { .. }) => VoteOutcome { ok: false, error: "too_large".into(), slot: 0, latency_ms },
+            Err(ClientError::TooLarge { .. }) => {
+                VoteOutcome { ok: false, error: "too_large".into(), slot: 0, latency_ms }
+            }
             Err(ClientError::Timeout) | Err(ClientError::Closed) => {
                 VoteOutcome { ok: false, error: "timeout".into(), slot: 0, latency_ms }
             }
@@ -510,7 +528,11 @@ impl Cluster {
         let mut views = Vec::new();
         for l in self.learners() {
             if let Some(s) = self.status(l).await {
-                views.push(LearnerView { node: l, applied: s.applied.unwrap_or(0), tally: s.tally.unwrap_or_default() });
+                views.push(LearnerView {
+                    node: l,
+                    applied: s.applied.unwrap_or(0),
+                    tally: s.tally.unwrap_or_default(),
+                });
             }
         }
         views
@@ -534,7 +556,9 @@ impl Cluster {
     /// learners, when there is at least one proposer, a majority of the configured
     /// acceptors and one learner; `Err` says which part is missing.
     fn healthy_core(&self) -> Result<Core, String> {
-        let live = |ids: Vec<NodeId>| -> Vec<NodeId> { ids.into_iter().filter(|&n| self.is_alive(n) && !self.is_paused(n)).collect() };
+        let live = |ids: Vec<NodeId>| -> Vec<NodeId> {
+            ids.into_iter().filter(|&n| self.is_alive(n) && !self.is_paused(n)).collect()
+        };
         let proposers = live(self.config.proposers.clone());
         let acceptors = live(self.config.acceptors.clone());
         let learners = live(self.learners());
@@ -577,7 +601,11 @@ impl Cluster {
             *p
         };
         let probe = self
-            .vote(&format!("progress-probe-{n}"), PROBE_CANDIDATE, &VoteOptions { timeout: Some(bound), ..VoteOptions::default() })
+            .vote(
+                &format!("progress-probe-{n}"),
+                PROBE_CANDIDATE,
+                &VoteOptions { timeout: Some(bound), ..VoteOptions::default() },
+            )
             .await;
         if !(probe.error == "unknown_candidate" && probe.slot > 0) {
             let why = if probe.error.is_empty() { "counted?".to_string() } else { probe.error.clone() };
@@ -585,7 +613,10 @@ impl Cluster {
                 "progress: a fresh vote did not commit within {} ms ({why}) with {} up{}",
                 bound.as_millis(),
                 names(proposers.iter().chain(&acceptors).chain(&learners)),
-                self.stuck_learners(&proposers, &acceptors, &learners).await.map(|s| format!("; {s}")).unwrap_or_default()
+                self.stuck_learners(&proposers, &acceptors, &learners)
+                    .await
+                    .map(|s| format!("; {s}"))
+                    .unwrap_or_default()
             ));
             return out;
         }

@@ -93,7 +93,9 @@ fn random_seed() -> u64 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (paths, transport, seed, log, junit, otlp) = match cli.cmd {
-        Cmd::Run { paths, transport, seed, log, junit, otlp_endpoint } => (paths, transport, seed, log, junit, otlp_endpoint),
+        Cmd::Run { paths, transport, seed, log, junit, otlp_endpoint } => {
+            (paths, transport, seed, log, junit, otlp_endpoint)
+        }
         Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost } => {
             let kind = match transport {
                 TransportKind::Mem => return bench(votes, &voters, runs.max(1), scenarios),
@@ -138,7 +140,11 @@ fn main() -> ExitCode {
         println!("{:<5} {}  seed={}  {times}", verdict_word(&r.verdict), file.display(), r.seed);
         if let Verdict::Fail(m) | Verdict::ScriptError(m) = &r.verdict {
             println!("      {m}");
-            let flag = if kind == ballot_chaos::TransportKind::Mem { String::new() } else { format!(" --transport {}", format!("{transport:?}").to_lowercase()) };
+            let flag = if kind == ballot_chaos::TransportKind::Mem {
+                String::new()
+            } else {
+                format!(" --transport {}", format!("{transport:?}").to_lowercase())
+            };
             println!("      reproduce: chaos run {}{flag} --seed {}", file.display(), r.seed);
             if let Some(dir) = &r.run_dir {
                 println!("      node logs: {}", dir.display());
@@ -216,7 +222,9 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
         }
     }
     match bench::catch_up(ballot_chaos::TransportKind::Mem, 100_000, 13) {
-        Ok((ms, slots)) => println!("catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"),
+        Ok((ms, slots)) => println!(
+            "catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"
+        ),
         Err(e) => println!("catch-up: failed: {e}"),
     }
     for &n in voters {
@@ -264,8 +272,23 @@ fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitC
     for _ in 0..rounds {
         for (i, (label, ratio)) in configs.iter().enumerate() {
             let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "--transport", &name, "--voters", &voters.to_string(), "--trials", "0", "--skip-catch-up"]);
-            for var in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER_ARG", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED"] {
+            cmd.args([
+                "bench",
+                "--transport",
+                &name,
+                "--voters",
+                &voters.to_string(),
+                "--trials",
+                "0",
+                "--skip-catch-up",
+            ]);
+            for var in [
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_TRACES_SAMPLER_ARG",
+                "OTEL_SERVICE_NAME",
+                "OTEL_SDK_DISABLED",
+            ] {
                 cmd.env_remove(var);
             }
             if let Some(r) = ratio {
@@ -284,7 +307,10 @@ fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitC
                 }
             };
             let field = |key: &str| -> Option<f64> {
-                out.lines().find(|l| l.starts_with("voters="))?.split_whitespace().find_map(|w| w.strip_prefix(key)?.parse().ok())
+                out.lines()
+                    .find(|l| l.starts_with("voters="))?
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(key)?.parse().ok())
             };
             let (Some(rate), Some(n)) = (field("votes/s="), field("committed=")) else {
                 eprintln!("chaos: no throughput figure in the {label} run's output: {out}");
@@ -347,7 +373,10 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
     }
     if trials > 0 {
         let client_retry = ballot_nodes::SubmitOptions::default().retry_every;
-        for (what, retry) in [("failover (probe every 20 ms)", None), ("client failover (client's own retry period)", Some(client_retry))] {
+        for (what, retry) in [
+            ("failover (probe every 20 ms)", None),
+            ("client failover (client's own retry period)", Some(client_retry)),
+        ] {
             match bench::failover(kind, trials, 8, 12, retry) {
                 Ok(t) => println!(
                     "{what}: kill -9 of the leader under 8 voters' load -> next committed vote: trials={} p50={:.0}ms p99={:.0}ms min={:.0}ms max={:.0}ms",

@@ -225,7 +225,12 @@ impl ProcBackend {
             .arg(t.election_min_ms.to_string())
             .arg("--election-max-ms")
             .arg(t.election_max_ms.to_string())
-            .args(self.discovery.as_ref().map(|(a, _)| vec!["--discovery".to_string(), a.to_string()]).unwrap_or_default())
+            .args(
+                self.discovery
+                    .as_ref()
+                    .map(|(a, _)| vec!["--discovery".to_string(), a.to_string()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));

@@ -1,8 +1,8 @@
 //! Runs scenario files and reports a verdict for each.
 
-use ballot_nodes::telemetry::TARGET;
 use crate::cluster::TransportKind;
 use crate::script::{self, Ctx, StopKind};
+use ballot_nodes::telemetry::TARGET;
 use ballot_transports::EventLog;
 use rhai::EvalAltResult;
 use std::cell::RefCell;

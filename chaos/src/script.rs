@@ -114,7 +114,10 @@ fn vote_options(c: &ClusterRef, opts: &Map) -> Res<VoteOptions> {
                 Err(_) => return bad("a string"),
             },
             other => {
-                return usage(&c.ctx, UsageError(format!("unknown vote option '{other}': use timeout_ms, via, request_id")))
+                return usage(
+                    &c.ctx,
+                    UsageError(format!("unknown vote option '{other}': use timeout_ms, via, request_id")),
+                )
             }
         }
     }
@@ -305,12 +308,20 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     let c = ctx.clone();
     engine.register_fn("assert", move |cond: bool, msg: Dynamic| -> Res<()> {
         asserted(&c, cond, || msg.to_string());
-        if cond { Ok(()) } else { throw(&c, StopKind::Failure, format!("assertion failed: {msg}")) }
+        if cond {
+            Ok(())
+        } else {
+            throw(&c, StopKind::Failure, format!("assertion failed: {msg}"))
+        }
     });
     let c = ctx.clone();
     engine.register_fn("assert", move |cond: bool| -> Res<()> {
         asserted(&c, cond, String::new);
-        if cond { Ok(()) } else { throw(&c, StopKind::Failure, "assertion failed") }
+        if cond {
+            Ok(())
+        } else {
+            throw(&c, StopKind::Failure, "assertion failed")
+        }
     });
     let c = ctx.clone();
     engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic, msg: Dynamic| -> Res<()> {
@@ -324,7 +335,11 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     let c = ctx.clone();
     engine.register_fn("assert_eq", move |a: Dynamic, b: Dynamic| -> Res<()> {
         asserted(&c, dyn_eq(&a, &b), || format!("left {a:?}, right {b:?}"));
-        if dyn_eq(&a, &b) { Ok(()) } else { throw(&c, StopKind::Failure, format!("assertion failed: left {a:?}, right {b:?}")) }
+        if dyn_eq(&a, &b) {
+            Ok(())
+        } else {
+            throw(&c, StopKind::Failure, format!("assertion failed: left {a:?}, right {b:?}"))
+        }
     });
 
     engine.register_fn("nodes", |c: &mut ClusterRef| -> Array {
@@ -356,7 +371,10 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     fn vote_all(c: &mut ClusterRef, votes: Array, opts: Map) -> Res<Array> {
         let _step = step(&c.ctx, "vote_all", || format!("{} votes", votes.len()));
         if opts.contains_key("request_id") {
-            return usage(&c.ctx, UsageError("vote_all gives each vote its own request id; use vote() for a chosen one".into()));
+            return usage(
+                &c.ctx,
+                UsageError("vote_all gives each vote its own request id; use vote() for a chosen one".into()),
+            );
         }
         let opts = vote_options(c, &opts)?;
         let mut list = Vec::with_capacity(votes.len());
@@ -366,7 +384,11 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
                 get("voter").zip(get("candidate"))
             } else if let Some(a) = v.clone().try_cast::<Array>() {
                 let s = |i: usize| a.get(i).and_then(|d| d.clone().into_immutable_string().ok());
-                if a.len() == 2 { s(0).zip(s(1)) } else { None }
+                if a.len() == 2 {
+                    s(0).zip(s(1))
+                } else {
+                    None
+                }
             } else {
                 None
             };
@@ -375,7 +397,9 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
                 None => {
                     return usage(
                         &c.ctx,
-                        UsageError(format!("vote_all takes [voter, candidate] pairs or #{{voter, candidate}} maps, found {v}")),
+                        UsageError(format!(
+                            "vote_all takes [voter, candidate] pairs or #{{voter, candidate}} maps, found {v}"
+                        )),
                     )
                 }
             }
@@ -465,7 +489,9 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     engine.register_fn("restart", |c: &mut ClusterRef, node: &str| -> Res<()> {
         let _step = step(&c.ctx, "restart", || node.to_string());
         if node == "discovery" {
-            return c.block_on(c.cluster.restart_discovery()).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart discovery: {e}")));
+            return c
+                .block_on(c.cluster.restart_discovery())
+                .or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart discovery: {e}")));
         }
         let id = c.node(node)?;
         c.block_on(c.cluster.restart(id)).or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart {node}: {e}")))
@@ -526,7 +552,11 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
         let _step = step(&c.ctx, "check", String::new);
         let v = c.block_on(c.cluster.check());
-        if v.is_empty() { Ok(()) } else { throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; "))) }
+        if v.is_empty() {
+            Ok(())
+        } else {
+            throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; ")))
+        }
     });
     engine.register_fn("stats", |c: &mut ClusterRef| -> Map {
         c.cluster.net_stats().into_iter().map(|(k, v)| (k.into(), Dynamic::from(v as i64))).collect()

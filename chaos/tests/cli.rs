@@ -5,11 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn chaos(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("run chaos")
+    Command::new(env!("CARGO_BIN_EXE_chaos")).args(args).current_dir(workspace()).output().expect("run chaos")
 }
 
 fn workspace() -> PathBuf {
@@ -127,7 +123,8 @@ fn the_event_log_is_byte_identical_for_the_same_seed() {
     let dir = tempdir("log");
     let (a, b, other) = (dir.join("a.log"), dir.join("b.log"), dir.join("c.log"));
     for (path, seed) in [(&a, "11"), (&b, "11"), (&other, "12")] {
-        let o = chaos(&["run", "scenarios/leader_failover.rhai", "--seed", seed, "--log", path.to_str().expect("utf-8")]);
+        let o =
+            chaos(&["run", "scenarios/leader_failover.rhai", "--seed", seed, "--log", path.to_str().expect("utf-8")]);
         assert_eq(o.status.code(), Some(0), &stdout(&o));
     }
     let (a, b, other) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(other).unwrap());

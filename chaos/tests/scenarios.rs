@@ -68,7 +68,8 @@ fn each_liveness_scenario_fails_without_its_rule() {
         let source = std::fs::read_to_string(&file).expect("read scenario");
         assert!(source.contains("cluster(#{ "), "{name} starts its cluster with options");
         let off = dir.join(name);
-        std::fs::write(&off, source.replacen("cluster(#{ ", &format!("cluster(#{{ {rule}: false, "), 1)).expect("write");
+        std::fs::write(&off, source.replacen("cluster(#{ ", &format!("cluster(#{{ {rule}: false, "), 1))
+            .expect("write");
         for seed in 1..=5 {
             let on = run_scenario(&file, &RunConfig { seed, ..RunConfig::default() });
             assert_eq!(on.verdict, Verdict::Pass, "{name} seed {seed} with {rule}");

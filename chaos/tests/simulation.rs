@@ -168,7 +168,10 @@ fn run(seed: u64, rules: Rules) -> Result<Outcome, String> {
                 };
                 batch.push((format!("v{v}"), cands[rng.gen_range(0..cands.len())].to_string()));
             }
-            let opts = VoteOptions { timeout: Some(Duration::from_millis(rng.gen_range(200..1500))), ..VoteOptions::default() };
+            let opts = VoteOptions {
+                timeout: Some(Duration::from_millis(rng.gen_range(200..1500))),
+                ..VoteOptions::default()
+            };
             for ((v, cand), out) in batch.iter().zip(c.vote_all(&batch, &opts).await) {
                 if out.error == "no_quorum" || out.error == "timeout" {
                     retries.push((format!("retry-{v}-{cand}"), v.clone(), cand.clone()));
@@ -176,7 +179,11 @@ fn run(seed: u64, rules: Rules) -> Result<Outcome, String> {
             }
             // Retry some earlier failures with a fixed request id, twice: never two votes.
             if let Some((rid, v, cand)) = retries.pop() {
-                let opts = VoteOptions { request_id: Some(rid), timeout: Some(Duration::from_millis(500)), ..VoteOptions::default() };
+                let opts = VoteOptions {
+                    request_id: Some(rid),
+                    timeout: Some(Duration::from_millis(500)),
+                    ..VoteOptions::default()
+                };
                 c.vote(&v, &cand, &opts).await;
                 c.vote(&v, &cand, &opts).await;
             }
@@ -252,7 +259,9 @@ fn safety_and_progress_hold_over_many_seeds_with_random_fault_mixes() {
     for &seed in &seeds {
         match run(seed, Rules::default()) {
             Ok(o) => left_down += o.left_down,
-            Err(e) => failed.push(format!("seed {seed}: {e}\n  replay: SIM_SEED={seed} cargo test -p ballot-chaos --test simulation")),
+            Err(e) => failed.push(format!(
+                "seed {seed}: {e}\n  replay: SIM_SEED={seed} cargo test -p ballot-chaos --test simulation"
+            )),
         }
     }
     let secs = started.elapsed().as_secs_f64();

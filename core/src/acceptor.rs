@@ -1,10 +1,10 @@
 //! The acceptor: promises and accepts, and remembers both durably.
 
 use crate::actor::{Actor, Status};
+use crate::command::value_size;
 use crate::config::Config;
 use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId, Role};
-use crate::command::value_size;
 use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -148,7 +148,8 @@ impl Actor for Acceptor {
                 // The leader's lease: refuse to be taken over by anyone but the leader
                 // itself while the leader is heard (the Nack names the leader's ballot).
                 let lease = self.lease.max(self.heard_leader);
-                let sticky = self.config.timing.rules.leader_lease && lease.is_some_and(|l| ballot > l && from != l.leader());
+                let sticky =
+                    self.config.timing.rules.leader_lease && lease.is_some_and(|l| ballot > l && from != l.leader());
                 if sticky {
                     // Names the leased leader's ballot (it may be above our promise: a
                     // heartbeat does not raise the promise), so the candidate follows it.
@@ -278,14 +279,26 @@ mod tests {
         let mut a = acceptor();
         let mut out = Outbox::new();
         let b = Ballot::new(1, 1);
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: b, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare { req: 0, ballot: b, from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         assert_eq!(
             out.take(),
             vec![
                 Effect::Persist(PersistOp::Promise(b)),
                 Effect::Send {
                     to: NodeId::proposer(1),
-                    msg: Message::Promise { ballot: b, req: 0, from_slot: 1, end: u64::MAX, last: 0, compacted: 0, accepted: vec![] }
+                    msg: Message::Promise {
+                        ballot: b,
+                        req: 0,
+                        from_slot: 1,
+                        end: u64::MAX,
+                        last: 0,
+                        compacted: 0,
+                        accepted: vec![]
+                    }
                 },
             ]
         );
@@ -295,9 +308,17 @@ mod tests {
     fn prepare_below_promise_is_nacked_and_changes_nothing() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(2), Message::Prepare { req: 0, ballot: Ballot::new(2, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(2),
+            Message::Prepare { req: 0, ballot: Ballot::new(2, 2), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         out.take();
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: Ballot::new(2, 1), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare { req: 0, ballot: Ballot::new(2, 1), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         assert_eq!(
             out.take(),
             vec![Effect::Send {
@@ -349,11 +370,19 @@ mod tests {
         a.on_timer(Timer::Lease, &mut out);
         out.take();
         let b2 = Ballot::new(2, 2);
-        a.on_message(NodeId::proposer(2), Message::Prepare { req: 0, ballot: b2, from_slot: 2, to_slot: u64::MAX }, &mut out);
-        let sent: Vec<_> = out.take().into_iter().filter_map(|e| match e {
-            Effect::Send { msg: Message::Promise { accepted, .. }, .. } => Some(accepted),
-            _ => None,
-        }).collect();
+        a.on_message(
+            NodeId::proposer(2),
+            Message::Prepare { req: 0, ballot: b2, from_slot: 2, to_slot: u64::MAX },
+            &mut out,
+        );
+        let sent: Vec<_> = out
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { msg: Message::Promise { accepted, .. }, .. } => Some(accepted),
+                _ => None,
+            })
+            .collect();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].iter().map(|e| e.slot).collect::<Vec<_>>(), vec![2, 3]);
         assert!(sent[0].iter().all(|e| e.ballot == b1));
@@ -374,13 +403,20 @@ mod tests {
         let mut a = acceptor();
         let mut out = Outbox::new();
         let b1 = Ballot::new(1, 1);
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: b1, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare { req: 0, ballot: b1, from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         out.take();
         let b2 = Ballot::new(2, 2);
         let prepare2 = Message::Prepare { req: 0, ballot: b2, from_slot: 1, to_slot: u64::MAX };
         // The leader's heartbeat is answered (check-quorum) and starts its lease.
         a.on_message(NodeId::proposer(1), Message::Heartbeat { ballot: b1, chosen: 0 }, &mut out);
-        assert_eq!(out.take(), vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Accepted { ballot: b1, slots: vec![] } }]);
+        assert_eq!(
+            out.take(),
+            vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Accepted { ballot: b1, slots: vec![] } }]
+        );
         // Heard in this period and heard again in each of the next: proposer-2 is refused,
         // and the refusal names the leader's ballot.
         for _ in 0..3 {
@@ -393,15 +429,27 @@ mod tests {
         assert_eq!(a.promised(), b1, "a refusal changes nothing");
         // The leader itself may always prepare again (a restarted leader).
         let b3 = Ballot::new(3, 1);
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: b3, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare { req: 0, ballot: b3, from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         assert!(matches!(&promises(&mut out)[..], [Message::Promise { ballot, .. }] if *ballot == b3));
         // The end of the period it was last heard in: the lease still runs for one more
         // period, silent; after that it has ended.
         a.on_timer(Timer::Lease, &mut out);
-        a.on_message(NodeId::proposer(2), Message::Prepare { req: 0, ballot: Ballot::new(4, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(2),
+            Message::Prepare { req: 0, ballot: Ballot::new(4, 2), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         assert!(matches!(&promises(&mut out)[..], [Message::Nack { .. }]), "one silent period is not enough");
         a.on_timer(Timer::Lease, &mut out);
-        a.on_message(NodeId::proposer(2), Message::Prepare { req: 0, ballot: Ballot::new(4, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(2),
+            Message::Prepare { req: 0, ballot: Ballot::new(4, 2), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         assert!(matches!(&promises(&mut out)[..], [Message::Promise { .. }]), "the lease has ended");
     }
 
@@ -409,12 +457,19 @@ mod tests {
     fn a_stale_leaders_heartbeat_is_nacked() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(2), Message::Prepare { req: 0, ballot: Ballot::new(5, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(2),
+            Message::Prepare { req: 0, ballot: Ballot::new(5, 2), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         out.take();
         a.on_message(NodeId::proposer(1), Message::Heartbeat { ballot: Ballot::new(4, 1), chosen: 0 }, &mut out);
         assert_eq!(
             out.take(),
-            vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Nack { ballot: Ballot::new(4, 1), promised: Ballot::new(5, 2) } }]
+            vec![Effect::Send {
+                to: NodeId::proposer(1),
+                msg: Message::Nack { ballot: Ballot::new(4, 1), promised: Ballot::new(5, 2) }
+            }]
         );
     }
 
@@ -441,8 +496,14 @@ mod tests {
         let mut from = 1;
         let mut pages = 0;
         while from <= 40 {
-            a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: b, from_slot: from, to_slot: u64::MAX }, &mut out);
-            let [Message::Promise { from_slot, end, last, accepted, .. }] = &promises(&mut out)[..] else { panic!("one promise") };
+            a.on_message(
+                NodeId::proposer(1),
+                Message::Prepare { req: 0, ballot: b, from_slot: from, to_slot: u64::MAX },
+                &mut out,
+            );
+            let [Message::Promise { from_slot, end, last, accepted, .. }] = &promises(&mut out)[..] else {
+                panic!("one promise")
+            };
             assert_eq!((*from_slot, *last), (from, 40));
             let bytes: usize = accepted.iter().map(|e| value_size(&e.value)).sum();
             assert!(bytes <= PAGE_BYTES, "page of {bytes} bytes");
@@ -484,14 +545,21 @@ mod tests {
         assert_eq!(out.take(), vec![Effect::Persist(PersistOp::Compact { upto: 20 })]);
         assert!(a.accepted(20).is_none() && a.accepted(21).is_some());
         // Phase 1 from slot 1 hears the mark and gets only what is left.
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: b, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare { req: 0, ballot: b, from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         let [Message::Promise { compacted, last, accepted, .. }] = &promises(&mut out)[..] else { panic!("a promise") };
         assert_eq!((*compacted, *last), (20, 30));
         assert_eq!(accepted.iter().map(|e| e.slot).collect::<Vec<_>>(), (21..=30).collect::<Vec<_>>());
         // A leader that re-proposes a compacted slot is told it is accepted; nothing is stored.
         a.on_message(NodeId::proposer(1), Message::Accept { ballot: b, slot: 3, value: value() }, &mut out);
         a.flush(&mut out);
-        assert_eq!(out.take(), vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Accepted { ballot: b, slots: vec![3] } }]);
+        assert_eq!(
+            out.take(),
+            vec![Effect::Send { to: NodeId::proposer(1), msg: Message::Accepted { ballot: b, slots: vec![3] } }]
+        );
         // The mark survives a restart.
         let mut durable = DurableState::default();
         for slot in 1..=30 {
@@ -505,9 +573,17 @@ mod tests {
     fn accept_below_promise_is_nacked_and_not_stored() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(2), Message::Prepare { req: 0, ballot: Ballot::new(3, 2), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(2),
+            Message::Prepare { req: 0, ballot: Ballot::new(3, 2), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         out.take();
-        a.on_message(NodeId::proposer(1), Message::Accept { ballot: Ballot::new(1, 1), slot: 1, value: value() }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Accept { ballot: Ballot::new(1, 1), slot: 1, value: value() },
+            &mut out,
+        );
         a.flush(&mut out);
         assert_eq!(
             out.take(),
@@ -526,7 +602,11 @@ mod tests {
         durable.apply(&PersistOp::Accept { slot: 7, ballot: Ballot::new(4, 2), value: value() });
         let mut a = Acceptor::new(NodeId::acceptor(2), config, durable);
         let mut out = Outbox::new();
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: Ballot::new(3, 1), from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare { req: 0, ballot: Ballot::new(3, 1), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
         assert!(matches!(&out.take()[..], [Effect::Send { msg: Message::Nack { .. }, .. }]));
         assert_eq!(a.accepted(7).map(|e| e.0), Some(Ballot::new(4, 2)));
     }
@@ -535,8 +615,16 @@ mod tests {
     fn messages_from_wrong_roles_are_ignored() {
         let mut a = acceptor();
         let mut out = Outbox::new();
-        a.on_message(NodeId::client(1), Message::Prepare { req: 0, ballot: Ballot::new(9, 9), from_slot: 1, to_slot: u64::MAX }, &mut out);
-        a.on_message(NodeId::learner(1), Message::Accept { ballot: Ballot::new(9, 9), slot: 1, value: value() }, &mut out);
+        a.on_message(
+            NodeId::client(1),
+            Message::Prepare { req: 0, ballot: Ballot::new(9, 9), from_slot: 1, to_slot: u64::MAX },
+            &mut out,
+        );
+        a.on_message(
+            NodeId::learner(1),
+            Message::Accept { ballot: Ballot::new(9, 9), slot: 1, value: value() },
+            &mut out,
+        );
         a.flush(&mut out);
         assert!(out.is_empty());
         assert_eq!(a.promised(), Ballot::ZERO);
@@ -547,8 +635,21 @@ mod tests {
         let mut a = acceptor();
         let mut out = Outbox::new();
         a.on_message(NodeId::learner(1), Message::CatchUp { applied: u64::MAX }, &mut out);
-        a.on_message(NodeId::proposer(1), Message::Prepare { req: 0, ballot: Ballot::new(u64::MAX, u16::MAX), from_slot: u64::MAX, to_slot: u64::MAX }, &mut out);
-        a.on_message(NodeId::proposer(1), Message::Accept { ballot: Ballot::new(u64::MAX, u16::MAX), slot: u64::MAX, value: value() }, &mut out);
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Prepare {
+                req: 0,
+                ballot: Ballot::new(u64::MAX, u16::MAX),
+                from_slot: u64::MAX,
+                to_slot: u64::MAX,
+            },
+            &mut out,
+        );
+        a.on_message(
+            NodeId::proposer(1),
+            Message::Accept { ballot: Ballot::new(u64::MAX, u16::MAX), slot: u64::MAX, value: value() },
+            &mut out,
+        );
         a.flush(&mut out);
         assert!(!out.is_empty(), "the promise and the accept are still answered");
     }

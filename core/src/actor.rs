@@ -1,10 +1,10 @@
 //! The interface every role implements, and the status it reports.
 
 use crate::command::{Tally, Value};
-use serde::{Deserialize, Serialize};
 use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId};
 use crate::msg::Message;
+use serde::{Deserialize, Serialize};
 
 /// A protocol role as a pure state machine. Each call takes one input and pushes effects;
 /// it never blocks, reads a clock, draws a random number or touches a socket.

@@ -30,13 +30,23 @@ pub enum Effect {
     /// Make this durable. The runtime finishes every `Persist` of a step before it sends
     /// any message of that step.
     Persist(PersistOp),
-    Send { to: NodeId, msg: Message },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
     /// Fire `timer` after a delay the runtime draws uniformly from `min_ms..=max_ms` with
     /// its seeded random source (roles have no randomness of their own).
-    SetTimer { timer: Timer, min_ms: u64, max_ms: u64 },
+    SetTimer {
+        timer: Timer,
+        min_ms: u64,
+        max_ms: u64,
+    },
     CancelTimer(Timer),
     /// A learner applied `slot`, whose value is `value` (for observers and invariants).
-    Decided { slot: u64, value: Value },
+    Decided {
+        slot: u64,
+        value: Value,
+    },
 }
 
 /// Effects produced by one step, in order.

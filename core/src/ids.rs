@@ -89,9 +89,7 @@ impl FromStr for NodeId {
 
 /// A Paxos ballot: `(round, proposer)`, ordered by round, then by proposer index, so two
 /// proposers never share one.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     pub round: u64,
     pub proposer: u16,

@@ -187,7 +187,8 @@ impl Learner {
             if self.assembly.as_ref().is_some_and(|a| a.applied > applied) {
                 return; // an older snapshot than the one under way
             }
-            self.assembly = Some(Assembly { applied, parts, got: BTreeSet::new(), state: state.emptied(), fresh: true });
+            self.assembly =
+                Some(Assembly { applied, parts, got: BTreeSet::new(), state: state.emptied(), fresh: true });
         }
         let Some(a) = &mut self.assembly else { return };
         a.fresh = true;
@@ -290,7 +291,9 @@ impl Actor for Learner {
                 // advanced learner when behind.
                 self.known = self.known.max(applied);
                 self.peers.insert(from, applied);
-                if applied > self.applied().saturating_add(self.config.timing.catch_up_batch as u64) && self.assembly.is_none() {
+                if applied > self.applied().saturating_add(self.config.timing.catch_up_batch as u64)
+                    && self.assembly.is_none()
+                {
                     // More than a page behind: the Learn flow will not close that; ask now.
                     out.send(from, Message::CatchUp { applied: self.applied() });
                 }
@@ -364,7 +367,8 @@ impl Actor for Learner {
             for &a in &self.config.acceptors {
                 out.send(a, Message::CatchUp { applied });
             }
-            let ahead = self.peers.iter().filter(|(_, &p)| p > applied).max_by_key(|(&id, &p)| (p, std::cmp::Reverse(id)));
+            let ahead =
+                self.peers.iter().filter(|(_, &p)| p > applied).max_by_key(|(&id, &p)| (p, std::cmp::Reverse(id)));
             if let Some((&best, _)) = ahead {
                 out.send(best, Message::CatchUp { applied });
             }
@@ -505,7 +509,13 @@ mod tests {
             .collect();
         assert_eq!(
             asks,
-            vec![NodeId::acceptor(1), NodeId::acceptor(2), NodeId::acceptor(3), NodeId::proposer(1), NodeId::proposer(2)],
+            vec![
+                NodeId::acceptor(1),
+                NodeId::acceptor(2),
+                NodeId::acceptor(3),
+                NodeId::proposer(1),
+                NodeId::proposer(2)
+            ],
             "the acceptors and the proposers; no peer is known to be ahead"
         );
         for a in [1, 3] {
@@ -623,7 +633,9 @@ mod tests {
         feed(&mut ahead, 1..=5, &mut out);
         out.take();
         ahead.on_message(NodeId::learner(2), Message::CatchUp { applied: 4 }, &mut out);
-        assert!(matches!(&out.take()[..], [Effect::Send { msg: Message::Chosen { entries }, .. }] if entries.len() == 1));
+        assert!(
+            matches!(&out.take()[..], [Effect::Send { msg: Message::Chosen { entries }, .. }] if entries.len() == 1)
+        );
         ahead.on_message(NodeId::learner(2), Message::CatchUp { applied: 0 }, &mut out);
         let snap = match out.take().pop() {
             Some(Effect::Send { to, msg: msg @ Message::Snapshot { .. } }) if to == NodeId::learner(2) => msg,
@@ -635,7 +647,11 @@ mod tests {
         assert_eq!(behind.state(), ahead.state());
         assert!(matches!(&out.take()[..], [Effect::Persist(PersistOp::LearnerSnapshot { applied: 5, .. })]));
         // A stale snapshot changes nothing.
-        behind.on_message(NodeId::learner(1), Message::Snapshot { applied: 3, part: 0, parts: 1, state: VotingState::new(vec![]) }, &mut out);
+        behind.on_message(
+            NodeId::learner(1),
+            Message::Snapshot { applied: 3, part: 0, parts: 1, state: VotingState::new(vec![]) },
+            &mut out,
+        );
         assert_eq!(behind.applied(), 5);
         assert!(out.is_empty());
     }
@@ -730,7 +746,16 @@ mod tests {
         let v = vote("r", "x", "ada");
         l.on_message(NodeId::learner(2), Message::CatchUp { applied: u64::MAX }, &mut out);
         l.on_message(NodeId::learner(2), Message::Progress { applied: u64::MAX }, &mut out);
-        l.on_message(NodeId::learner(2), Message::Snapshot { applied: u64::MAX, part: 0, parts: 1, state: VotingState::new(vec!["ada".into(), "grace".into()]) }, &mut out);
+        l.on_message(
+            NodeId::learner(2),
+            Message::Snapshot {
+                applied: u64::MAX,
+                part: 0,
+                parts: 1,
+                state: VotingState::new(vec!["ada".into(), "grace".into()]),
+            },
+            &mut out,
+        );
         l.on_message(NodeId::acceptor(1), learn(u64::MAX, Ballot::new(u64::MAX, 1), &v), &mut out);
         l.on_message(NodeId::learner(2), Message::Chosen { entries: vec![(u64::MAX, v)] }, &mut out);
         l.on_timer(Timer::CatchUp, &mut out);

@@ -46,7 +46,15 @@ pub enum Message {
     /// when it holds everything), `last` the highest slot it has accepted anything for,
     /// `compacted` the slot up to which it forgot its values because every configured
     /// learner applied them (so they are chosen).
-    Promise { ballot: Ballot, req: u64, from_slot: u64, end: u64, last: u64, compacted: u64, accepted: Vec<AcceptedEntry> },
+    Promise {
+        ballot: Ballot,
+        req: u64,
+        from_slot: u64,
+        end: u64,
+        last: u64,
+        compacted: u64,
+        accepted: Vec<AcceptedEntry>,
+    },
     /// Phase 2a.
     Accept { ballot: Ballot, slot: u64, value: Value },
     /// Phase 2b, to the proposer: these slots are accepted at `ballot`.
@@ -135,7 +143,11 @@ impl fmt::Display for Message {
                 }
             }
             Message::Promise { ballot, req, from_slot, end, last, compacted, accepted } => {
-                write!(f, "Promise(b={ballot} req={req} {from_slot}..{end} last={last} compacted={compacted} accepted={})", accepted.len())
+                write!(
+                    f,
+                    "Promise(b={ballot} req={req} {from_slot}..{end} last={last} compacted={compacted} accepted={})",
+                    accepted.len()
+                )
             }
             Message::Accept { ballot, slot, value } => {
                 write!(f, "Accept(b={ballot} slot={slot} n={})", value.len())

@@ -28,7 +28,13 @@ enum Phase {
     Follower,
     /// Phase 1 under way for every slot from `from_slot` on. `refused` counts acceptors
     /// that refused because they still hear another leader (its ballot is kept).
-    Candidate { ballot: Ballot, req: u64, from_slot: u64, promises: BTreeMap<NodeId, Promised>, refused: BTreeMap<NodeId, Ballot> },
+    Candidate {
+        ballot: Ballot,
+        req: u64,
+        from_slot: u64,
+        promises: BTreeMap<NodeId, Promised>,
+        refused: BTreeMap<NodeId, Ballot>,
+    },
     Leader(Box<Leading>),
 }
 
@@ -180,7 +186,14 @@ impl Proposer {
         self.election_timer(out);
     }
 
-    fn become_leader(&mut self, ballot: Ballot, req: u64, from_slot: u64, promises: BTreeMap<NodeId, Promised>, out: &mut Outbox) {
+    fn become_leader(
+        &mut self,
+        ballot: Ballot,
+        req: u64,
+        from_slot: u64,
+        promises: BTreeMap<NodeId, Promised>,
+        out: &mut Outbox,
+    ) {
         // New commands go above every slot any acceptor of the majority accepted: a value
         // chosen at a lower ballot was accepted by a majority, which meets this one. The
         // slots below are read back page by page (`advance_recovery`): for each, the value
@@ -252,7 +265,9 @@ impl Proposer {
         let (from, fill_holes) = (r.from, r.fill_holes);
         let mut merged: BTreeMap<u64, (Ballot, Value)> = BTreeMap::new();
         if covered >= from {
-            for AcceptedEntry { slot, ballot: b, value } in std::mem::take(&mut r.answers).into_values().flat_map(|p| p.entries) {
+            for AcceptedEntry { slot, ballot: b, value } in
+                std::mem::take(&mut r.answers).into_values().flat_map(|p| p.entries)
+            {
                 if slot < from || slot > covered {
                     continue;
                 }
@@ -328,7 +343,14 @@ impl Proposer {
         }
         let to = chosen.min(applied.saturating_add(page));
         if applied < to {
-            l.recovery = Some(Recovery { req: 0, from: applied + 1, to, fill_holes: false, answers: BTreeMap::new(), asked: false });
+            l.recovery = Some(Recovery {
+                req: 0,
+                from: applied + 1,
+                to,
+                fill_holes: false,
+                answers: BTreeMap::new(),
+                asked: false,
+            });
         }
     }
 
@@ -385,7 +407,10 @@ impl Proposer {
             if size > MAX_COMMAND_BYTES {
                 // Never proposed: no slot could carry it within the frame limit. Final.
                 let request_id = cmd.request_id().to_string();
-                out.send(cmd.client(), Message::Replies(vec![Reply::TooLarge { request_id, size, limit: MAX_COMMAND_BYTES }]));
+                out.send(
+                    cmd.client(),
+                    Message::Replies(vec![Reply::TooLarge { request_id, size, limit: MAX_COMMAND_BYTES }]),
+                );
             } else if self.queue.len() >= self.config.timing.queue_limit {
                 // Full: refuse now rather than grow without bound; the client may retry.
                 let request_id = cmd.request_id().to_string();
@@ -459,7 +484,9 @@ impl Actor for Proposer {
             Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {
                 self.on_heartbeat(from, ballot, chosen, out);
             }
-            Message::Promise { ballot, req, from_slot, end, last, compacted, accepted } if self.config.acceptors.contains(&from) => {
+            Message::Promise { ballot, req, from_slot, end, last, compacted, accepted }
+                if self.config.acceptors.contains(&from) =>
+            {
                 let quorum = self.config.quorum();
                 match &mut self.phase {
                     Phase::Candidate { ballot: mine, req: asked, from_slot: first, promises, .. }
@@ -599,7 +626,10 @@ impl Actor for Proposer {
                 if let Some(r) = &l.recovery {
                     if r.asked {
                         for &a in self.config.acceptors.iter().filter(|a| !r.answers.contains_key(a)) {
-                            out.send(a, Message::Prepare { ballot: l.ballot, req: r.req, from_slot: r.from, to_slot: r.to });
+                            out.send(
+                                a,
+                                Message::Prepare { ballot: l.ballot, req: r.req, from_slot: r.from, to_slot: r.to },
+                            );
                         }
                     }
                 }
@@ -625,7 +655,10 @@ impl Actor for Proposer {
                         self.req += 1;
                         r.req = self.req;
                         for &a in &self.config.acceptors {
-                            out.send(a, Message::Prepare { ballot: l.ballot, req: r.req, from_slot: r.from, to_slot: r.to });
+                            out.send(
+                                a,
+                                Message::Prepare { ballot: l.ballot, req: r.req, from_slot: r.from, to_slot: r.to },
+                            );
                         }
                     }
                 }

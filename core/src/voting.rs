@@ -48,7 +48,12 @@ impl VotingState {
     /// outcomes: [`merge`](Self::merge) of all of them, in any order, gives this state back.
     /// How a large snapshot travels within the frame limit.
     pub fn split(&self, max_bytes: usize) -> Vec<VotingState> {
-        let empty = || VotingState { candidates: self.candidates.clone(), counts: self.counts.clone(), voters: HashMap::new(), outcomes: HashMap::new() };
+        let empty = || VotingState {
+            candidates: self.candidates.clone(),
+            counts: self.counts.clone(),
+            voters: HashMap::new(),
+            outcomes: HashMap::new(),
+        };
         let mut parts = vec![empty()];
         let mut bytes = 0;
         let mut room = |parts: &mut Vec<VotingState>, size: usize| {
@@ -78,7 +83,12 @@ impl VotingState {
     /// The same candidates and counts with no voters or outcomes: what a snapshot's parts
     /// are merged into.
     pub fn emptied(&self) -> VotingState {
-        VotingState { candidates: self.candidates.clone(), counts: self.counts.clone(), voters: HashMap::new(), outcomes: HashMap::new() }
+        VotingState {
+            candidates: self.candidates.clone(),
+            counts: self.counts.clone(),
+            voters: HashMap::new(),
+            outcomes: HashMap::new(),
+        }
     }
 
     /// Add a part made by [`split`](Self::split) of the same state. False (and nothing
@@ -116,8 +126,7 @@ impl VotingState {
 
     /// Every counted voter and their candidate, sorted by voter.
     pub fn ballots_cast(&self) -> Vec<(String, String)> {
-        let mut v: Vec<_> =
-            self.voters.iter().map(|(k, &i)| (k.clone(), self.candidates[i].clone())).collect();
+        let mut v: Vec<_> = self.voters.iter().map(|(k, &i)| (k.clone(), self.candidates[i].clone())).collect();
         v.sort();
         v
     }
@@ -201,10 +210,7 @@ mod tests {
             assert_eq!(to, NodeId::client(1));
             assert_eq!(result(reply), want, "slot {slot}: {cmd}");
         }
-        assert_eq!(
-            s.tally(),
-            vec![("ada".into(), 1), ("grace".into(), 0), ("linus".into(), 1)]
-        );
+        assert_eq!(s.tally(), vec![("ada".into(), 1), ("grace".into(), 0), ("linus".into(), 1)]);
         assert_eq!(s.voter_count(), 2);
         assert_eq!(s.vote_of("v1"), Some("ada"));
     }
@@ -213,7 +219,10 @@ mod tests {
     fn a_split_state_merges_back_whole_in_any_order() {
         let mut s = state();
         for i in 0..5_000 {
-            s.apply(i, &vote(&format!("request-{i}"), &format!("voter-{i}"), ["ada", "grace", "linus"][i as usize % 3]));
+            s.apply(
+                i,
+                &vote(&format!("request-{i}"), &format!("voter-{i}"), ["ada", "grace", "linus"][i as usize % 3]),
+            );
         }
         let parts = s.split(16 * 1024);
         assert!(parts.len() > 10, "{} parts", parts.len());

@@ -2,8 +2,8 @@
 //! pushed (or the exact relevant part of them when the vector is long).
 
 use ballot_core::{
-    AcceptedEntry, Actor, Ballot, Command, Config, DurableState, Effect, Message, NodeId, Outbox,
-    PersistOp, Proposer, Reply, Timer, Value,
+    AcceptedEntry, Actor, Ballot, Command, Config, DurableState, Effect, Message, NodeId, Outbox, PersistOp, Proposer,
+    Reply, Timer, Value,
 };
 use std::sync::Arc;
 
@@ -700,7 +700,11 @@ fn a_follower_drops_a_request_forwarded_by_another_proposer() {
     let mut p = ballot_core::Proposer::new(ballot_core::NodeId::proposer(1), config, Default::default());
     let mut out = ballot_core::Outbox::new();
     let leader = ballot_core::NodeId::proposer(2);
-    p.on_message(leader, ballot_core::Message::Heartbeat { ballot: ballot_core::Ballot::new(3, 2), chosen: 0 }, &mut out);
+    p.on_message(
+        leader,
+        ballot_core::Message::Heartbeat { ballot: ballot_core::Ballot::new(3, 2), chosen: 0 },
+        &mut out,
+    );
     out.take();
     let cmd = ballot_core::Command::Read { request_id: "r".into(), client: ballot_core::NodeId::client(1) };
     p.on_message(ballot_core::NodeId::proposer(3), ballot_core::Message::Request(vec![cmd]), &mut out);
@@ -781,13 +785,25 @@ fn a_too_large_command_is_refused_at_once_and_never_proposed() {
     let mut p = proposer();
     let mut out = Outbox::new();
     elect(&mut p, &mut out);
-    let big = Command::Vote { request_id: "big".into(), client: C1, voter: "x".repeat(ballot_core::MAX_COMMAND_BYTES), candidate: "ada".into() };
+    let big = Command::Vote {
+        request_id: "big".into(),
+        client: C1,
+        voter: "x".repeat(ballot_core::MAX_COMMAND_BYTES),
+        candidate: "ada".into(),
+    };
     let size = big.size();
     p.on_message(C1, Message::Request(vec![big]), &mut out);
     p.flush(&mut out);
     assert_eq!(
         sends(out.take()),
-        vec![(C1, Message::Replies(vec![Reply::TooLarge { request_id: "big".into(), size, limit: ballot_core::MAX_COMMAND_BYTES }]))]
+        vec![(
+            C1,
+            Message::Replies(vec![Reply::TooLarge {
+                request_id: "big".into(),
+                size,
+                limit: ballot_core::MAX_COMMAND_BYTES
+            }])
+        )]
     );
 }
 
@@ -800,7 +816,12 @@ fn batches_are_cut_by_encoded_size() {
     elect(&mut p, &mut out);
     // 100 commands of 50 kB: 5 MB, which must not go in one slot.
     let cmds: Vec<Command> = (0..100)
-        .map(|i| Command::Vote { request_id: format!("r{i}"), client: C1, voter: format!("{i}{}", "v".repeat(50_000)), candidate: "ada".into() })
+        .map(|i| Command::Vote {
+            request_id: format!("r{i}"),
+            client: C1,
+            voter: format!("{i}{}", "v".repeat(50_000)),
+            candidate: "ada".into(),
+        })
         .collect();
     p.on_message(C1, Message::Request(cmds), &mut out);
     p.flush(&mut out);
@@ -814,7 +835,11 @@ fn batches_are_cut_by_encoded_size() {
     assert!(batches.len() >= 5, "{} batches", batches.len());
     assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 100, "every command proposed once");
     for b in &batches {
-        assert!(ballot_core::value_size(b) <= ballot_core::PAGE_BYTES, "a batch of {} bytes", ballot_core::value_size(b));
+        assert!(
+            ballot_core::value_size(b) <= ballot_core::PAGE_BYTES,
+            "a batch of {} bytes",
+            ballot_core::value_size(b)
+        );
     }
 }
 
@@ -861,7 +886,9 @@ fn a_new_leader_reads_a_long_log_in_pages_and_proposes_new_commands_above_it() {
     p.flush(&mut out);
     let effects = sends(out.take());
     assert!(
-        effects.iter().any(|(to, m)| *to == A1 && *m == Message::Prepare { ballot: b, req: 2, from_slot: 11, to_slot: 100 }),
+        effects
+            .iter()
+            .any(|(to, m)| *to == A1 && *m == Message::Prepare { ballot: b, req: 2, from_slot: 11, to_slot: 100 }),
         "asks for the next page: {effects:?}"
     );
     assert!(
@@ -878,7 +905,15 @@ fn a_compaction_mark_in_a_promise_is_taken_as_chosen() {
     let b = p.ballot();
     out.take();
     let v = batch(&[vote(C2, 1)]);
-    let promise = |compacted: u64| Message::Promise { ballot: b, req: 1, from_slot: 1, end: u64::MAX, last: 5_000, compacted, accepted: vec![entry(5_000, Ballot::new(0, 2), &v)] };
+    let promise = |compacted: u64| Message::Promise {
+        ballot: b,
+        req: 1,
+        from_slot: 1,
+        end: u64::MAX,
+        last: 5_000,
+        compacted,
+        accepted: vec![entry(5_000, Ballot::new(0, 2), &v)],
+    };
     p.on_message(A1, promise(4_999), &mut out);
     p.on_message(A2, promise(0), &mut out);
     assert_eq!(p.chosen(), 4_999, "every learner applied those slots");
@@ -912,16 +947,30 @@ fn a_learner_stuck_below_chosen_makes_the_leader_reopen_its_slots() {
     // Twice from the same slot: stuck. Phase 1 for slot 1 at the leader's ballot...
     p.on_message(L1, Message::CatchUp { applied: 0 }, &mut out);
     p.flush(&mut out);
-    let prepares: Vec<_> = sends(out.take()).into_iter().filter(|(_, m)| matches!(m, Message::Prepare { .. })).collect();
-    assert_eq!(prepares, ACCEPTORS.iter().map(|&a| (a, Message::Prepare { ballot: b, req: 2, from_slot: 1, to_slot: 1 })).collect::<Vec<_>>());
+    let prepares: Vec<_> =
+        sends(out.take()).into_iter().filter(|(_, m)| matches!(m, Message::Prepare { .. })).collect();
+    assert_eq!(
+        prepares,
+        ACCEPTORS
+            .iter()
+            .map(|&a| (a, Message::Prepare { ballot: b, req: 2, from_slot: 1, to_slot: 1 }))
+            .collect::<Vec<_>>()
+    );
     // ...then phase 2 with the value of the highest ballot a majority reports.
-    let reply = |accepted| Message::Promise { ballot: b, req: 2, from_slot: 1, end: 1, last: 1, compacted: 0, accepted };
+    let reply =
+        |accepted| Message::Promise { ballot: b, req: 2, from_slot: 1, end: 1, last: 1, compacted: 0, accepted };
     p.on_message(A1, reply(vec![entry(1, b, &v)]), &mut out);
     p.on_message(A3, reply(vec![]), &mut out);
-    assert_eq!(sends(out.take()), accepts(&ACCEPTORS, b, 1, &v).into_iter().filter_map(|e| match e {
-        Effect::Send { to, msg } => Some((to, msg)),
-        _ => None,
-    }).collect::<Vec<_>>());
+    assert_eq!(
+        sends(out.take()),
+        accepts(&ACCEPTORS, b, 1, &v)
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, msg } => Some((to, msg)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -942,7 +991,10 @@ fn reopening_never_fills_a_slot_no_acceptor_reports() {
     let empty = Message::Promise { ballot: b, req: 2, from_slot: 1, end: 1, last: 0, compacted: 0, accepted: vec![] };
     p.on_message(A2, empty.clone(), &mut out);
     p.on_message(A3, empty, &mut out);
-    assert!(!sends(out.take()).iter().any(|(_, m)| matches!(m, Message::Accept { .. })), "a chosen slot is never made a no-op");
+    assert!(
+        !sends(out.take()).iter().any(|(_, m)| matches!(m, Message::Accept { .. })),
+        "a chosen slot is never made a no-op"
+    );
 }
 
 #[test]
@@ -962,7 +1014,11 @@ fn a_slot_an_acceptor_compacted_is_never_filled_with_a_no_op() {
         end: to,
         last: if held { 20 } else { 0 },
         compacted,
-        accepted: if held { (from.max(compacted + 1)..=to).map(|s| entry(s, Ballot::new(0, 2), &v)).collect() } else { vec![] },
+        accepted: if held {
+            (from.max(compacted + 1)..=to).map(|s| entry(s, Ballot::new(0, 2), &v)).collect()
+        } else {
+            vec![]
+        },
     };
     p.on_message(A1, page(1, 1, 10, 0, true), &mut out);
     p.on_message(A2, page(1, 1, u64::MAX, 0, false), &mut out);
@@ -975,7 +1031,10 @@ fn a_slot_an_acceptor_compacted_is_never_filled_with_a_no_op() {
     // An answer to an older round is not taken for this one.
     p.on_message(A2, page(1, 11, 20, 0, false), &mut out);
     p.on_message(A3, page(2, 11, 20, 15, true), &mut out);
-    assert!(sends(out.take()).iter().all(|(_, m)| !matches!(m, Message::Accept { .. })), "one answer of this round is not a majority");
+    assert!(
+        sends(out.take()).iter().all(|(_, m)| !matches!(m, Message::Accept { .. })),
+        "one answer of this round is not a majority"
+    );
     p.on_message(A2, page(2, 11, 20, 0, false), &mut out);
     assert!(p.chosen() >= 15, "the compaction mark is taken as chosen");
     let proposed: Vec<(u64, Value)> = sends(out.take())

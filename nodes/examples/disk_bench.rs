@@ -27,9 +27,10 @@ fn us(d: Duration) -> f64 {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ballot-disk-bench-{}", std::process::id()))
-    });
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ballot-disk-bench-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the bench dir");
     println!("dir: {}", dir.display());
@@ -57,7 +58,10 @@ fn main() {
         let _ = std::fs::remove_file(&path);
     }
 
-    println!("{:>6} {:>10} {:>14} {:>12} {:>12} {:>12}", "batch", "persists", "bytes/record", "median us", "p99 us", "ops/s");
+    println!(
+        "{:>6} {:>10} {:>14} {:>12} {:>12} {:>12}",
+        "batch", "persists", "bytes/record", "median us", "p99 us", "ops/s"
+    );
     for batch in [1usize, 64, 1024] {
         let sub = dir.join(format!("batch-{batch}"));
         let identity = Identity { cluster_id: "bench".into(), node: NodeId::acceptor(1) };

@@ -104,7 +104,9 @@ struct Outcome {
 fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
     let peers = crate::process::parse_peers(list)?;
     if !peers.keys().any(|n| n.role == Role::Proposer) {
-        return Err("--peers names no proposer: give the cluster's nodes, e.g. --peers proposer-1=127.0.0.1:7001,...".into());
+        return Err(
+            "--peers names no proposer: give the cluster's nodes, e.g. --peers proposer-1=127.0.0.1:7001,...".into()
+        );
     }
     Ok(peers)
 }
@@ -176,7 +178,11 @@ async fn find_cluster(args: &CliArgs) -> Result<(BTreeMap<NodeId, PeerAddr>, Vec
 
 /// Where to listen for answers, and what to tell the nodes as our address: the listen
 /// address, or on 0.0.0.0 this host's address on the way to the first proposer.
-async fn answer_address(args: &CliArgs, peers: &BTreeMap<NodeId, PeerAddr>, first: Option<NodeId>) -> Result<(SocketAddr, Option<IpAddr>), String> {
+async fn answer_address(
+    args: &CliArgs,
+    peers: &BTreeMap<NodeId, PeerAddr>,
+    first: Option<NodeId>,
+) -> Result<(SocketAddr, Option<IpAddr>), String> {
     let deadline = Duration::from_millis(args.timeout_ms.max(1));
     let listen: PeerAddr = args.listen.parse().map_err(|e| format!("--listen: {e}"))?;
     let listen = listen.resolve_one(deadline).await.map_err(|e| format!("--listen: {e}"))?;
@@ -185,8 +191,12 @@ async fn answer_address(args: &CliArgs, peers: &BTreeMap<NodeId, PeerAddr>, firs
     }
     let Some(toward) = first.and_then(|p| peers.get(&p)) else { return Ok((listen, None)) };
     let toward = toward.resolve_one(deadline).await.map_err(|e| format!("--peers: {e}"))?;
-    let ip = ballot_transports::local_ip_toward(toward)
-        .map_err(|e| format!("--listen {}: no address of this host reaches {toward} ({e}); give --listen an address the nodes can reach", args.listen))?;
+    let ip = ballot_transports::local_ip_toward(toward).map_err(|e| {
+        format!(
+            "--listen {}: no address of this host reaches {toward} ({e}); give --listen an address the nodes can reach",
+            args.listen
+        )
+    })?;
     Ok((listen, Some(ip)))
 }
 
@@ -221,7 +231,11 @@ async fn connect(args: &CliArgs) -> Result<ClientHandle, String> {
 }
 
 fn submit_options(args: &CliArgs) -> SubmitOptions {
-    SubmitOptions { timeout: Duration::from_millis(args.timeout_ms), via: None, retry_every: Duration::from_millis(300) }
+    SubmitOptions {
+        timeout: Duration::from_millis(args.timeout_ms),
+        via: None,
+        retry_every: Duration::from_millis(300),
+    }
 }
 
 async fn read_tally(client: &ClientHandle, args: &CliArgs) -> Result<(u64, Tally), ClientError> {
@@ -250,7 +264,13 @@ fn tally_json(slot: u64, tally: &Tally) -> serde_json::Value {
     serde_json::json!({"ok": true, "slot": slot, "tally": map})
 }
 
-async fn vote(client: &ClientHandle, args: &CliArgs, voter: &str, candidate: &str, request_id: Option<String>) -> Outcome {
+async fn vote(
+    client: &ClientHandle,
+    args: &CliArgs,
+    voter: &str,
+    candidate: &str,
+    request_id: Option<String>,
+) -> Outcome {
     if voter.trim().is_empty() {
         let text = "the voter id is empty: give --voter NAME".to_string();
         return Outcome { code: 2, json: serde_json::json!({"ok": false, "error": "usage", "message": text}), text };
@@ -355,7 +375,8 @@ async fn fetch_statuses(
                 if code != 200 {
                     return Err(format!("{addr} answered {code} to GET /status"));
                 }
-                serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| format!("{addr}: /status is not JSON: {e}"))
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .map_err(|e| format!("{addr}: /status is not JSON: {e}"))
             })
         });
     }
@@ -373,7 +394,9 @@ async fn fetch_statuses(
                     Ok(page) => page
                         .get("nodes")
                         .and_then(|n| n.as_array())
-                        .and_then(|a| a.iter().find(|n| n.get("node").and_then(|x| x.as_str()) == Some(id.to_string().as_str())))
+                        .and_then(|a| {
+                            a.iter().find(|n| n.get("node").and_then(|x| x.as_str()) == Some(id.to_string().as_str()))
+                        })
                         .cloned()
                         .ok_or_else(|| format!("{a} does not serve {id}")),
                 },
@@ -420,7 +443,8 @@ async fn status(args: &CliArgs) -> Outcome {
     }
     let reachable = statuses.values().filter(|s| s.is_ok()).count();
     if reachable == 0 {
-        let why = statuses.values().find_map(|s| s.as_ref().err().cloned()).unwrap_or_else(|| "no nodes are known".into());
+        let why =
+            statuses.values().find_map(|s| s.as_ref().err().cloned()).unwrap_or_else(|| "no nodes are known".into());
         let text = format!("status: no node answered ({} known; first: {why})", statuses.len());
         return Outcome { code: 2, json: serde_json::json!({"ok": false, "error": text, "nodes": rows}), text };
     }
@@ -435,7 +459,9 @@ async fn status(args: &CliArgs) -> Outcome {
     let widths: Vec<usize> = (0..header.len()).map(|i| table.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
     let text = table
         .iter()
-        .map(|l| l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string())
+        .map(|l| {
+            l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+        })
         .collect::<Vec<_>>()
         .join("\n");
     Outcome { code: 0, text, json: serde_json::json!({"ok": true, "reachable": reachable, "nodes": rows}) }
@@ -451,7 +477,9 @@ async fn results_local(args: &CliArgs, node: &str) -> Outcome {
         Err(e) => return usage_outcome(format!("results --local: {e}")),
     };
     if id.role != Role::Learner {
-        return usage_outcome(format!("results --local: {id} is not a learner; only learners keep a tally (e.g. learner-1)"));
+        return usage_outcome(format!(
+            "results --local: {id} is not a learner; only learners keep a tally (e.g. learner-1)"
+        ));
     }
     let nodes = match find_http(args).await {
         Ok(n) => n,
@@ -461,7 +489,8 @@ async fn results_local(args: &CliArgs, node: &str) -> Outcome {
         return usage_outcome(format!("results --local: {id} is not a known node (not in discovery nor --http-peers)"));
     };
     let one = BTreeMap::from([(id, addr)]);
-    let entry = fetch_statuses(&one, status_deadline(args)).await.remove(&id).unwrap_or_else(|| Err("no answer".into()));
+    let entry =
+        fetch_statuses(&one, status_deadline(args)).await.remove(&id).unwrap_or_else(|| Err("no answer".into()));
     let unreachable = |e: String| {
         let text = format!("results --local: {id} is unreachable: {e}");
         Outcome { code: 4, json: serde_json::json!({"ok": false, "error": "unreachable", "message": text}), text }
@@ -484,7 +513,12 @@ async fn results_local(args: &CliArgs, node: &str) -> Outcome {
 
 /// The menu loop of `ballot interactive`, over any input and output (tests drive it
 /// through pipes).
-async fn interactive(client: &ClientHandle, args: &CliArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<u8> {
+async fn interactive(
+    client: &ClientHandle,
+    args: &CliArgs,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> std::io::Result<u8> {
     let names = match read_tally(client, args).await {
         Ok((_, t)) => t.into_iter().map(|(c, _)| c).collect::<Vec<_>>(),
         Err(e) => {
@@ -556,7 +590,9 @@ pub fn main_with(args: CliArgs) -> ExitCode {
             }
         };
         let outcome = match &args.cmd {
-            CliCommand::Vote { voter, candidate, request_id } => vote(&client, &args, voter, candidate, request_id.clone()).await,
+            CliCommand::Vote { voter, candidate, request_id } => {
+                vote(&client, &args, voter, candidate, request_id.clone()).await
+            }
             CliCommand::Results { .. } => results(&client, &args).await,
             CliCommand::Status => unreachable!("answered above"),
             CliCommand::Candidates => candidates(&client, &args).await,

@@ -143,13 +143,16 @@ impl ClientHandle {
         let id = self.inner.id;
         // A vote is traced when its caller is (a chaos step, a test), or else as sampling
         // says; otherwise no span is built at all.
-        let traced = telemetry::active() && (telemetry::context_of(&tracing::Span::current()).is_some() || telemetry::sample_root());
+        let traced = telemetry::active()
+            && (telemetry::context_of(&tracing::Span::current()).is_some() || telemetry::sample_root());
         let span = match &cmd {
             _ if !traced => tracing::Span::none(),
             Command::Vote { voter, candidate, .. } => {
                 tracing::info_span!(target: TARGET, "vote", node = %id, role = "client", voter = voter.as_str(), candidate = candidate.as_str(), request_id = %request_id, outcome = Empty)
             }
-            Command::Read { .. } => tracing::info_span!(target: TARGET, "read", node = %id, role = "client", request_id = %request_id, outcome = Empty),
+            Command::Read { .. } => {
+                tracing::info_span!(target: TARGET, "read", node = %id, role = "client", request_id = %request_id, outcome = Empty)
+            }
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.lock_pending().insert(request_id.clone(), tx);

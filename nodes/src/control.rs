@@ -29,26 +29,40 @@ pub const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 pub enum ControlRequest {
     Status,
     /// Applied values after `after`, at most `max` (learners).
-    Applied { after: u64, max: u32 },
+    Applied {
+        after: u64,
+        max: u32,
+    },
     Faults(FaultCommand),
     Ping,
     /// The ballot of the value accepted at `slot` (acceptors).
-    AcceptedAt { slot: u64 },
+    AcceptedAt {
+        slot: u64,
+    },
 }
 
 /// Faults to simulate in the node's transport. They concern only the links of this node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FaultCommand {
     /// Block every link between the two sides, both ways.
-    Partition { a: Vec<NodeId>, b: Vec<NodeId> },
+    Partition {
+        a: Vec<NodeId>,
+        b: Vec<NodeId>,
+    },
     /// Block every message from a node of `from` to a node of `to`; the other way works.
-    PartitionOneway { from: Vec<NodeId>, to: Vec<NodeId> },
+    PartitionOneway {
+        from: Vec<NodeId>,
+        to: Vec<NodeId>,
+    },
     Isolate(NodeId),
     /// Remove every fault.
     Heal,
     DropRate(f64),
     DuplicateRate(f64),
-    Delay { min_ms: u64, max_ms: u64 },
+    Delay {
+        min_ms: u64,
+        max_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,7 +137,8 @@ async fn connection(
     ctrl: mpsc::UnboundedSender<Control>,
     faults: Option<Arc<dyn FaultSink>>,
 ) -> Result<(), ControlError> {
-    let addr = s.peer_addr().map_err(|source| ControlError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
+    let addr =
+        s.peer_addr().map_err(|source| ControlError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
     let _ = s.set_nodelay(true);
     loop {
         // An idle connection is fine; it just holds a task.
@@ -136,7 +151,11 @@ async fn connection(
     }
 }
 
-async fn answer(req: ControlRequest, ctrl: &mpsc::UnboundedSender<Control>, faults: Option<&dyn FaultSink>) -> ControlReply {
+async fn answer(
+    req: ControlRequest,
+    ctrl: &mpsc::UnboundedSender<Control>,
+    faults: Option<&dyn FaultSink>,
+) -> ControlReply {
     match req {
         ControlRequest::Ping => ControlReply::Ok,
         ControlRequest::Status => {

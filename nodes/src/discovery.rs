@@ -218,23 +218,18 @@ fn parse_role(s: &str) -> Result<Role, String> {
         "acceptor" => Ok(Role::Acceptor),
         "learner" => Ok(Role::Learner),
         "client" => Ok(Role::Client),
-        _ => Err(format!(
-            "'{}' is not a role: use proposer, acceptor, learner or client",
-            one_line(s, 40)
-        )),
+        _ => Err(format!("'{}' is not a role: use proposer, acceptor, learner or client", one_line(s, 40))),
     }
 }
 
 fn parse_node(s: &str) -> Result<NodeId, String> {
-    s.parse::<NodeId>().map_err(|_| {
-        format!("'{}' is not a node name: use role-index, e.g. proposer-1", one_line(s, 40))
-    })
+    s.parse::<NodeId>()
+        .map_err(|_| format!("'{}' is not a node name: use role-index, e.g. proposer-1", one_line(s, 40)))
 }
 
 fn parse_addr(field: &str, s: &str) -> Result<SocketAddr, String> {
-    s.parse::<SocketAddr>().map_err(|_| {
-        format!("{field} '{}' is not an address: use ip:port, e.g. 127.0.0.1:7001", one_line(s, 60))
-    })
+    s.parse::<SocketAddr>()
+        .map_err(|_| format!("{field} '{}' is not an address: use ip:port, e.g. 127.0.0.1:7001", one_line(s, 60)))
 }
 
 /// At most `max` characters of `s`, control characters escaped, so it fits on one line.
@@ -421,9 +416,7 @@ impl Registry {
     pub fn leader(&self, now: Instant) -> Option<Member> {
         self.entries
             .values()
-            .filter(|(reg, seen)| {
-                reg.leader && reg.node.role == Role::Proposer && self.live(*seen, now)
-            })
+            .filter(|(reg, seen)| reg.leader && reg.node.role == Role::Proposer && self.live(*seen, now))
             .max_by_key(|(reg, _)| (reg.ballot, reg.node))
             .map(|(reg, seen)| member(reg, *seen, now))
     }
@@ -484,10 +477,8 @@ pub async fn serve(listener: TcpListener, opts: DiscoveryOptions) -> std::io::Re
 
 /// The discovery routes, to serve or to nest in another router.
 pub fn router(opts: DiscoveryOptions) -> Router {
-    let shared = Shared {
-        registry: Arc::new(Mutex::new(Registry::new(opts.ttl, opts.max_members))),
-        clock: opts.clock,
-    };
+    let shared =
+        Shared { registry: Arc::new(Mutex::new(Registry::new(opts.ttl, opts.max_members))), clock: opts.clock };
     Router::new()
         .route("/register", post(register))
         .route("/heartbeat", post(register))
@@ -510,25 +501,21 @@ fn error(status: StatusCode, msg: impl fmt::Display) -> Response {
 }
 
 async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "no such path: use POST /register, /heartbeat, /deregister or GET /members, /leader",
-    )
+    error(StatusCode::NOT_FOUND, "no such path: use POST /register, /heartbeat, /deregister or GET /members, /leader")
 }
 
 async fn method_not_allowed() -> Response {
-    error(StatusCode::METHOD_NOT_ALLOWED, "wrong method: register, heartbeat and deregister are POST; members and leader are GET")
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "wrong method: register, heartbeat and deregister are POST; members and leader are GET",
+    )
 }
 
 /// The body, at most [`MAX_BODY`] bytes, or the error response to send.
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
-    let too_big = || {
-        error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the {MAX_BODY} byte limit"))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = || error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is over the {MAX_BODY} byte limit"));
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_DRAIN as u64) {
         return Err(too_big());
     }
@@ -537,9 +524,8 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response>
         let mut buf = Vec::new();
         let mut seen = 0usize;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                error(StatusCode::BAD_REQUEST, format!("request body could not be read: {e}"))
-            })?;
+            let chunk =
+                chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body could not be read: {e}")))?;
             seen = seen.saturating_add(chunk.len());
             if seen <= MAX_BODY {
                 buf.extend_from_slice(&chunk);
@@ -555,18 +541,16 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response>
     };
     match tokio::time::timeout(BODY_DEADLINE, read).await {
         Ok(r) => r,
-        Err(_) => Err(error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("request body did not arrive within {BODY_DEADLINE:?}"),
-        )),
+        Err(_) => {
+            Err(error(StatusCode::REQUEST_TIMEOUT, format!("request body did not arrive within {BODY_DEADLINE:?}")))
+        }
     }
 }
 
 #[allow(clippy::result_large_err)] // an error is the response to send, built once
 fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        error(StatusCode::BAD_REQUEST, format!("request body is not the expected JSON: {e}"))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("request body is not the expected JSON: {e}")))
 }
 
 async fn register(State(s): State<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -607,10 +591,7 @@ async fn deregister(State(s): State<Shared>, headers: HeaderMap, body: Body) -> 
 async fn members(State(s): State<Shared>) -> Response {
     let now = s.clock.now();
     let (ttl, members) = s.with(|r| (r.ttl(), r.members(now)));
-    let wire = WireMembers {
-        ttl_ms: millis(ttl),
-        members: members.iter().map(WireMember::from_member).collect(),
-    };
+    let wire = WireMembers { ttl_ms: millis(ttl), members: members.iter().map(WireMember::from_member).collect() };
     json(StatusCode::OK, serde_json::to_value(wire).unwrap_or_default())
 }
 
@@ -619,10 +600,7 @@ async fn leader(State(s): State<Shared>) -> Response {
     let (ttl, leader) = s.with(|r| (r.ttl(), r.leader(now)));
     match leader {
         Some(m) => json(StatusCode::OK, serde_json::to_value(WireMember::from_member(&m)).unwrap_or_default()),
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("no proposer heard within the last {ttl:?} claims leadership"),
-        ),
+        None => error(StatusCode::NOT_FOUND, format!("no proposer heard within the last {ttl:?} claims leadership")),
     }
 }
 
@@ -699,10 +677,7 @@ impl DiscoveryClient {
         let a = self.call("GET", "/members", None).await?;
         self.expect_ok(&a)?;
         let wire: WireMembers = self.decode(&a.body)?;
-        wire.members
-            .into_iter()
-            .map(|m| m.check().map_err(|e| self.garbage(e)))
-            .collect()
+        wire.members.into_iter().map(|m| m.check().map_err(|e| self.garbage(e))).collect()
     }
 
     /// The current leader, or `None` when no live proposer claims leadership.
@@ -742,9 +717,8 @@ impl DiscoveryClient {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(&self, body: &[u8]) -> Result<T, DiscoveryError> {
-        serde_json::from_slice(body).map_err(|e| {
-            self.garbage(format!("{e} in '{}'", one_line(&String::from_utf8_lossy(body), 80)))
-        })
+        serde_json::from_slice(body)
+            .map_err(|e| self.garbage(format!("{e} in '{}'", one_line(&String::from_utf8_lossy(body), 80))))
     }
 
     fn expect_ok(&self, a: &Answer) -> Result<(), DiscoveryError> {
@@ -781,10 +755,7 @@ impl DiscoveryClient {
             self.addr
         );
         if method == "POST" {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
         }
         req.push_str("\r\n");
         let mut bytes = req.into_bytes();
@@ -838,17 +809,13 @@ impl DiscoveryClient {
             return Err(self.garbage("nothing (the connection closed without an answer)"));
         }
         let Some(head) = self.head(buf)? else {
-            return Err(self.garbage(format!(
-                "'{}' (no HTTP header)",
-                one_line(&String::from_utf8_lossy(buf), 80)
-            )));
+            return Err(self.garbage(format!("'{}' (no HTTP header)", one_line(&String::from_utf8_lossy(buf), 80))));
         };
         match head.framing {
             Framing::ToEof => Ok(Answer { status: head.status, body: buf[head.len..].to_vec() }),
-            Framing::Length(n) => Err(self.garbage(format!(
-                "an answer cut short ({} of {n} body bytes)",
-                buf.len() - head.len
-            ))),
+            Framing::Length(n) => {
+                Err(self.garbage(format!("an answer cut short ({} of {n} body bytes)", buf.len() - head.len)))
+            }
             Framing::Chunked => Err(self.garbage("a chunked answer cut short")),
         }
     }
@@ -860,15 +827,11 @@ impl DiscoveryClient {
                 return Err(self.garbage("an HTTP header over 64 KiB"));
             }
             if !buf.is_empty() && !b"HTTP/".starts_with(&buf[..buf.len().min(5)]) {
-                return Err(self.garbage(format!(
-                    "'{}' (not HTTP)",
-                    one_line(&String::from_utf8_lossy(buf), 80)
-                )));
+                return Err(self.garbage(format!("'{}' (not HTTP)", one_line(&String::from_utf8_lossy(buf), 80))));
             }
             return Ok(None);
         };
-        let text = std::str::from_utf8(&buf[..end])
-            .map_err(|_| self.garbage("an HTTP header that is not text"))?;
+        let text = std::str::from_utf8(&buf[..end]).map_err(|_| self.garbage("an HTTP header that is not text"))?;
         let mut lines = text.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
         let mut parts = status_line.splitn(3, ' ');
@@ -876,9 +839,7 @@ impl DiscoveryClient {
         let status = parts.next().and_then(|s| s.parse::<u16>().ok());
         let status = match status {
             Some(s) if version.starts_with("HTTP/1.") && (100..600).contains(&s) => s,
-            _ => {
-                return Err(self.garbage(format!("'{}' (not an HTTP status line)", one_line(status_line, 80))))
-            }
+            _ => return Err(self.garbage(format!("'{}' (not an HTTP status line)", one_line(status_line, 80)))),
         };
         let mut framing = Framing::ToEof;
         for line in lines {
@@ -894,9 +855,7 @@ impl DiscoveryClient {
                     return Err(self.garbage(format!("an answer of {n} bytes, over the {MAX_ANSWER} byte limit")));
                 }
                 framing = Framing::Length(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
-            {
+            } else if name.eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked") {
                 framing = Framing::Chunked;
             }
         }
@@ -926,8 +885,8 @@ fn decode_chunked(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
         };
         let line = std::str::from_utf8(&data[..eol]).map_err(|_| "a chunk size that is not text".to_string())?;
         let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("chunk size '{}'", one_line(size_text, 20)))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("chunk size '{}'", one_line(size_text, 20)))?;
         if size > MAX_ANSWER || body.len() + size > MAX_ANSWER {
             return Err(format!("a chunked answer over the {MAX_ANSWER} byte limit"));
         }

@@ -112,7 +112,10 @@ impl Default for LogRing {
 
 impl LogRing {
     pub fn new(capacity: usize) -> Self {
-        LogRing { inner: Arc::new(Mutex::new((VecDeque::with_capacity(capacity.min(4096)), 0))), capacity: capacity.max(1) }
+        LogRing {
+            inner: Arc::new(Mutex::new((VecDeque::with_capacity(capacity.min(4096)), 0))),
+            capacity: capacity.max(1),
+        }
     }
 
     /// A tracing layer that writes every event it sees into this ring.
@@ -359,7 +362,10 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: HttpState) {
         let limits = limits.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_deadline).max_buf_size(64 * 1024);
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_deadline)
+                .max_buf_size(64 * 1024);
             let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             let _ = tokio::time::timeout(limits.connection_lifetime, conn).await;
             drop(permit);
@@ -370,7 +376,8 @@ pub async fn serve(listener: tokio::net::TcpListener, mut state: HttpState) {
 /// Limits every request: a body over [`MAX_BODY`] is refused with 413 (by its announced
 /// length, or as it is read), the body and the handler have a deadline.
 async fn guard(req: Request, next: Next, deadline: Duration) -> Response {
-    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<u64>());
+    let announced =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).map(|v| v.trim().parse::<u64>());
     match announced {
         Some(Ok(n)) if n > MAX_BODY as u64 => return too_large(),
         Some(Err(_)) => return (StatusCode::BAD_REQUEST, "bad content-length\n").into_response(),
@@ -407,11 +414,15 @@ async fn not_found(uri: Uri) -> Response {
 
 async fn healthz(State(s): State<Shared>) -> Response {
     let statuses = statuses(&s, s.limits.health_deadline).await;
-    let silent: Vec<String> = s.nodes.iter().zip(&statuses).filter(|(_, st)| st.is_none()).map(|(n, _)| n.id.to_string()).collect();
+    let silent: Vec<String> =
+        s.nodes.iter().zip(&statuses).filter(|(_, st)| st.is_none()).map(|(n, _)| n.id.to_string()).collect();
     if silent.is_empty() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {} did not answer within {:?}\n", silent.join(", "), s.limits.health_deadline))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unavailable: {} did not answer within {:?}\n", silent.join(", "), s.limits.health_deadline),
+        )
             .into_response()
     }
 }
@@ -449,7 +460,10 @@ fn node_json(n: &HttpNode, st: Option<&Status>, m: &MetricsSnapshot) -> Json {
     o.insert("elections".into(), json!(st.elections));
     o.insert("listen".into(), json!(n.listen.map(|a| a.to_string())));
     let (sent, received) = m.peers.values().fold((0, 0), |(s, r), c| (s + c.sent, r + c.received));
-    o.insert("messages".into(), json!({"sent": sent, "received": received, "steps": m.steps, "persist_calls": m.persist_calls}));
+    o.insert(
+        "messages".into(),
+        json!({"sent": sent, "received": received, "steps": m.steps, "persist_calls": m.persist_calls}),
+    );
     o.insert("transport".into(), n.wire.as_ref().map(|w| wire_json(&w.get())).unwrap_or(Json::Null));
     Json::Object(o)
 }
@@ -497,7 +511,10 @@ async fn status_json(s: &HttpState) -> Json {
     if let Some(f) = &s.faults {
         let f = f.stats();
         let dropped: Map<String, Json> = fault_drops(&f).iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-        transport.insert("faults".into(), json!({"sent": f.sent, "dropped": dropped, "duplicated": f.duplicated, "delayed": f.delayed}));
+        transport.insert(
+            "faults".into(),
+            json!({"sent": f.sent, "dropped": dropped, "duplicated": f.duplicated, "delayed": f.delayed}),
+        );
     }
     if let Some(Json::Object(w)) = top.remove("transport") {
         transport.extend(w);
@@ -506,7 +523,8 @@ async fn status_json(s: &HttpState) -> Json {
     top.insert("candidates".into(), json!(s.candidates));
     let listen: Map<String, Json> =
         s.nodes.iter().map(|n| (n.id.to_string(), json!(n.listen.map(|a| a.to_string())))).collect();
-    let http_peers: Map<String, Json> = s.http_peers.iter().map(|(n, a)| (n.to_string(), json!(a.to_string()))).collect();
+    let http_peers: Map<String, Json> =
+        s.http_peers.iter().map(|(n, a)| (n.to_string(), json!(a.to_string()))).collect();
     top.insert(
         "addresses".into(),
         json!({
@@ -534,10 +552,9 @@ async fn status(State(s): State<Shared>) -> Response {
 /// node's HTTP address within the peer deadline), or why it is not known.
 async fn cluster_json(s: &HttpState) -> Json {
     let own: BTreeMap<NodeId, Json> = match status_json(s).await.get("nodes") {
-        Some(Json::Array(a)) => a
-            .iter()
-            .filter_map(|n| Some((n.get("node")?.as_str()?.parse::<NodeId>().ok()?, n.clone())))
-            .collect(),
+        Some(Json::Array(a)) => {
+            a.iter().filter_map(|n| Some((n.get("node")?.as_str()?.parse::<NodeId>().ok()?, n.clone()))).collect()
+        }
         _ => BTreeMap::new(),
     };
     // One fetch per distinct address (a replica serves three members), all at once.
@@ -804,15 +821,27 @@ pub async fn render_metrics(s: &HttpState) -> String {
     for (name, m) in names.iter().zip(&snaps) {
         for (peer, c) in &m.peers {
             if c.received > 0 {
-                p.sample("ballot_messages_received_total", &[("node", name), ("peer", &peer.to_string())], c.received as f64);
+                p.sample(
+                    "ballot_messages_received_total",
+                    &[("node", name), ("peer", &peer.to_string())],
+                    c.received as f64,
+                );
             }
         }
     }
-    p.family("ballot_messages_send_failed_total", "counter", "Messages the transport refused at once (queue full, no address, closed), by destination.");
+    p.family(
+        "ballot_messages_send_failed_total",
+        "counter",
+        "Messages the transport refused at once (queue full, no address, closed), by destination.",
+    );
     for (name, m) in names.iter().zip(&snaps) {
         for (peer, c) in &m.peers {
             if c.dropped > 0 {
-                p.sample("ballot_messages_send_failed_total", &[("node", name), ("peer", &peer.to_string())], c.dropped as f64);
+                p.sample(
+                    "ballot_messages_send_failed_total",
+                    &[("node", name), ("peer", &peer.to_string())],
+                    c.dropped as f64,
+                );
             }
         }
     }
@@ -896,19 +925,31 @@ pub async fn render_metrics(s: &HttpState) -> String {
     // From the roles' status (absent for a node that does not answer).
     type Pick = fn(&HttpNode, &Status) -> Option<f64>;
     let from_status: [(&str, &str, &str, Pick); 7] = [
-        ("ballot_votes_committed_total", "counter", "Votes counted in the ballot box (learners; one per voter).", |_, s| {
-            s.tally.as_ref().map(|t| t.iter().map(|(_, v)| *v).sum::<u64>() as f64)
-        }),
+        (
+            "ballot_votes_committed_total",
+            "counter",
+            "Votes counted in the ballot box (learners; one per voter).",
+            |_, s| s.tally.as_ref().map(|t| t.iter().map(|(_, v)| *v).sum::<u64>() as f64),
+        ),
         ("ballot_slots_applied", "gauge", "Last log slot applied (learners).", |_, s| s.applied.map(|v| v as f64)),
-        ("ballot_slots_chosen", "gauge", "Highest slot known chosen with every slot below it.", |_, s| s.chosen.map(|v| v as f64)),
-        ("ballot_elections_total", "counter", "Elections this proposer started since it started.", |_, s| s.elections.map(|v| v as f64)),
-        ("ballot_ballot_round", "gauge", "Round of the current ballot (proposers) or of the promised ballot (acceptors).", |_, s| {
-            s.ballot.map(|b| b.round as f64)
+        ("ballot_slots_chosen", "gauge", "Highest slot known chosen with every slot below it.", |_, s| {
+            s.chosen.map(|v| v as f64)
         }),
+        ("ballot_elections_total", "counter", "Elections this proposer started since it started.", |_, s| {
+            s.elections.map(|v| v as f64)
+        }),
+        (
+            "ballot_ballot_round",
+            "gauge",
+            "Round of the current ballot (proposers) or of the promised ballot (acceptors).",
+            |_, s| s.ballot.map(|b| b.round as f64),
+        ),
         ("ballot_is_leader", "gauge", "1 if this proposer leads.", |n, s| {
             (n.id.role == ballot_core::Role::Proposer).then_some((s.leader == Some(n.id)) as u8 as f64)
         }),
-        ("ballot_accepted_slots", "gauge", "Slots holding an accepted value (acceptors).", |_, s| s.accepted_slots.map(|v| v as f64)),
+        ("ballot_accepted_slots", "gauge", "Slots holding an accepted value (acceptors).", |_, s| {
+            s.accepted_slots.map(|v| v as f64)
+        }),
     ];
     for (family, kind, help, pick) in from_status {
         p.family(family, kind, help);

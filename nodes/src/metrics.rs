@@ -56,7 +56,11 @@ impl Histogram {
             cumulative += c.load(Ordering::Relaxed);
             buckets.push((FSYNC_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), cumulative));
         }
-        HistogramSnapshot { buckets, sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9, count: cumulative }
+        HistogramSnapshot {
+            buckets,
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            count: cumulative,
+        }
     }
 }
 

@@ -30,14 +30,16 @@
 
 use crate::control::{self, FaultSink, TransportFaults};
 use crate::discovery::{spawn_heartbeats_async, DiscoveryClient, Registration, DEFAULT_HEARTBEAT_PERIOD};
+use crate::telemetry::TelemetryConfig;
 use crate::{spawn_node, DiskStorage, Identity, NodeHandle};
 use ballot_core::{Acceptor, Config, Learner, Message, NodeId, Proposer, Role, Storage};
-use ballot_transports::{Envelope, FaultHandle, Faulty, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport};
+use ballot_transports::{
+    Envelope, FaultHandle, Faulty, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport,
+};
 use clap::{Parser, ValueEnum};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use crate::telemetry::TelemetryConfig;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +149,8 @@ pub enum TransportArg {
 pub(crate) fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
     let mut peers = BTreeMap::new();
     for item in list.iter().filter(|s| !s.trim().is_empty()) {
-        let (name, addr) = item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
+        let (name, addr) =
+            item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
         let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
         let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--peers: {e} (for {name})"))?;
         peers.insert(id, addr);
@@ -199,14 +202,18 @@ struct Resolved {
     http: Option<SocketAddr>,
 }
 
-async fn resolve_at_start(flags: &AddrFlags, peers: &BTreeMap<NodeId, PeerAddr>, deadline: Duration) -> Result<Resolved, String> {
+async fn resolve_at_start(
+    flags: &AddrFlags,
+    peers: &BTreeMap<NodeId, PeerAddr>,
+    deadline: Duration,
+) -> Result<Resolved, String> {
     use futures_util::future::{join_all, OptionFuture};
     let own = |flag: &'static str, a: Option<PeerAddr>| {
         OptionFuture::from(a.map(|a| async move { a.resolve_one(deadline).await.map_err(|e| format!("{flag}: {e}")) }))
     };
-    let peer_lookups = join_all(peers.iter().map(|(&id, a)| async move {
-        (id, a.resolve_one(deadline).await.map_err(|e| e.to_string()))
-    }));
+    let peer_lookups = join_all(
+        peers.iter().map(|(&id, a)| async move { (id, a.resolve_one(deadline).await.map_err(|e| e.to_string())) }),
+    );
     let (peers, listen, advertise, http) = tokio::join!(
         peer_lookups,
         own("--listen", flags.listen.clone()),
@@ -229,7 +236,11 @@ fn ids_of(args: &NodeArgs) -> Result<Vec<NodeId>, String> {
         RoleArg::Replica | RoleArg::Discovery => unreachable!(),
     };
     let by_index = |index: &str| -> Result<u16, String> {
-        index.parse::<u16>().ok().filter(|&i| i > 0).ok_or_else(|| format!("--id '{index}' is not a node index (1, 2, ...)"))
+        index
+            .parse::<u16>()
+            .ok()
+            .filter(|&i| i > 0)
+            .ok_or_else(|| format!("--id '{index}' is not a node index (1, 2, ...)"))
     };
     if args.id.is_empty() {
         return Err("--id is required: a node name (proposer-1) or an index with --role".into());
@@ -464,13 +475,16 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
     let loops: Vec<crate::http::HttpNode> = served.clone();
     let http_addr = match resolved.http {
         Some(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
-            let cluster = [&config.proposers, &config.acceptors, &config.learners].into_iter().flatten().copied().collect();
+            let cluster =
+                [&config.proposers, &config.acceptors, &config.learners].into_iter().flatten().copied().collect();
             let transport = format!("{:?}", args.transport).to_lowercase();
             let mut state = crate::http::HttpState::new(served, cluster, args.candidates.clone(), &transport);
-            (state.http_peers, state.control, state.faults, state.logs) = (http_peers, control_addr, Some(faults), Some(logs));
+            (state.http_peers, state.control, state.faults, state.logs) =
+                (http_peers, control_addr, Some(faults), Some(logs));
             tokio::spawn(crate::http::serve(listener, state));
             tracing::info!(%local, "http pages");
             Some(local)
@@ -479,7 +493,9 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
     };
     // The HTTP address registered with discovery: on 0.0.0.0, at the advertised host.
     let http_reach = http_addr.map(|h| match handles.first() {
-        Some((_, _, reach)) if h.ip().is_unspecified() && !reach.ip().is_unspecified() => SocketAddr::new(reach.ip(), h.port()),
+        Some((_, _, reach)) if h.ip().is_unspecified() && !reach.ip().is_unspecified() => {
+            SocketAddr::new(reach.ip(), h.port())
+        }
         _ => h,
     });
     for (h, addr, _) in &handles {
@@ -513,7 +529,9 @@ async fn run(args: NodeArgs, logs: crate::http::LogRing) -> Result<(), String> {
                     tracing::warn!("deregistration skipped: {e}");
                 }
             }
-            Err(_) => tracing::warn!("deregistration skipped: discovery at {d} did not answer within {DEREGISTER_DEADLINE:?}"),
+            Err(_) => {
+                tracing::warn!("deregistration skipped: discovery at {d} did not answer within {DEREGISTER_DEADLINE:?}")
+            }
         }
     }
     for (h, _, _) in handles {
@@ -595,7 +613,8 @@ mod tests {
 
     #[test]
     fn peers_take_ip_addresses_and_host_names() {
-        let p = parse_peers(&["proposer-1=127.0.0.1:7001".into(), " acceptor-1 = acceptor-1:7000 ".into(), "".into()]).unwrap();
+        let p = parse_peers(&["proposer-1=127.0.0.1:7001".into(), " acceptor-1 = acceptor-1:7000 ".into(), "".into()])
+            .unwrap();
         assert_eq!(p[&NodeId::proposer(1)], PeerAddr::Ip("127.0.0.1:7001".parse().unwrap()));
         assert_eq!(p[&NodeId::acceptor(1)], PeerAddr::Host { host: "acceptor-1".into(), port: 7000 });
     }
@@ -640,9 +659,18 @@ mod tests {
 
     #[tokio::test]
     async fn own_names_must_resolve_at_start_peers_need_not() {
-        let args = NodeArgs::parse_from(["ballot-node", "--id", "proposer-1", "--listen", "localhost:7001", "--http", "localhost:0"]);
+        let args = NodeArgs::parse_from([
+            "ballot-node",
+            "--id",
+            "proposer-1",
+            "--listen",
+            "localhost:7001",
+            "--http",
+            "localhost:0",
+        ]);
         let mut flags = AddrFlags::parse(&args).unwrap();
-        let peers = parse_peers(&["proposer-1=localhost:7001".into(), "acceptor-1=nobody.invalid:7000".into()]).unwrap();
+        let peers =
+            parse_peers(&["proposer-1=localhost:7001".into(), "acceptor-1=nobody.invalid:7000".into()]).unwrap();
         let r = resolve_at_start(&flags, &peers, Duration::from_millis(300)).await.unwrap();
         assert_eq!(r.listen, Some("127.0.0.1:7001".parse().unwrap()));
         assert_eq!(r.http.map(|h| h.ip()), Some(IpAddr::from([127, 0, 0, 1])));

@@ -2,7 +2,9 @@
 
 use crate::metrics::NodeMetrics;
 use crate::trace::RoundTracer;
-use ballot_core::{Actor, Ballot, Effect, NodeId, Outbox, PersistOp, Role, Status, Storage, StorageError, Timer, Value};
+use ballot_core::{
+    Actor, Ballot, Effect, NodeId, Outbox, PersistOp, Role, Status, Storage, StorageError, Timer, Value,
+};
 use ballot_transports::{Envelope, Transport};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,9 +31,16 @@ pub enum Control {
     /// Report status (not answered while paused, like a stopped process).
     Status(oneshot::Sender<Status>),
     /// Report applied values after a slot (learners), at most so many.
-    Applied { after: u64, max: usize, reply: oneshot::Sender<Vec<(u64, Value)>> },
+    Applied {
+        after: u64,
+        max: usize,
+        reply: oneshot::Sender<Vec<(u64, Value)>>,
+    },
     /// Report the ballot of the value accepted at a slot (acceptors).
-    AcceptedAt { slot: u64, reply: oneshot::Sender<Option<Ballot>> },
+    AcceptedAt {
+        slot: u64,
+        reply: oneshot::Sender<Option<Ballot>>,
+    },
     Stop,
 }
 

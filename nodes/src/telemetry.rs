@@ -17,7 +17,9 @@
 //! runs one node exports everything under `OTEL_SERVICE_NAME` or the node's id.
 
 use ballot_transports::TraceContext;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
 use opentelemetry::Context;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Span, SpanData, SpanExporter as _, SpanProcessor};
@@ -116,7 +118,11 @@ impl TelemetryConfig {
     /// and `OTEL_EXPORTER_OTLP_ENDPOINT`; `OTEL_SERVICE_NAME` names the service
     /// (`default_service` otherwise) and `OTEL_TRACES_SAMPLER_ARG` the ratio unless
     /// `ratio` is given. `Ok(None)`: tracing is off (no endpoint, or `OTEL_SDK_DISABLED`).
-    pub fn from_env(endpoint: Option<String>, default_service: &str, ratio: Option<f64>) -> Result<Option<Self>, String> {
+    pub fn from_env(
+        endpoint: Option<String>,
+        default_service: &str,
+        ratio: Option<f64>,
+    ) -> Result<Option<Self>, String> {
         Self::from_lookup(endpoint, default_service, ratio, |k| std::env::var(k).ok())
     }
 
@@ -148,7 +154,9 @@ impl TelemetryConfig {
             },
         };
         if !(0.0..=1.0).contains(&sample_ratio) {
-            return Err(format!("trace sampling ratio {sample_ratio} is outside 0..1: give e.g. 1 (every vote) or 0.01"));
+            return Err(format!(
+                "trace sampling ratio {sample_ratio} is outside 0..1: give e.g. 1 (every vote) or 0.01"
+            ));
         }
         Ok(Some(TelemetryConfig {
             endpoint,
@@ -165,7 +173,9 @@ impl TelemetryConfig {
 pub fn check_endpoint(endpoint: &str) -> Result<String, String> {
     let e = endpoint.trim();
     let rest = e.strip_prefix("http://").ok_or_else(|| {
-        format!("OTLP endpoint {e:?} is not an http:// URL: give the collector's gRPC address, e.g. http://localhost:4317")
+        format!(
+            "OTLP endpoint {e:?} is not an http:// URL: give the collector's gRPC address, e.g. http://localhost:4317"
+        )
     })?;
     let authority = rest.trim_end_matches('/');
     let (host, port) = authority
@@ -250,7 +260,11 @@ impl Telemetry {
         let _ = self.provider.shutdown_with_timeout(SHUTDOWN_DEADLINE);
         let (d, f) = (self.stats.dropped.load(Ordering::Relaxed), self.stats.failed.load(Ordering::Relaxed));
         if d + f > 0 {
-            tracing::warn!(dropped = d, failed = f, "tracing: some spans were not exported (queue full or collector unavailable)");
+            tracing::warn!(
+                dropped = d,
+                failed = f,
+                "tracing: some spans were not exported (queue full or collector unavailable)"
+            );
         }
     }
 }
@@ -276,7 +290,8 @@ pub fn install(
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = || {
         let spec = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
-        let f = spec.as_deref().and_then(|s| EnvFilter::try_new(s).ok()).unwrap_or_else(|| EnvFilter::new(default_filter));
+        let f =
+            spec.as_deref().and_then(|s| EnvFilter::try_new(s).ok()).unwrap_or_else(|| EnvFilter::new(default_filter));
         match spec {
             Some(s) if s.contains(TARGET) => f,
             _ => f.add_directive(format!("{TARGET}=off").parse().expect("a valid directive")),
@@ -327,7 +342,13 @@ pub fn parse_traceparent(tp: &str) -> Option<SpanContext> {
     let mut parts = tp.split('-');
     let (v, t, s, f) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |x: &str| x.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if parts.next().is_some() || v != "00" || t.len() != 32 || s.len() != 16 || f.len() != 2 || ![t, s, f].iter().all(|x| hex(x)) {
+    if parts.next().is_some()
+        || v != "00"
+        || t.len() != 32
+        || s.len() != 16
+        || f.len() != 2
+        || ![t, s, f].iter().all(|x| hex(x))
+    {
         return None;
     }
     let trace_id = TraceId::from_hex(t).ok()?;
@@ -435,7 +456,9 @@ fn export_loop(config: TelemetryConfig, rx: Receiver<Job>, stats: Arc<ExportStat
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::warn!("tracing: cannot start the export thread ({e}); spans will be dropped, voting is not affected");
+            tracing::warn!(
+                "tracing: cannot start the export thread ({e}); spans will be dropped, voting is not affected"
+            );
             return;
         }
     };
@@ -561,15 +584,23 @@ mod tests {
     fn flag_beats_variables_and_service_name_comes_from_the_environment() {
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"), ("OTEL_SERVICE_NAME", "acceptor-2")]);
         let c = TelemetryConfig::from_lookup(Some("http://flag:4317/".into()), "n", None, e).unwrap().unwrap();
-        assert_eq!((c.endpoint.as_str(), c.service_name.as_str(), c.sample_ratio), ("http://flag:4317", "acceptor-2", 1.0));
+        assert_eq!(
+            (c.endpoint.as_str(), c.service_name.as_str(), c.sample_ratio),
+            ("http://flag:4317", "acceptor-2", 1.0)
+        );
         let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317"), ("OTEL_TRACES_SAMPLER_ARG", "0.01")]);
         let c = TelemetryConfig::from_lookup(None, "proposer-1", None, e).unwrap().unwrap();
-        assert_eq!((c.endpoint.as_str(), c.service_name.as_str(), c.sample_ratio), ("http://env:4317", "proposer-1", 0.01));
+        assert_eq!(
+            (c.endpoint.as_str(), c.service_name.as_str(), c.sample_ratio),
+            ("http://env:4317", "proposer-1", 0.01)
+        );
     }
 
     #[test]
     fn bad_endpoints_and_ratios_are_one_line_errors() {
-        for bad in ["localhost:4317", "https://c:4317", "http://c", "http://c:port", "http://:4317", "http://c:4317/v1/traces"] {
+        for bad in
+            ["localhost:4317", "https://c:4317", "http://c", "http://c:port", "http://:4317", "http://c:4317/v1/traces"]
+        {
             let e = TelemetryConfig::from_lookup(Some(bad.into()), "n", None, env(&[])).unwrap_err();
             assert!(e.contains("e.g. http://localhost:4317") && !e.contains('\n'), "{bad}: {e}");
         }

@@ -202,7 +202,8 @@ impl RoundTracer {
                     if self.phase2.contains_key(slot) {
                         continue;
                     }
-                    let traced: Vec<TraceContext> = value.iter().filter_map(|c| self.requests.remove(c.request_id())).collect();
+                    let traced: Vec<TraceContext> =
+                        value.iter().filter_map(|c| self.requests.remove(c.request_id())).collect();
                     let Some(parent) = traced.first() else { continue };
                     let span = tracing::info_span!(target: TARGET, "proposer.phase2", node = %me, role, ballot = %ballot, slot, votes = value.len(), outcome = Empty);
                     telemetry::set_parent(&span, parent);

@@ -89,9 +89,24 @@ fn bad_input_and_an_unreachable_cluster_get_one_line_and_nonzero() {
     let peers = format!("proposer-1={dead}");
     for (args, peers, code, words) in [
         (vec!["vote", "--voter", "", "--candidate", "ada"], peers.as_str(), 2, "the voter id is empty"),
-        (vec!["vote", "--voter", "x", "--candidate", "ada"], "proposer-1=nowhere", 2, "'nowhere' has no port: write host:port"),
-        (vec!["vote", "--voter", "x", "--candidate", "ada"], "proposer-1=no where:1", 2, "neither an IP address nor a host name"),
-        (vec!["--listen", "here", "vote", "--voter", "x", "--candidate", "ada"], peers.as_str(), 2, "--listen: 'here' has no port"),
+        (
+            vec!["vote", "--voter", "x", "--candidate", "ada"],
+            "proposer-1=nowhere",
+            2,
+            "'nowhere' has no port: write host:port",
+        ),
+        (
+            vec!["vote", "--voter", "x", "--candidate", "ada"],
+            "proposer-1=no where:1",
+            2,
+            "neither an IP address nor a host name",
+        ),
+        (
+            vec!["--listen", "here", "vote", "--voter", "x", "--candidate", "ada"],
+            peers.as_str(),
+            2,
+            "--listen: 'here' has no port",
+        ),
         (vec!["--discovery", "a b:1", "status"], peers.as_str(), 2, "--discovery: 'a b:1'"),
         (
             vec!["vote", "--voter", "x", "--candidate", "ada", "--timeout-ms", "300"],
@@ -101,7 +116,12 @@ fn bad_input_and_an_unreachable_cluster_get_one_line_and_nonzero() {
         ),
         (vec!["vote", "--voter", "x", "--candidate", "ada"], "acceptor-1=127.0.0.1:1", 2, "names no proposer"),
         (vec!["results", "--timeout-ms", "300"], peers.as_str(), 4, "the cluster did not answer in time"),
-        (vec!["vote", "--voter", "x", "--candidate", "ada", "--timeout-ms", "300"], peers.as_str(), 4, "retrying with --request-id vote/x/ada is safe"),
+        (
+            vec!["vote", "--voter", "x", "--candidate", "ada", "--timeout-ms", "300"],
+            peers.as_str(),
+            4,
+            "retrying with --request-id vote/x/ada is safe",
+        ),
     ] {
         let (got, stdout, err) = out(&ballot(peers, &args, None));
         assert_eq!(got, Some(code), "{args:?}: {stdout}{err}");
@@ -125,7 +145,12 @@ async fn votes_through_a_cluster_known_by_host_names() {
     let ids = ["proposer-1", "acceptor-1", "learner-1"];
     let peers = ids.iter().zip(&ports).map(|(id, p)| format!("{id}=localhost:{p}")).collect::<Vec<_>>().join(",");
     let own: [Vec<String>; 3] = [
-        vec!["--listen".into(), format!("0.0.0.0:{}", ports[0]), "--advertise".into(), format!("localhost:{}", ports[0])],
+        vec![
+            "--listen".into(),
+            format!("0.0.0.0:{}", ports[0]),
+            "--advertise".into(),
+            format!("localhost:{}", ports[0]),
+        ],
         vec![],
         vec!["--listen".into(), format!("0.0.0.0:{}", ports[2])],
     ];

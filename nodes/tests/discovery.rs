@@ -6,8 +6,8 @@
 
 use ballot_core::{Ballot, NodeId};
 use ballot_nodes::discovery::{
-    parse_ballot, serve, spawn_heartbeats, spawn_heartbeats_async, Clock, DiscoveryClient, DiscoveryOptions, ManualClock,
-    Registration, Registry, DEFAULT_TTL, MAX_BODY,
+    parse_ballot, serve, spawn_heartbeats, spawn_heartbeats_async, Clock, DiscoveryClient, DiscoveryOptions,
+    ManualClock, Registration, Registry, DEFAULT_TTL, MAX_BODY,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,11 +55,8 @@ async fn raw(at: SocketAddr, request: &[u8]) -> (u16, String) {
     };
     let out = tokio::time::timeout(Duration::from_secs(10), exchange).await.expect("no answer in 10 s");
     let text = String::from_utf8_lossy(&out).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let status =
+        text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
@@ -186,7 +183,10 @@ async fn register_then_members_and_leader() {
     let (status, body) = get(at, "/leader").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((v["node"].as_str(), v["ballot"].as_str(), v["http"].as_str()), (Some("proposer-1"), Some("3.1"), Some("127.0.0.1:8001")));
+    assert_eq!(
+        (v["node"].as_str(), v["ballot"].as_str(), v["http"].as_str()),
+        (Some("proposer-1"), Some("3.1"), Some("127.0.0.1:8001"))
+    );
 
     // A heartbeat is a register again, by either route; the minimal body is node + addr.
     let (status, _) = post(at, "/heartbeat", r#"{"node":"learner-2","addr":"[::1]:7202"}"#).await;
@@ -285,11 +285,9 @@ async fn hostile_requests_get_one_line_errors_and_the_server_keeps_serving() {
     let (status, answer) = post(at, "/register", &big).await;
     assert_eq!(status, 413);
     assert_error_body(&answer, "byte limit");
-    let (status, answer) = raw(
-        at,
-        b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let (status, answer) =
+        raw(at, b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\nConnection: close\r\n\r\n")
+            .await;
     assert_eq!(status, 413);
     assert_error_body(&answer, "byte limit");
 

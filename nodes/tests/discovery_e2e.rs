@@ -21,8 +21,6 @@ use std::process::Output;
 use std::time::Duration;
 use tokio::time::Instant;
 
-
-
 /// Runs `ballot ARGS` (see `run_ballot`). Blocking: call it from `spawn_blocking`.
 fn ballot_blocking(args: Vec<String>) -> Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -72,10 +70,7 @@ async fn wait_leader(c: &Cluster, d: &DiscoveryClient, not: Option<NodeId>, ttl:
         if let Ok(Some(m)) = &got {
             assert_eq!(m.node.role, Role::Proposer, "{m:?}");
             if Some(m.node) == not {
-                assert!(
-                    (m.last_seen_ms_ago as u128) < ttl.as_millis(),
-                    "a dead leader named beyond the ttl: {m:?}"
-                );
+                assert!((m.last_seen_ms_ago as u128) < ttl.as_millis(), "a dead leader named beyond the ttl: {m:?}");
             } else if c.status(m.node).await.leader == Some(m.node) {
                 assert!(m.leader && m.ballot.is_some(), "{m:?}");
                 return m.node;
@@ -102,11 +97,13 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     assert_eq!(disc.wait_ready().await.listen, daddr);
     let d = DiscoveryClient::new(daddr);
 
-    let mut c = Cluster::start_with_args(Net::Tcp, &TWO_PROPOSERS, &["--discovery", &ds, "--http", "127.0.0.1:0"]).await;
+    let mut c =
+        Cluster::start_with_args(Net::Tcp, &TWO_PROPOSERS, &["--discovery", &ds, "--http", "127.0.0.1:0"]).await;
     let peers = c.peers.clone();
 
     // Every node registered, with its data and HTTP addresses.
-    let members = wait_members(&d, "all six registered", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
+    let members =
+        wait_members(&d, "all six registered", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
     let by = listed(&members);
     for id in TWO_PROPOSERS {
         assert_eq!(by[&id].addr, c.listen[&id], "{id}'s data address");
@@ -127,7 +124,8 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     let rows = v["nodes"].as_array().expect("nodes");
     assert_eq!(rows.len(), TWO_PROPOSERS.len(), "{stdout}");
     for id in TWO_PROPOSERS {
-        let row = rows.iter().find(|r| r["node"] == id.to_string().as_str()).unwrap_or_else(|| panic!("{id}: {stdout}"));
+        let row =
+            rows.iter().find(|r| r["node"] == id.to_string().as_str()).unwrap_or_else(|| panic!("{id}: {stdout}"));
         assert_eq!(row["reachable"], true, "{id}: {row}");
         assert_eq!(row["role"], id.role.to_string().as_str(), "{row}");
         assert_eq!(row["http"], c.http[&id].to_string().as_str(), "{row}");
@@ -194,7 +192,9 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     assert_eq!(code, Some(0), "after failover, through discovery: {stdout}{err}");
     // The dead proposer shows as unreachable (while discovery still lists it) or is gone;
     // either way status answers for the rest.
-    let (code, stdout, err) = ballot(&["--discovery", &ds, "--http-peers", &format!("{leader}={}", c.http[&leader]), "status", "--json"]).await;
+    let (code, stdout, err) =
+        ballot(&["--discovery", &ds, "--http-peers", &format!("{leader}={}", c.http[&leader]), "status", "--json"])
+            .await;
     assert_eq!(code, Some(0), "{stdout}{err}");
     let v: Json = serde_json::from_str(stdout.trim()).expect("JSON");
     let dead = v["nodes"].as_array().and_then(|r| r.iter().find(|r| r["node"] == leader.to_string().as_str()).cloned());

@@ -16,8 +16,11 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("disk-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "disk-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -202,7 +205,11 @@ fn torn_tail_at_every_offset_of_the_last_record() {
             let mut s = open(c.path()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
             assert_eq!(s.load().unwrap(), before, "cut at {cut}");
             assert_eq!(s.recovery().torn_tail.is_some(), cut > start, "cut at {cut}");
-            assert_eq!(fs::metadata(&wal).unwrap().len(), start, "cut at {cut}: file truncated to the last good record");
+            assert_eq!(
+                fs::metadata(&wal).unwrap().len(),
+                start,
+                "cut at {cut}: file truncated to the last good record"
+            );
             // The log goes on cleanly after the repair.
             s.persist(&[PersistOp::Round(999)]).unwrap();
             drop(s);

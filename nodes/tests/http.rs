@@ -61,15 +61,17 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 fn parse(buf: &[u8]) -> Resp {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head: {:?}", String::from_utf8_lossy(buf)));
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head: {:?}", String::from_utf8_lossy(buf)));
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{status_line}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let status =
+        status_line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{status_line}"));
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let body = String::from_utf8_lossy(&buf[split + 4..]).to_string();
     let resp = Resp { status, headers, body };
     assert!(resp.header("transfer-encoding").is_none(), "the server sends lengths, not chunks");
@@ -126,7 +128,9 @@ fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     let mut samples = Vec::new();
     let valid_name = |n: &str| {
         !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+            && n.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
     };
     for (no, line) in text.lines().enumerate() {
         let at = || format!("line {}: {line:?}", no + 1);
@@ -292,7 +296,8 @@ async fn start(logs: LogRing) -> Cluster {
         handles.insert(id, h);
     }
     let client = ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone());
-    let cluster: Vec<NodeId> = config.proposers.iter().chain(&config.acceptors).chain(&config.learners).copied().collect();
+    let cluster: Vec<NodeId> =
+        config.proposers.iter().chain(&config.acceptors).chain(&config.learners).copied().collect();
     let lp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let ll = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (proposer_http, learner_http) = (lp.local_addr().expect("addr"), ll.local_addr().expect("addr"));
@@ -493,12 +498,15 @@ async fn bad_requests_are_refused_and_the_server_lives_on() {
     // An oversized body: announced (refused before it is sent), and chunked (refused as
     // it is read).
     let big = vec![b'x'; http::MAX_BODY * 4];
-    let mut req = format!("POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", big.len()).into_bytes();
+    let mut req =
+        format!("POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", big.len())
+            .into_bytes();
     req.extend_from_slice(&big);
     assert_eq!(parse(&raw(a, &req).await.expect("answer")).status, 413);
     let req = format!("GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 1u64 << 40);
     assert_eq!(parse(&raw(a, req.as_bytes()).await.expect("answer")).status, 413);
-    let mut req = b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut req =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
     for _ in 0..8 {
         req.extend_from_slice(format!("{:x}\r\n", 8192).as_bytes());
         req.extend_from_slice(&[b'y'; 8192]);
@@ -613,7 +621,8 @@ mod binary {
         let s = wait_json(a, "/status", "proposer-1 leads", |j| j["is_leader"] == true).await;
         assert_eq!(s["node"], "proposer-1");
         assert_eq!(s["transport"]["kind"], "tcp");
-        let roles: Vec<&str> = s["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["role"].as_str()).collect();
+        let roles: Vec<&str> =
+            s["nodes"].as_array().expect("nodes").iter().filter_map(|n| n["role"].as_str()).collect();
         assert_eq!(roles, ["proposer", "acceptor", "learner"]);
         assert!(s["transport"]["frames_sent"].as_u64().is_some_and(|n| n > 0), "{s:#}");
         let (types, samples) = parse_prometheus(&get(a, "/metrics").await.body);

@@ -122,15 +122,15 @@ async fn a_starting_node_says_hello_to_every_peer(net: Net) {
     let mut learner = Endpoint::bind(net, l, BTreeMap::new()).await;
     let peers = format!("{p}={},acceptor-1=127.0.0.1:9,{l}={}", proposer.local_addr(), learner.local_addr());
     let data = tmp.path().join("acceptor-1");
-    let mut args = os_args(&["--id", "acceptor-1", "--listen", "127.0.0.1:0", "--transport", net.flag(), "--peers", &peers]);
+    let mut args =
+        os_args(&["--id", "acceptor-1", "--listen", "127.0.0.1:0", "--transport", net.flag(), "--peers", &peers]);
     args.extend([OsString::from("--data-dir"), data.into()]);
     let mut node = NodeProc::spawn("acceptor-1", &args, &fresh_log(tmp.path(), "acceptor-1"));
     let ready = node.wait_ready().await;
     for (name, peer) in [("proposer-1", &mut proposer), ("learner-1", &mut learner)] {
-        let env = peer
-            .recv_within(DEADLINE)
-            .await
-            .unwrap_or_else(|| panic!("{name} heard nothing from a starting acceptor-1 within {DEADLINE:?}: {}", node.stderr()));
+        let env = peer.recv_within(DEADLINE).await.unwrap_or_else(|| {
+            panic!("{name} heard nothing from a starting acceptor-1 within {DEADLINE:?}: {}", node.stderr())
+        });
         assert_eq!(env.from, NodeId::acceptor(1), "{name}: {env:?}");
         assert_eq!(env.msg, ballot_core::Message::Hello, "{name}: the first message is the announcement");
         assert_eq!(env.reply_to, Some(ready.listen), "{name}: the Hello says where acceptor-1 listens");
@@ -298,7 +298,12 @@ async fn bad_command_lines_exit_2_with_one_line() {
         (
             "a bad --advertise",
             "acceptor-1",
-            &["--advertise", "acceptor-1", "--peers", "proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:9,learner-1=127.0.0.1:9"],
+            &[
+                "--advertise",
+                "acceptor-1",
+                "--peers",
+                "proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:9,learner-1=127.0.0.1:9",
+            ],
             "--advertise: 'acceptor-1' has no port",
         ),
         (

@@ -9,8 +9,8 @@
 #![cfg(unix)]
 
 use ballot_core::{Command as Cmd, NodeId, Reply};
-use ballot_nodes::telemetry::{self, Telemetry, TelemetryConfig, TARGET};
 use ballot_nodes::collector::{Collector, ReceivedSpan as Got};
+use ballot_nodes::telemetry::{self, Telemetry, TelemetryConfig, TARGET};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -34,7 +34,8 @@ fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let collector = Collector::start(true).expect("start the OTLP collector");
-        let mut config = TelemetryConfig::from_env(Some(collector.endpoint()), "tracing-test", Some(1.0)).unwrap().unwrap();
+        let mut config =
+            TelemetryConfig::from_env(Some(collector.endpoint()), "tracing-test", Some(1.0)).unwrap().unwrap();
         config.per_node_services = true;
         let telemetry = telemetry::install(Some(&config), None, "warn", true).expect("tracing is on");
         Shared { collector, telemetry }
@@ -83,7 +84,11 @@ async fn one_traced_vote(net: Net) -> (String, String, Vec<Got>) {
         if wanted.is_subset(&services) && applied >= 2 {
             return (trace, root_id, spans);
         }
-        assert!(Instant::now() < deadline, "spans of the vote's trace never came from {:?}; got {spans:#?}", wanted.difference(&services).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "spans of the vote's trace never came from {:?}; got {spans:#?}",
+            wanted.difference(&services).collect::<Vec<_>>()
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -117,7 +122,10 @@ async fn one_vote_is_one_trace(net: Net) {
     for a in 1..=3 {
         let acc = only(&spans, "acceptor.accept", &format!("acceptor-{a}"));
         assert_eq!(acc.parent, phase2.id, "acceptor-{a}'s accept is a child of the leader's phase 2");
-        assert_eq!((acc.attrs["slot"].as_str(), acc.attrs["ballot"].as_str()), (slot.as_str(), phase2.attrs["ballot"].as_str()));
+        assert_eq!(
+            (acc.attrs["slot"].as_str(), acc.attrs["ballot"].as_str()),
+            (slot.as_str(), phase2.attrs["ballot"].as_str())
+        );
         assert_eq!(acc.attrs["outcome"], "accepted");
         assert_eq!(acc.attrs["node"], format!("acceptor-{a}"));
         assert_eq!(acc.attrs["role"], "acceptor");

@@ -4,7 +4,7 @@
 
 use ballot_core::{Message, NodeId};
 use ballot_transports::conformance::NetNode;
-use ballot_transports::{Envelope, MemNetwork, EventLog, NetOptions, TcpTransport, Transport, ZmqTransport};
+use ballot_transports::{Envelope, EventLog, MemNetwork, NetOptions, TcpTransport, Transport, ZmqTransport};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::collections::BTreeMap;
 
@@ -70,7 +70,8 @@ fn bench_kind<T: NetNode>(c: &mut Criterion) {
 fn bench_mem(c: &mut Criterion) {
     let rt = rt();
     let net = MemNetwork::new(1, EventLog::new(false));
-    let (mut ta, mut tb) = rt.block_on(async { (net.register(NodeId::proposer(1)), net.register(NodeId::acceptor(1))) });
+    let (mut ta, mut tb) =
+        rt.block_on(async { (net.register(NodeId::proposer(1)), net.register(NodeId::acceptor(1))) });
     let mut g = c.benchmark_group("mem");
     g.bench_function("round_trip", |bn| bn.iter(|| rt.block_on(round_trip(&mut ta, &mut tb, 1))));
     g.throughput(Throughput::Elements(10_000));

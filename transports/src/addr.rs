@@ -182,7 +182,8 @@ impl PeerAddr {
 /// on 0.0.0.0). Asks the kernel's routing table through an unconnected UDP socket: no
 /// packet is sent.
 pub fn local_ip_toward(peer: SocketAddr) -> io::Result<IpAddr> {
-    let any: SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let any: SocketAddr =
+        if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
     let socket = std::net::UdpSocket::bind(any)?;
     socket.connect(peer)?;
     let ip = socket.local_addr()?.ip();

@@ -418,9 +418,8 @@ pub async fn hostile_bytes(h: &mut impl Harness, seed: u64, attacks: usize, mess
     }
     within("attacker", attacker).await.expect("attacker task");
     wait_stats(h, b, "refusals counted", |s| {
-        let refused = |s: &WireStats| {
-            s.dropped_decode + s.dropped_version + s.dropped_oversized + s.truncated + s.bad_handshake
-        };
+        let refused =
+            |s: &WireStats| s.dropped_decode + s.dropped_version + s.dropped_oversized + s.truncated + s.bad_handshake;
         s.connections_opened >= before.connections_opened + attacks as u64 && refused(s) > refused(&before)
     })
     .await;

@@ -220,9 +220,9 @@ impl<T: Transport> Transport for Faulty<T> {
 mod tests {
     use super::*;
     use crate::log::EventLog;
-    use std::time::Duration;
     use crate::mem::{MemNetwork, MemTransport};
     use ballot_core::Message;
+    use std::time::Duration;
 
     fn hb(i: u64) -> Message {
         Message::CatchUp { applied: i }

@@ -10,8 +10,8 @@
 
 use crate::addr::PeerAddr;
 use crate::envelope::{Envelope, SendError, Transport};
-use async_trait::async_trait;
 use crate::wire::{self, WireError};
+use async_trait::async_trait;
 use ballot_core::{Message, NodeId};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -114,9 +114,21 @@ macro_rules! counters {
     };
 }
 counters!(
-    frames_sent, frames_received, bytes_sent, bytes_received, dropped_queue_full,
-    dropped_oversized, dropped_decode, dropped_version, dropped_unreachable, truncated,
-    bad_handshake, connections_opened, connections_closed, connect_failures, name_lookups,
+    frames_sent,
+    frames_received,
+    bytes_sent,
+    bytes_received,
+    dropped_queue_full,
+    dropped_oversized,
+    dropped_decode,
+    dropped_version,
+    dropped_unreachable,
+    truncated,
+    bad_handshake,
+    connections_opened,
+    connections_closed,
+    connect_failures,
+    name_lookups,
     name_lookup_failures
 );
 
@@ -261,16 +273,7 @@ impl<C: Connector> Outbound<C> {
         rt: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> Self {
-        Outbound {
-            local,
-            make: Box::new(make),
-            peers: Mutex::new(BTreeMap::new()),
-            opts,
-            stats,
-            inbox,
-            rt,
-            shutdown,
-        }
+        Outbound { local, make: Box::new(make), peers: Mutex::new(BTreeMap::new()), opts, stats, inbox, rt, shutdown }
     }
 
     /// Adds a peer or moves it to a new address; a moved peer is redialled at once.
@@ -406,9 +409,7 @@ impl<C: Connector + Default> NetTransport<C> {
         serve: S,
     ) -> io::Result<Self>
     where
-        S: Fn(tokio::net::TcpStream, Arc<NetOptions>, Arc<Counters>, mpsc::Sender<Envelope>) -> Fut
-            + Send
-            + 'static,
+        S: Fn(tokio::net::TcpStream, Arc<NetOptions>, Arc<Counters>, mpsc::Sender<Envelope>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let listener = tokio::net::TcpListener::bind(listen).await?;

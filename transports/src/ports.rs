@@ -27,10 +27,8 @@ pub fn free_loopback_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
     if last > first {
         // Start somewhere different in every process, so concurrent runs rarely meet.
         let span = u32::from(last - first);
-        let seed = std::process::id().wrapping_mul(2_654_435_761) ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let seed = std::process::id().wrapping_mul(2_654_435_761)
+            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         for i in 0..span {
             if held.len() == n {
                 break;

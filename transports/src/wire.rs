@@ -165,10 +165,7 @@ mod tests {
         assert!(encode_frame_into(&env, len - 1, &mut out).is_err());
         assert_eq!(out, vec![7], "a refused envelope leaves the batch as it was");
         let frame = encode_frame(&env, len).unwrap();
-        assert_eq!(
-            decode_frame(&frame, len - 1).unwrap_err(),
-            WireError::Oversized { len: len as u64, max: len - 1 }
-        );
+        assert_eq!(decode_frame(&frame, len - 1).unwrap_err(), WireError::Oversized { len: len as u64, max: len - 1 });
         assert!(matches!(decode_prefix([0xff; 4], DEFAULT_MAX_FRAME), Err(WireError::Oversized { .. })));
     }
 

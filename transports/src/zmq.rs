@@ -245,11 +245,8 @@ async fn read_messages(
         let frame = async {
             let len = read_len(conn, flags).await.map_err(|_| Ended::Truncated)?;
             // A message is limited as a whole, however many parts it comes in.
-            let (already, limit) = if flags & zmtp::COMMAND != 0 {
-                (0, zmtp::MAX_COMMAND as usize)
-            } else {
-                (msg.len(), opts.max_frame)
-            };
+            let (already, limit) =
+                if flags & zmtp::COMMAND != 0 { (0, zmtp::MAX_COMMAND as usize) } else { (msg.len(), opts.max_frame) };
             let total = (already as u64).saturating_add(len);
             let len = wire::check_len(total, limit).map_err(Ended::Refused)? - already;
             link::read_body(conn, len, &mut part).await.map_err(|_| Ended::Truncated)

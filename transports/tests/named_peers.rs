@@ -280,7 +280,11 @@ async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
     let before = proposer.counters();
     deliver(&proposer, &mut acceptor, "delivery after the Hello").await;
     let after = proposer.counters();
-    assert_eq!(after.connections_closed, before.connections_closed + 1, "the old connection dropped: {before:?} -> {after:?}");
+    assert_eq!(
+        after.connections_closed,
+        before.connections_closed + 1,
+        "the old connection dropped: {before:?} -> {after:?}"
+    );
     assert!(after.connections_opened > before.connections_opened, "{before:?} -> {after:?}");
     hole_task.abort();
 }

@@ -92,7 +92,11 @@ pub fn decode_blob<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<&'a [u8], String>
         return Err(format!("{} bytes long, shorter than its {BLOB_HEADER_LEN}-byte header", b.len()));
     }
     if &b[..8] != magic {
-        return Err(format!("offset 0: wrong magic {:?} (expected {:?})", String::from_utf8_lossy(&b[..8]), String::from_utf8_lossy(magic)));
+        return Err(format!(
+            "offset 0: wrong magic {:?} (expected {:?})",
+            String::from_utf8_lossy(&b[..8]),
+            String::from_utf8_lossy(magic)
+        ));
     }
     let len = u32_at(b, 8).unwrap_or(0) as usize;
     let want = u32_at(b, 12).unwrap_or(0);
@@ -168,7 +172,8 @@ pub fn decode_wal_header(b: &[u8]) -> Result<u64, String> {
 /// One log record for one `persist` call.
 pub fn encode_record(ops: &[PersistOp]) -> Result<Vec<u8>, String> {
     let payload = encode(&ops)?;
-    let len = u32::try_from(payload.len()).map_err(|_| format!("a batch of {} bytes is too large for one record", payload.len()))?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| format!("a batch of {} bytes is too large for one record", payload.len()))?;
     let mut out = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc(&payload).to_le_bytes());
@@ -259,7 +264,10 @@ pub fn scan_records(b: &[u8], start: usize) -> Result<Scan, Bad> {
                     off = next;
                 }
                 Err(e) => {
-                    return Err(Bad { offset: off, detail: format!("record checksum holds but it does not decode: {e}") })
+                    return Err(Bad {
+                        offset: off,
+                        detail: format!("record checksum holds but it does not decode: {e}"),
+                    })
                 }
             },
             At::ShortHeader => {
@@ -269,7 +277,10 @@ pub fn scan_records(b: &[u8], start: usize) -> Result<Scan, Bad> {
                 return torn(records, format!("the last record is incomplete ({remaining} bytes at the end)"))
             }
             At::BadPayload { next } if next == b.len() => {
-                return torn(records, format!("the last record ({remaining} bytes) fails its checksum and ends at the end of the file"))
+                return torn(
+                    records,
+                    format!("the last record ({remaining} bytes) fails its checksum and ends at the end of the file"),
+                )
             }
             At::BadPayload { next } => {
                 return Err(Bad {
@@ -284,7 +295,10 @@ pub fn scan_records(b: &[u8], start: usize) -> Result<Scan, Bad> {
                         detail: format!("record header fails its checksum and a valid record follows at offset {p}"),
                     });
                 }
-                return torn(records, format!("{remaining} bytes at the end hold no valid record (half-written or zero-filled)"));
+                return torn(
+                    records,
+                    format!("{remaining} bytes at the end hold no valid record (half-written or zero-filled)"),
+                );
             }
         }
     }

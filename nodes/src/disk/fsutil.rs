@@ -54,13 +54,8 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Returns the new file, open for reading and writing, positioned at its end.
 pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<File, StorageError> {
     let tmp = tmp_path(path);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
+    let mut f =
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
@@ -77,13 +72,8 @@ pub struct DirLock {
 
 impl DirLock {
     pub fn acquire(path: &Path) -> Result<DirLock, StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err(path))?;
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_err(path))?;
         #[cfg(unix)]
         {
             use std::os::unix::io::AsRawFd;

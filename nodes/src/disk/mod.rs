@@ -205,7 +205,10 @@ impl DiskStorage {
             }
             Some(bytes) => {
                 let m = decode_meta(bytes).map_err(|e| {
-                    corrupt(&meta_path, format!("{e}; restore it from a backup, or move the dir away to start this node empty"))
+                    corrupt(
+                        &meta_path,
+                        format!("{e}; restore it from a backup, or move the dir away to start this node empty"),
+                    )
                 })?;
                 if m.format != FORMAT_VERSION {
                     return Err(corrupt(&meta_path, format!(
@@ -232,7 +235,10 @@ impl DiskStorage {
         };
 
         let Some(wal_bytes) = wal else {
-            return Err(corrupt(&wal_path, "missing although meta exists: restore it from a backup, or move the dir away to start this node empty"));
+            return Err(corrupt(
+                &wal_path,
+                "missing although meta exists: restore it from a backup, or move the dir away to start this node empty",
+            ));
         };
         let (wal, wal_len) = if wal_bytes.len() < WAL_HEADER_LEN {
             // No complete header, so no record: debris of a non-atomic copy or a crash of

@@ -566,7 +566,6 @@ impl Cluster {
 // 1. A cluster commits votes and answers reads, over TCP and ZeroMQ
 // ---------------------------------------------------------------------------------------
 
-
 /// The `ballot` command line.
 pub const CLI: &str = env!("CARGO_BIN_EXE_ballot");
 
