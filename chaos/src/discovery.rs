@@ -1,14 +1,14 @@
 //! Discovery in scenarios (`cluster(#{discovery: true})`). On tcp/zmq it is the real
 //! discovery process (`chaos node --role discovery`), and every node runs with
-//! `--discovery`. On mem there are no sockets: the same registry (`ballot_nodes::discovery::
+//! `--discovery`. On mem there are no sockets: the same registry (`ballot_operator::discovery::
 //! Registry`, ttl and leader rule included) lives in the chaos process, and each node's
 //! heartbeat is a task that asks that node's loop for its status every period and
 //! registers the same `Registration` a node process would send. A paused node cannot
 //! answer, so it stops heart-beating, exactly like a stopped process.
 
 use ballot_core::NodeId;
-use ballot_nodes::discovery::{Registration, Registry, DEFAULT_HEARTBEAT_PERIOD, DEFAULT_TTL};
-use ballot_nodes::Control;
+use ballot_operator::discovery::{Registration, Registry, DEFAULT_HEARTBEAT_PERIOD, DEFAULT_TTL};
+use ballot_runtime::Control;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -40,7 +40,7 @@ enum Cmd {
     /// Run one cluster node (what chaos starts for --transport tcp|zmq; same flags as
     /// ballot-node).
     #[command(hide = true)]
-    Node(ballot_nodes::process::NodeArgs),
+    Node(ballot_app::process::NodeArgs),
     /// Print performance figures on the in-memory transport (for docs/benchmarks.md).
     Bench {
         /// Votes per throughput run.
@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             }
             return bench_procs(kind, &voters, trials, skip_catch_up);
         }
-        Cmd::Node(args) => return ballot_nodes::process::main_with(args),
+        Cmd::Node(args) => return ballot_app::process::main_with(args),
     };
     let files = match runner::collect_scenarios(&paths) {
         Ok(f) => f,
@@ -179,8 +179,8 @@ fn main() -> ExitCode {
 /// `chaos` (or OTEL_SERVICE_NAME), each in-process node under its own id; node processes
 /// inherit the endpoint through the environment. A bad setting is one line on stderr and
 /// no tracing: the run matters more than its trace.
-fn start_tracing(flag: Option<String>) -> Option<ballot_nodes::telemetry::Telemetry> {
-    use ballot_nodes::telemetry::{self, TelemetryConfig};
+fn start_tracing(flag: Option<String>) -> Option<ballot_telemetry::Telemetry> {
+    use ballot_telemetry::{self as telemetry, TelemetryConfig};
     let mut config = match TelemetryConfig::from_env(flag, "chaos", None) {
         Ok(Some(config)) => config,
         Ok(None) => return None,
@@ -249,7 +249,7 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
 /// Runs `chaos bench` for one throughput figure in a child process per configuration
 /// (tracing is set up once per process), all exporting to one in-process collector.
 fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitCode {
-    let collector = match ballot_nodes::collector::Collector::start(false) {
+    let collector = match ballot_telemetry::collector::Collector::start(false) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chaos: cannot start the OTLP collector: {e}");
@@ -372,7 +372,7 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
         }
     }
     if trials > 0 {
-        let client_retry = ballot_nodes::SubmitOptions::default().retry_every;
+        let client_retry = ballot_runtime::SubmitOptions::default().retry_every;
         for (what, retry) in [
             ("failover (probe every 20 ms)", None),
             ("client failover (client's own retry period)", Some(client_retry)),

@@ -4,8 +4,8 @@
 use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
 use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
-use ballot_nodes::control::FaultCommand;
-use ballot_nodes::{spawn_node, ClientHandle, Control, NodeHandle, Observer};
+use ballot_operator::control::FaultCommand;
+use ballot_runtime::{spawn_node, ClientHandle, Control, NodeHandle, Observer};
 use ballot_transports::{EventLog, LinkFaults, MemNetwork};
 use std::cell::RefCell;
 use std::collections::BTreeMap;

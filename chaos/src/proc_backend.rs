@@ -13,9 +13,9 @@
 
 use crate::invariants::Recorder;
 use ballot_core::{Config, NodeId, Status};
-use ballot_nodes::control::{ControlClient, ControlReply, ControlRequest, FaultCommand};
-use ballot_nodes::discovery::DiscoveryClient;
-use ballot_nodes::ClientHandle;
+use ballot_operator::control::{ControlClient, ControlReply, ControlRequest, FaultCommand};
+use ballot_operator::discovery::DiscoveryClient;
+use ballot_runtime::ClientHandle;
 use ballot_transports::{EventLog, NetOptions, TcpTransport, ZmqTransport};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -477,7 +477,7 @@ impl ProcBackend {
     /// Kill and reap every node. Idempotent.
     pub fn shutdown(&self) {
         self.kill_discovery();
-        if ballot_nodes::telemetry::active() {
+        if ballot_telemetry::active() {
             self.stop_gracefully();
         }
         for p in self.procs.borrow_mut().values_mut() {
@@ -502,7 +502,7 @@ impl ProcBackend {
                 }
             }
         }
-        let deadline = std::time::Instant::now() + ballot_nodes::telemetry::SHUTDOWN_DEADLINE + Duration::from_secs(1);
+        let deadline = std::time::Instant::now() + ballot_telemetry::SHUTDOWN_DEADLINE + Duration::from_secs(1);
         for p in procs.values_mut() {
             while let Some(c) = &mut p.child {
                 if !matches!(c.try_wait(), Ok(None)) || std::time::Instant::now() >= deadline {

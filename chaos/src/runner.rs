@@ -2,7 +2,7 @@
 
 use crate::cluster::TransportKind;
 use crate::script::{self, Ctx, StopKind};
-use ballot_nodes::telemetry::TARGET;
+use ballot_telemetry::TARGET;
 use ballot_transports::EventLog;
 use rhai::EvalAltResult;
 use std::cell::RefCell;

@@ -4,7 +4,7 @@
 
 use crate::cluster::{Cluster, ClusterSpec, TransportKind, UsageError, VoteOptions, VoteOutcome};
 use ballot_core::{NodeId, Tally};
-use ballot_nodes::telemetry::TARGET;
+use ballot_telemetry::TARGET;
 use ballot_transports::EventLog;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext, Position};
 use std::cell::RefCell;

@@ -3,7 +3,7 @@
 //! own service — on mem (nodes in the chaos process) and on tcp (node processes that
 //! inherit the endpoint). The collector is the library's in-memory OTLP receiver.
 
-use ballot_nodes::collector::{Collector, ReceivedSpan};
+use ballot_telemetry::collector::{Collector, ReceivedSpan};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;

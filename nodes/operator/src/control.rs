@@ -1,0 +1,329 @@
+//! The control channel of a node process: how `chaos` (and operators' tools) ask a node
+//! for its status and applied log, and tell its transport which faults to simulate.
+//!
+//! One TCP listener per node; each connection carries request/reply frames:
+//! `[u32 big-endian length][rmp-serde body]`, at most [`MAX_CONTROL_FRAME`] bytes. Every
+//! read and write has a deadline; a bad frame closes that connection only.
+//!
+//! Faults set here are applied inside the node's transport (a wrapper that drops, delays,
+//! duplicates or blocks messages per peer). They are not a kernel-level partition: a
+//! node's sockets stay connected, its messages are discarded on the way out and on the
+//! way in.
+
+use ballot_core::{Ballot, NodeId, Status, Value};
+use ballot_runtime::Control;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest control frame: a log page of big batches fits.
+pub const MAX_CONTROL_FRAME: usize = 64 << 20;
+/// Deadline of one read or write on the control channel.
+pub const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    Status,
+    /// Applied values after `after`, at most `max` (learners).
+    Applied {
+        after: u64,
+        max: u32,
+    },
+    Faults(FaultCommand),
+    Ping,
+    /// The ballot of the value accepted at `slot` (acceptors).
+    AcceptedAt {
+        slot: u64,
+    },
+}
+
+/// Faults to simulate in the node's transport. They concern only the links of this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FaultCommand {
+    /// Block every link between the two sides, both ways.
+    Partition {
+        a: Vec<NodeId>,
+        b: Vec<NodeId>,
+    },
+    /// Block every message from a node of `from` to a node of `to`; the other way works.
+    PartitionOneway {
+        from: Vec<NodeId>,
+        to: Vec<NodeId>,
+    },
+    Isolate(NodeId),
+    /// Remove every fault.
+    Heal,
+    DropRate(f64),
+    DuplicateRate(f64),
+    Delay {
+        min_ms: u64,
+        max_ms: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ControlReply {
+    Status(Status),
+    Applied(Vec<(u64, Value)>),
+    AcceptedAt(Option<Ballot>),
+    Ok,
+    Error(String),
+}
+
+/// Whatever applies fault commands to a node's transport.
+pub trait FaultSink: Send + Sync + 'static {
+    fn apply(&self, cmd: &FaultCommand);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control connection to {addr} failed: {source}")]
+    Io { addr: SocketAddr, source: std::io::Error },
+    #[error("control channel of {addr} did not answer within {0:?}", CONTROL_DEADLINE)]
+    Timeout { addr: SocketAddr },
+    #[error("control frame of {len} bytes is over the {max} byte limit")]
+    Oversized { len: usize, max: usize },
+    #[error("control frame does not decode: {0}")]
+    Decode(String),
+}
+
+async fn write_frame<T: Serialize>(s: &mut TcpStream, v: &T) -> std::io::Result<()> {
+    let body = rmp_serde::to_vec(v).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if body.len() > MAX_CONTROL_FRAME {
+        return Err(std::io::Error::other(format!("control frame of {} bytes is too large", body.len())));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    s.write_all(&buf).await
+}
+
+/// Read one frame; `Ok(None)` at a clean end of stream.
+async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> Result<Option<T>, ControlError> {
+    let addr = s.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let io = |source| ControlError::Io { addr, source };
+    let mut len = [0u8; 4];
+    match s.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_CONTROL_FRAME {
+        return Err(ControlError::Oversized { len, max: MAX_CONTROL_FRAME });
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.map_err(io)?;
+    rmp_serde::from_slice(&body).map(Some).map_err(|e| ControlError::Decode(e.to_string()))
+}
+
+/// Serve control requests for the node behind `ctrl` until the listener fails.
+pub async fn serve(listener: TcpListener, ctrl: mpsc::UnboundedSender<Control>, faults: Option<Arc<dyn FaultSink>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let (ctrl, faults) = (ctrl.clone(), faults.clone());
+        tokio::spawn(async move {
+            let _ = connection(stream, ctrl, faults).await;
+        });
+    }
+}
+
+async fn connection(
+    mut s: TcpStream,
+    ctrl: mpsc::UnboundedSender<Control>,
+    faults: Option<Arc<dyn FaultSink>>,
+) -> Result<(), ControlError> {
+    let addr =
+        s.peer_addr().map_err(|source| ControlError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
+    let _ = s.set_nodelay(true);
+    loop {
+        // An idle connection is fine; it just holds a task.
+        let Some(req) = read_frame::<ControlRequest>(&mut s).await? else { return Ok(()) };
+        let reply = answer(req, &ctrl, faults.as_deref()).await;
+        tokio::time::timeout(CONTROL_DEADLINE, write_frame(&mut s, &reply))
+            .await
+            .map_err(|_| ControlError::Timeout { addr })?
+            .map_err(|source| ControlError::Io { addr, source })?;
+    }
+}
+
+async fn answer(
+    req: ControlRequest,
+    ctrl: &mpsc::UnboundedSender<Control>,
+    faults: Option<&dyn FaultSink>,
+) -> ControlReply {
+    match req {
+        ControlRequest::Ping => ControlReply::Ok,
+        ControlRequest::Status => {
+            let (tx, rx) = oneshot::channel();
+            let _ = ctrl.send(Control::Status(tx));
+            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
+                Ok(Ok(s)) => ControlReply::Status(s),
+                _ => ControlReply::Error("the node did not report its status".into()),
+            }
+        }
+        ControlRequest::Applied { after, max } => {
+            let (reply, rx) = oneshot::channel();
+            let _ = ctrl.send(Control::Applied { after, max: max as usize, reply });
+            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
+                Ok(Ok(v)) => ControlReply::Applied(v),
+                _ => ControlReply::Error("the node did not report its log".into()),
+            }
+        }
+        ControlRequest::AcceptedAt { slot } => {
+            let (reply, rx) = oneshot::channel();
+            let _ = ctrl.send(Control::AcceptedAt { slot, reply });
+            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
+                Ok(Ok(b)) => ControlReply::AcceptedAt(b),
+                _ => ControlReply::Error("the node did not report its accepted ballot".into()),
+            }
+        }
+        ControlRequest::Faults(cmd) => match faults {
+            Some(f) => {
+                f.apply(&cmd);
+                ControlReply::Ok
+            }
+            None => ControlReply::Error("this node's transport does not simulate faults".into()),
+        },
+    }
+}
+
+/// A connection to one node's control channel.
+pub struct ControlClient {
+    addr: SocketAddr,
+    stream: TcpStream,
+}
+
+impl ControlClient {
+    pub async fn connect(addr: SocketAddr) -> Result<Self, ControlError> {
+        let stream = tokio::time::timeout(CONTROL_DEADLINE, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ControlError::Timeout { addr })?
+            .map_err(|source| ControlError::Io { addr, source })?;
+        let _ = stream.set_nodelay(true);
+        Ok(ControlClient { addr, stream })
+    }
+
+    /// One request and its reply, within `deadline`.
+    pub async fn request(&mut self, req: &ControlRequest, deadline: Duration) -> Result<ControlReply, ControlError> {
+        let addr = self.addr;
+        let exchange = async {
+            write_frame(&mut self.stream, req).await.map_err(|source| ControlError::Io { addr, source })?;
+            read_frame::<ControlReply>(&mut self.stream).await?.ok_or(ControlError::Io {
+                addr,
+                source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "control connection closed"),
+            })
+        };
+        tokio::time::timeout(deadline, exchange).await.map_err(|_| ControlError::Timeout { addr })?
+    }
+}
+
+/// Applies fault commands to a [`ballot_transports::FaultHandle`], remembering the
+/// current default link faults so drop, delay and duplication combine.
+pub struct TransportFaults {
+    handle: ballot_transports::FaultHandle,
+    current: std::sync::Mutex<ballot_transports::LinkFaults>,
+}
+
+impl TransportFaults {
+    pub fn new(handle: ballot_transports::FaultHandle) -> Self {
+        TransportFaults { handle, current: std::sync::Mutex::new(Default::default()) }
+    }
+}
+
+impl FaultSink for TransportFaults {
+    fn apply(&self, cmd: &FaultCommand) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match cmd {
+            FaultCommand::Partition { a, b } => self.handle.partition(a, b),
+            FaultCommand::PartitionOneway { from, to } => self.handle.partition_one_way(from, to),
+            FaultCommand::Isolate(n) => self.handle.isolate(*n),
+            FaultCommand::Heal => {
+                *current = Default::default();
+                self.handle.heal();
+            }
+            FaultCommand::DropRate(p) => {
+                current.drop = p.clamp(0.0, 1.0);
+                self.handle.set_default_faults(current.clone());
+            }
+            FaultCommand::DuplicateRate(p) => {
+                current.duplicate = p.clamp(0.0, 1.0);
+                self.handle.set_default_faults(current.clone());
+            }
+            FaultCommand::Delay { min_ms, max_ms } => {
+                let (min, max) = (Duration::from_millis(*min_ms), Duration::from_millis((*max_ms).max(*min_ms)));
+                current.delay = Some((min, max));
+                self.handle.set_default_faults(current.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    struct Recorded(Mutex<Vec<FaultCommand>>);
+    impl FaultSink for Recorded {
+        fn apply(&self, cmd: &FaultCommand) {
+            self.0.lock().unwrap().push(cmd.clone());
+        }
+    }
+
+    #[tokio::test]
+    async fn status_applied_and_faults_round_trip() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ctrl, mut rx) = mpsc::unbounded_channel();
+        let sink = Arc::new(Recorded(Mutex::new(Vec::new())));
+        tokio::spawn(serve(listener, ctrl, Some(sink.clone() as Arc<dyn FaultSink>)));
+        // A stand-in node loop answering control orders.
+        tokio::spawn(async move {
+            while let Some(c) = rx.recv().await {
+                match c {
+                    Control::Status(tx) => {
+                        let _ = tx.send(Status { applied: Some(3), ..Status::default() });
+                    }
+                    Control::Applied { after, reply, .. } => {
+                        let _ = reply.send(vec![(after + 1, Arc::new(vec![]))]);
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let mut c = ControlClient::connect(addr).await.unwrap();
+        let d = Duration::from_secs(10);
+        assert_eq!(c.request(&ControlRequest::Ping, d).await.unwrap(), ControlReply::Ok);
+        match c.request(&ControlRequest::Status, d).await.unwrap() {
+            ControlReply::Status(s) => assert_eq!(s.applied, Some(3)),
+            other => panic!("{other:?}"),
+        }
+        match c.request(&ControlRequest::Applied { after: 4, max: 10 }, d).await.unwrap() {
+            ControlReply::Applied(v) => assert_eq!(v.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5]),
+            other => panic!("{other:?}"),
+        }
+        let cmd = FaultCommand::Isolate(NodeId::acceptor(2));
+        assert_eq!(c.request(&ControlRequest::Faults(cmd.clone()), d).await.unwrap(), ControlReply::Ok);
+        assert_eq!(*sink.0.lock().unwrap(), vec![cmd]);
+    }
+
+    #[tokio::test]
+    async fn garbage_on_the_control_port_closes_only_that_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ctrl, _rx) = mpsc::unbounded_channel();
+        tokio::spawn(serve(listener, ctrl, None));
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
+        let mut buf = [0u8; 8];
+        let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf)).await.unwrap().unwrap_or(0);
+        assert_eq!(n, 0, "the server closes a connection that sent an oversized frame");
+        let mut c = ControlClient::connect(addr).await.unwrap();
+        assert_eq!(c.request(&ControlRequest::Ping, Duration::from_secs(10)).await.unwrap(), ControlReply::Ok);
+    }
+}

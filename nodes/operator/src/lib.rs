@@ -1,0 +1,13 @@
+//! The operator plane of a ballot node: what people and tools use to look at and steer a
+//! cluster, never on the commit path. The only crate that knows HTTP and JSON.
+//!
+//! # Layout
+//! - [`pages`]: a node's HTTP pages: health, status, logs, Prometheus metrics, overview.
+//! - [`discovery`]: the discovery service (register, heartbeat, members, leader over
+//!   HTTP) and its client.
+//! - [`control`]: a node process's control channel (status, applied log, simulated
+//!   faults), spoken by `chaos`.
+
+pub mod control;
+pub mod discovery;
+pub mod pages;

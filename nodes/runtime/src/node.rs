@@ -1,0 +1,358 @@
+//! The node loop and the handle to a running node.
+
+use crate::metrics::NodeMetrics;
+use crate::trace::RoundTracer;
+use ballot_core::{
+    Actor, Ballot, Effect, NodeId, Outbox, PersistOp, Role, Status, Storage, StorageError, Timer, Value,
+};
+use ballot_transports::{Envelope, Transport};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Most messages taken into one step: bounds the latency a step adds and the size of one
+/// group commit.
+const MAX_STEP_MESSAGES: usize = 4096;
+
+/// Told about every slot a learner applies: `(node, slot, value)`.
+pub type Observer = Arc<dyn Fn(NodeId, u64, &Value) + Send + Sync>;
+
+/// Orders to a running node.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop taking inputs and firing timers, as SIGSTOP does; messages wait in the inbox.
+    Pause,
+    Resume,
+    /// Report status (not answered while paused, like a stopped process).
+    Status(oneshot::Sender<Status>),
+    /// Report applied values after a slot (learners), at most so many.
+    Applied {
+        after: u64,
+        max: usize,
+        reply: oneshot::Sender<Vec<(u64, Value)>>,
+    },
+    /// Report the ballot of the value accepted at a slot (acceptors).
+    AcceptedAt {
+        slot: u64,
+        reply: oneshot::Sender<Option<Ballot>>,
+    },
+    Stop,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{node} stopped: {source}")]
+    Storage { node: NodeId, source: StorageError },
+}
+
+/// A running node: send it orders, or abort it (a crash).
+pub struct NodeHandle {
+    pub id: NodeId,
+    ctrl: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<Result<(), NodeError>>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl NodeHandle {
+    pub fn control(&self, c: Control) {
+        let _ = self.ctrl.send(c);
+    }
+
+    /// A sender of orders that outlives borrowing the handle (for a control server).
+    pub fn controller(&self) -> mpsc::UnboundedSender<Control> {
+        self.ctrl.clone()
+    }
+
+    /// The node loop's counters (messages per peer, steps, persist latency); they stay
+    /// readable after the node stops.
+    pub fn metrics(&self) -> Arc<NodeMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The node's status, or `None` if it is paused, stopped or does not answer in time.
+    pub async fn status(&self, deadline: Duration) -> Option<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.control(Control::Status(tx));
+        tokio::time::timeout(deadline, rx).await.ok()?.ok()
+    }
+
+    /// Crash the node: it stops at once, wherever it is. What it persisted stays.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Ask the node to stop and wait for it.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        self.control(Control::Stop);
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Start `actor` on the current tokio runtime. `seed` drives every random timer delay of
+/// this node, so a run with the same seeds replays.
+pub fn spawn_node<A, T, S>(actor: A, transport: T, storage: S, seed: u64, observer: Option<Observer>) -> NodeHandle
+where
+    A: Actor,
+    T: Transport,
+    S: Storage,
+{
+    let id = actor.id();
+    let (ctrl, ctrl_rx) = mpsc::unbounded_channel();
+    let metrics = Arc::new(NodeMetrics::new());
+    let node = Node {
+        actor,
+        transport,
+        storage,
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        timers: BTreeMap::new(),
+        observer,
+        metrics: metrics.clone(),
+        watched: Watched::default(),
+        tracer: ballot_telemetry::active().then(|| RoundTracer::new(id)),
+    };
+    let task = tokio::spawn(node.run(ctrl_rx));
+    NodeHandle { id, ctrl, task, metrics }
+}
+
+struct Node<A, T, S> {
+    actor: A,
+    transport: T,
+    storage: S,
+    rng: ChaCha8Rng,
+    timers: BTreeMap<Timer, Instant>,
+    observer: Option<Observer>,
+    metrics: Arc<NodeMetrics>,
+    watched: Watched,
+    /// Spans of consensus rounds; `None` (and no cost) when tracing is off.
+    tracer: Option<RoundTracer>,
+}
+
+/// What the loop watches in a proposer's or acceptor's status after each step, to log
+/// elections, leadership and ballot changes. Learners are not watched: their status
+/// clones the tally.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Watched {
+    ballot: Option<Ballot>,
+    leader: Option<NodeId>,
+    elections: Option<u64>,
+}
+
+impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
+    async fn run(mut self, mut ctrl: mpsc::UnboundedReceiver<Control>) -> Result<(), NodeError> {
+        let mut out = Outbox::new();
+        self.actor.start(&mut out);
+        self.execute(&mut out)?;
+        self.started();
+        loop {
+            // Due timers go first, so a flood of messages cannot starve heartbeats.
+            self.fire_due_timers(&mut out);
+            if !out.is_empty() {
+                self.actor.flush(&mut out);
+                self.execute(&mut out)?;
+                self.watch();
+            }
+            let next = self.timers.values().min().copied();
+            tokio::select! {
+                biased;
+                c = ctrl.recv() => match c {
+                    Some(Control::Pause) => {
+                        if !Self::paused(&mut ctrl).await {
+                            return Ok(());
+                        }
+                    }
+                    Some(Control::Resume) => {}
+                    Some(Control::Status(tx)) => { let _ = tx.send(self.actor.status()); }
+                    Some(Control::Applied { after, max, reply }) => {
+                        let _ = reply.send(self.actor.applied_values(after, max));
+                    }
+                    Some(Control::AcceptedAt { slot, reply }) => {
+                        let _ = reply.send(self.actor.accepted_ballot(slot));
+                    }
+                    Some(Control::Stop) | None => return Ok(()),
+                },
+                env = self.transport.recv() => {
+                    let Some(env) = env else { return Ok(()) };
+                    let mut peers = self.metrics.peers();
+                    peers.received(env.from);
+                    if let Some(t) = &mut self.tracer {
+                        t.received(&env);
+                    }
+                    self.actor.on_message(env.from, env.msg, &mut out);
+                    for _ in 1..MAX_STEP_MESSAGES {
+                        let Some(env) = self.transport.try_recv() else { break };
+                        peers.received(env.from);
+                        if let Some(t) = &mut self.tracer {
+                            t.received(&env);
+                        }
+                        self.actor.on_message(env.from, env.msg, &mut out);
+                    }
+                }
+                _ = sleep_until(next), if next.is_some() => {}
+            }
+            self.actor.flush(&mut out);
+            self.execute(&mut out)?;
+            self.watch();
+        }
+    }
+
+    /// Logs where the node starts from (its durable state, as the role reports it).
+    fn started(&mut self) {
+        let s = self.actor.status();
+        let ballot = s.ballot.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        let fmt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        tracing::info!(node = %self.actor.id(), %ballot, chosen = %fmt(s.chosen), applied = %fmt(s.applied), "node started");
+        self.watched = Watched { ballot: s.ballot, leader: s.leader, elections: s.elections };
+    }
+
+    /// After a step: log elections, leadership gained or lost and ballot changes.
+    fn watch(&mut self) {
+        let me = self.actor.id();
+        if me.role == Role::Learner {
+            if let Some(t) = &mut self.tracer {
+                t.step_done(None);
+            }
+            return;
+        }
+        let s = self.actor.status();
+        if let Some(t) = &mut self.tracer {
+            t.step_done((me.role == Role::Proposer).then_some(&s));
+        }
+        let now = Watched { ballot: s.ballot, leader: s.leader, elections: s.elections };
+        let was = std::mem::replace(&mut self.watched, now);
+        if now == was {
+            return;
+        }
+        let show = |b: Option<Ballot>| b.map(|b| b.to_string()).unwrap_or_else(|| "-".into());
+        if now.elections > was.elections {
+            if let Some(t) = &mut self.tracer {
+                t.election_started(now.ballot);
+            }
+            tracing::info!(node = %me, ballot = %show(now.ballot), "election started");
+        } else if now.ballot != was.ballot {
+            let what = if me.role == Role::Acceptor { "promised a new ballot" } else { "ballot changed" };
+            tracing::info!(node = %me, from = %show(was.ballot), to = %show(now.ballot), "{what}");
+        }
+        if now.leader != was.leader {
+            match (was.leader == Some(me), now.leader) {
+                (_, Some(l)) if l == me => {
+                    if let Some(t) = &mut self.tracer {
+                        t.phase1_over("leader");
+                    }
+                    tracing::info!(node = %me, ballot = %show(now.ballot), "leadership gained")
+                }
+                (true, other) => {
+                    let other = other.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+                    tracing::warn!(node = %me, ballot = %show(now.ballot), leader = %other, "leadership lost")
+                }
+                (false, Some(l)) => {
+                    if let Some(t) = &mut self.tracer {
+                        t.phase1_over("another leader");
+                    }
+                    tracing::info!(node = %me, leader = %l, ballot = %show(now.ballot), "following leader")
+                }
+                (false, None) => tracing::debug!(node = %me, "no leader known"),
+            }
+        }
+    }
+
+    /// Wait for Resume; false if told to stop meanwhile.
+    async fn paused(ctrl: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+        loop {
+            match ctrl.recv().await {
+                Some(Control::Resume) => return true,
+                Some(Control::Stop) | None => return false,
+                // A stopped process answers nothing.
+                Some(Control::Pause)
+                | Some(Control::Status(_))
+                | Some(Control::Applied { .. })
+                | Some(Control::AcceptedAt { .. }) => {}
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self, out: &mut Outbox) {
+        let now = Instant::now();
+        let due: Vec<Timer> = self.timers.iter().filter(|(_, &at)| at <= now).map(|(&t, _)| t).collect();
+        for t in due {
+            self.timers.remove(&t);
+            if let Some(tr) = &mut self.tracer {
+                tr.timer(t);
+            }
+            self.actor.on_timer(t, out);
+        }
+    }
+
+    fn execute(&mut self, out: &mut Outbox) -> Result<(), NodeError> {
+        let effects = out.take();
+        if let Some(t) = &mut self.tracer {
+            t.effects(&effects);
+        }
+        let ops: Vec<PersistOp> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Persist(op) => Some(op.clone()),
+                _ => None,
+            })
+            .collect();
+        self.metrics.step();
+        if !ops.is_empty() {
+            let node = self.actor.id();
+            let t0 = std::time::Instant::now();
+            let result = self.storage.persist(&ops);
+            self.metrics.persisted(t0.elapsed());
+            if let Err(source) = result {
+                self.metrics.storage_error();
+                tracing::error!(node = %node, error = %source, "storage error: the node stops");
+                return Err(NodeError::Storage { node, source });
+            }
+        }
+        let me = self.actor.id();
+        let mut peers = self.metrics.peers();
+        for effect in effects {
+            match effect {
+                Effect::Persist(_) => {}
+                Effect::Send { to, msg } => {
+                    peers.sent(to);
+                    let mut env = Envelope::new(me, to, msg);
+                    if let Some(t) = &self.tracer {
+                        env.trace = t.context_for(to, &env.msg);
+                    }
+                    // A failed send is a lost message, which Paxos tolerates: count it per
+                    // peer (the transport also counts it by reason) and go on.
+                    if self.transport.send(env).is_err() {
+                        peers.dropped(to);
+                    }
+                }
+                Effect::SetTimer { timer, min_ms, max_ms } => {
+                    let ms = if max_ms > min_ms { self.rng.gen_range(min_ms..=max_ms) } else { min_ms };
+                    self.timers.insert(timer, Instant::now() + Duration::from_millis(ms));
+                }
+                Effect::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+                Effect::Decided { slot, value } => {
+                    if let Some(obs) = &self.observer {
+                        obs(me, slot, &value);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
