@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""A libzmq peer (through pyzmq) for transports/tests/libzmq_interop.rs.
+
+It knows nothing of ballot's encoding: the Rust test encodes envelopes with the
+project's own encoder and hands them over as hex; this side only moves frames.
+
+  zmq_peer.py push ENDPOINT
+      Reads messages from stdin, one a line: hex frames separated by '+' (more than one
+      frame makes a multi-part message). Connects a PUSH socket to ENDPOINT, sends them
+      in order, and waits (LINGER) until they are handed to the peer.
+      Prints "sent N" when done.
+
+  zmq_peer.py pull COUNT
+      Binds a PULL socket on a free port of 127.0.0.1 and prints "listening ENDPOINT",
+      then receives COUNT messages and prints each as "msg HEX[+HEX...]" (its frames).
+      Prints "done" after the last one.
+
+Every wait has a deadline (PEER_TIMEOUT_MS, 20 s by default): on one, the script says
+what it was waiting for on stderr and exits with status 3.
+"""
+
+import os
+import sys
+
+import zmq
+
+TIMEOUT_MS = int(os.environ.get("PEER_TIMEOUT_MS", "20000"))
+
+
+def fail(what):
+    print(f"zmq_peer: {what}", file=sys.stderr, flush=True)
+    sys.exit(3)
+
+
+def push(endpoint):
+    messages = []
+    for line in sys.stdin:
+        line = line.strip()
+        if line:
+            messages.append([bytes.fromhex(part) for part in line.split("+")])
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    # A send blocks only until the message is queued for the connection; LINGER bounds
+    # how long close() waits for the queue to be written to the peer.
+    sock.setsockopt(zmq.SNDTIMEO, TIMEOUT_MS)
+    sock.setsockopt(zmq.LINGER, TIMEOUT_MS)
+    # Only queue for a completed connection: a send then waits (up to SNDTIMEO) for the
+    # handshake with the peer instead of queueing into a pipe that may never connect.
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.connect(endpoint)
+    for i, frames in enumerate(messages):
+        try:
+            sock.send_multipart(frames)
+        except zmq.Again:
+            fail(f"message {i} not accepted by the PUSH socket within {TIMEOUT_MS} ms")
+    # close() with LINGER waits for the queue to drain; term() returns after that.
+    sock.close()
+    ctx.term()
+    print(f"sent {len(messages)}", flush=True)
+
+
+def pull(count):
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    print(f"listening tcp://127.0.0.1:{port}", flush=True)
+    for i in range(count):
+        try:
+            frames = sock.recv_multipart()
+        except zmq.Again:
+            fail(f"message {i + 1} of {count} did not arrive within {TIMEOUT_MS} ms")
+        print("msg " + "+".join(f.hex() for f in frames), flush=True)
+    sock.close()
+    ctx.term()
+    print("done", flush=True)
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "push":
+        push(argv[2])
+    elif len(argv) == 3 and argv[1] == "pull":
+        pull(int(argv[2]))
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
