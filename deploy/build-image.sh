@@ -11,7 +11,7 @@ target=x86_64-unknown-linux-gnu
 # --target keeps these flags away from build scripts and proc macros (and from the
 # ordinary target/release build).
 RUSTFLAGS='-C target-feature=+crt-static' \
-  cargo build --release --locked -q --target "$target" -p ballot-nodes
+  cargo build --release --locked -q --target "$target" -p ballot-app
 
 # A context of just the two binaries: the repository (target/ is gigabytes) never goes
 # to the daemon.
