@@ -5,13 +5,16 @@
 use crate::discovery::MemDiscovery;
 use crate::invariants::{self, Acked, LearnerView, Recorder};
 use crate::mem_backend::MemBackend;
-use crate::proc_backend::{NetKind, ProcBackend};
+use crate::proc_backend::ProcBackend;
 use ballot_core::{Command, Config, NodeId, Reply, Tally, Timing};
 use ballot_operator::control::FaultCommand;
 use ballot_runtime::{ClientError, ClientHandle, SubmitOptions};
 use ballot_transports::EventLog;
+use ballot_transports::NetKind;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,13 +76,35 @@ pub enum Backend {
     Proc(ProcBackend),
 }
 
-/// Which backend a scenario runs on.
+/// Which backend a scenario runs on: the in-memory network in this process (virtual time,
+/// deterministic from the seed), or node processes over a network transport.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TransportKind {
+    /// In one process, on virtual time, deterministic from the seed.
     #[default]
     Mem,
-    Tcp,
-    Zmq,
+    /// Every node its own process, over this transport on 127.0.0.1.
+    Net(NetKind),
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportKind::Mem => f.write_str("mem"),
+            TransportKind::Net(k) => k.fmt(f),
+        }
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("mem") {
+            return Ok(TransportKind::Mem);
+        }
+        s.parse().map(TransportKind::Net).map_err(|_| format!("unknown transport {s:?}: give mem, tcp or zmq"))
+    }
 }
 
 pub struct Cluster {
@@ -135,8 +160,7 @@ impl Cluster {
                 let (b, c) = MemBackend::start(config.clone(), seed, log.clone(), recorder.clone(), discovery);
                 (Backend::Mem(b), c)
             }
-            TransportKind::Tcp | TransportKind::Zmq => {
-                let kind = if transport == TransportKind::Tcp { NetKind::Tcp } else { NetKind::Zmq };
+            TransportKind::Net(kind) => {
                 // Free ports are found by binding port 0 and letting go; another program
                 // can take one before our node binds it. Then start again on new ports.
                 let mut attempt = 0;

@@ -8,12 +8,11 @@
 
 use ballot_core::NodeId;
 use ballot_operator::discovery::{Registration, Registry, DEFAULT_HEARTBEAT_PERIOD, DEFAULT_TTL};
-use ballot_runtime::Control;
+use ballot_runtime::NodeControl;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
 /// The in-process discovery of a mem cluster.
 pub struct MemDiscovery {
@@ -60,17 +59,16 @@ impl MemDiscovery {
     }
 
     /// The heartbeat of one node, for as long as the node's loop exists.
-    pub fn spawn_heartbeat(self: &Arc<Self>, node: NodeId, ctrl: mpsc::UnboundedSender<Control>) {
+    pub fn spawn_heartbeat(self: &Arc<Self>, node: NodeId, ctrl: NodeControl) {
         let d = self.clone();
         // Nodes of the in-memory network have no socket address.
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         tokio::spawn(async move {
             loop {
-                let (tx, rx) = oneshot::channel();
-                if ctrl.send(Control::Status(tx)).is_err() {
+                if ctrl.is_closed() {
                     return; // the node is gone (killed)
                 }
-                if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_millis(500), rx).await {
+                if let Some(status) = ctrl.status(Duration::from_millis(500)).await {
                     d.register(Registration::from_status(node, addr, None, &status));
                 }
                 tokio::time::sleep(DEFAULT_HEARTBEAT_PERIOD).await;

@@ -1,7 +1,8 @@
 //! `chaos`: run ballot scenarios and report a verdict and an exit code.
 
 use ballot_chaos::runner::{self, verdict_word, RunConfig, Verdict};
-use clap::{Parser, Subcommand, ValueEnum};
+use ballot_chaos::TransportKind;
+use clap::{Parser, Subcommand};
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ enum Cmd {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Which transport the nodes talk over.
-        #[arg(long, value_enum, default_value_t = TransportKind::Mem)]
+        #[arg(long, default_value_t = TransportKind::Mem)]
         transport: TransportKind,
         /// Seed for every random choice (random when absent; always printed).
         #[arg(long)]
@@ -57,7 +58,7 @@ enum Cmd {
         scenarios: PathBuf,
         /// mem (in-process figures) or tcp/zmq (node processes, fsync on: throughput,
         /// latency and failover).
-        #[arg(long, value_enum, default_value_t = TransportKind::Mem)]
+        #[arg(long, default_value_t = TransportKind::Mem)]
         transport: TransportKind,
         /// Failover trials (tcp/zmq).
         #[arg(long, default_value_t = 20)]
@@ -71,16 +72,6 @@ enum Cmd {
         #[arg(long)]
         tracing_cost: bool,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum TransportKind {
-    /// In one process, on virtual time, deterministic from the seed.
-    Mem,
-    /// Every node its own process, over TCP on 127.0.0.1.
-    Tcp,
-    /// Every node its own process, over ZeroMQ on 127.0.0.1.
-    Zmq,
 }
 
 fn random_seed() -> u64 {
@@ -97,15 +88,13 @@ fn main() -> ExitCode {
             (paths, transport, seed, log, junit, otlp_endpoint)
         }
         Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost } => {
-            let kind = match transport {
-                TransportKind::Mem => return bench(votes, &voters, runs.max(1), scenarios),
-                TransportKind::Tcp => ballot_chaos::TransportKind::Tcp,
-                TransportKind::Zmq => ballot_chaos::TransportKind::Zmq,
-            };
+            if transport == TransportKind::Mem {
+                return bench(votes, &voters, runs.max(1), scenarios);
+            }
             if cost {
                 return tracing_cost(transport, voters.first().copied().unwrap_or(64), runs.max(1));
             }
-            return bench_procs(kind, &voters, trials, skip_catch_up);
+            return bench_procs(transport, &voters, trials, skip_catch_up);
         }
         Cmd::Node(args) => return ballot_app::process::main_with(args),
     };
@@ -118,12 +107,8 @@ fn main() -> ExitCode {
     };
     let seed = seed.unwrap_or_else(random_seed);
     let telemetry = start_tracing(otlp);
-    let kind = match transport {
-        TransportKind::Mem => ballot_chaos::TransportKind::Mem,
-        TransportKind::Tcp => ballot_chaos::TransportKind::Tcp,
-        TransportKind::Zmq => ballot_chaos::TransportKind::Zmq,
-    };
-    println!("chaos: seed {seed} (transport {})", format!("{transport:?}").to_lowercase());
+    let kind = transport;
+    println!("chaos: seed {seed} (transport {transport})");
     let cfg = RunConfig { seed, transport: kind, record_events: log.is_some(), ..RunConfig::default() };
     let mut results = Vec::new();
     let mut events = String::new();
@@ -132,7 +117,7 @@ fn main() -> ExitCode {
         for line in &r.printed {
             println!("      log: {line}");
         }
-        let times = if kind == ballot_chaos::TransportKind::Mem {
+        let times = if kind == TransportKind::Mem {
             format!("virtual={:.3}s  wall={:.3}s", r.virtual_secs, r.wall_secs)
         } else {
             format!("wall={:.3}s", r.wall_secs)
@@ -140,11 +125,7 @@ fn main() -> ExitCode {
         println!("{:<5} {}  seed={}  {times}", verdict_word(&r.verdict), file.display(), r.seed);
         if let Verdict::Fail(m) | Verdict::ScriptError(m) = &r.verdict {
             println!("      {m}");
-            let flag = if kind == ballot_chaos::TransportKind::Mem {
-                String::new()
-            } else {
-                format!(" --transport {}", format!("{transport:?}").to_lowercase())
-            };
+            let flag = if kind == TransportKind::Mem { String::new() } else { format!(" --transport {transport}") };
             println!("      reproduce: chaos run {}{flag} --seed {}", file.display(), r.seed);
             if let Some(dir) = &r.run_dir {
                 println!("      node logs: {}", dir.display());
@@ -221,7 +202,7 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
             return ExitCode::from(2);
         }
     }
-    match bench::catch_up(ballot_chaos::TransportKind::Mem, 100_000, 13) {
+    match bench::catch_up(TransportKind::Mem, 100_000, 13) {
         Ok((ms, slots)) => println!(
             "catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"
         ),
@@ -263,7 +244,7 @@ fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitC
             return ExitCode::from(1);
         }
     };
-    let name = format!("{transport:?}").to_lowercase();
+    let name = transport.to_string();
     println!("chaos bench: cost of tracing on {name}, {voters} voters, exporting to an in-process OTLP collector; {rounds} interleaved rounds, medians");
     let configs: [(&str, Option<&str>); 3] = [("off", None), ("100%", Some("1")), ("1%", Some("0.01"))];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];

@@ -5,7 +5,7 @@ use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
 use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
 use ballot_operator::control::FaultCommand;
-use ballot_runtime::{spawn_node, ClientHandle, Control, NodeHandle, Observer};
+use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, Observer};
 use ballot_transports::{EventLog, LinkFaults, MemNetwork};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -129,7 +129,7 @@ impl MemBackend {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(&id).expect("configured node");
         if let Some(h) = &slot.handle {
-            h.control(Control::Pause);
+            h.pause();
             slot.paused = true;
         }
     }
@@ -138,7 +138,7 @@ impl MemBackend {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(&id).expect("configured node");
         if let Some(h) = &slot.handle {
-            h.control(Control::Resume);
+            h.resume();
         }
         slot.paused = false;
     }
@@ -163,11 +163,8 @@ impl MemBackend {
         if !self.is_alive(id) || self.is_paused(id) {
             return None;
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
-            h.control(Control::Status(tx));
-        }
-        tokio::time::timeout(STATUS_DEADLINE, rx).await.ok()?.ok()
+        let ctrl = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()).map(NodeHandle::controller)?;
+        ctrl.status(STATUS_DEADLINE).await
     }
 
     /// The ballot `id` (an acceptor) accepted `slot` at; `None` if it is down or paused.
@@ -175,11 +172,8 @@ impl MemBackend {
         if !self.is_alive(id) || self.is_paused(id) {
             return None;
         }
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
-            h.control(Control::AcceptedAt { slot, reply });
-        }
-        tokio::time::timeout(STATUS_DEADLINE, rx).await.ok()?.ok()
+        let ctrl = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()).map(NodeHandle::controller)?;
+        ctrl.accepted_at(slot, STATUS_DEADLINE).await
     }
 
     /// Nodes whose task ended although nobody killed them (a panic, a storage error).

@@ -16,6 +16,7 @@ use ballot_core::{Config, NodeId, Status};
 use ballot_operator::control::{ControlClient, ControlReply, ControlRequest, FaultCommand};
 use ballot_operator::discovery::DiscoveryClient;
 use ballot_runtime::ClientHandle;
+use ballot_transports::NetKind;
 use ballot_transports::{EventLog, NetOptions, TcpTransport, ZmqTransport};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -24,21 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetKind {
-    Tcp,
-    Zmq,
-}
-
-impl NetKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            NetKind::Tcp => "tcp",
-            NetKind::Zmq => "zmq",
-        }
-    }
-}
 
 /// Deadline for a node to start answering on its control channel.
 const START_DEADLINE: Duration = Duration::from_secs(15);

@@ -60,7 +60,12 @@ impl Drop for Reaper {
 
 /// Runs a command to its end within `deadline`: its stdout, or why it did not succeed.
 fn run_within(cmd: &mut Command, deadline: Duration) -> Result<String, String> {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
     let mut child = Reaper(child);
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -90,16 +95,22 @@ fn rotel_agent() -> Result<PathBuf, String> {
         )?;
         let bin = Path::new(dir.trim()).join("rotel-agent");
         // It must run here, not just be there (a wheel for another machine).
-        run_within(Command::new(&bin).arg("version"), DEADLINE).map_err(|e| format!("{} does not run: {e}", bin.display()))?;
+        run_within(Command::new(&bin).arg("version"), DEADLINE)
+            .map_err(|e| format!("{} does not run: {e}", bin.display()))?;
         Ok(bin)
     };
     if let Ok(bin) = find() {
         return Ok(bin);
     }
     let pip = run_within(
-        Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(["--timeout", "20", "--retries", "2", "--pre", "rotel"]),
+        Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args([
+            "--timeout",
+            "20",
+            "--retries",
+            "2",
+            "--pre",
+            "rotel",
+        ]),
         PIP_DEADLINE,
     );
     match (find(), pip) {
@@ -147,7 +158,10 @@ fn start_rotel(bin: &Path, grpc: SocketAddr, http: SocketAddr, dir: &Path) -> (R
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = rotel.0.try_wait() {
-            panic!("rotel exited at start ({status}): {}", std::fs::read_to_string(dir.join("rotel.err")).unwrap_or_default());
+            panic!(
+                "rotel exited at start ({status}): {}",
+                std::fs::read_to_string(dir.join("rotel.err")).unwrap_or_default()
+            );
         }
         if TcpStream::connect_timeout(&grpc, Duration::from_secs(1)).is_ok() {
             break;
@@ -207,7 +221,9 @@ fn parse(dump: &str) -> Vec<Span> {
             at = In::Span;
         } else if t.starts_with("ScopeSpans #") || t.starts_with("Events:") || t.starts_with("Links:") {
             at = In::Other;
-        } else if let Some(name) = t.strip_prefix("Name").filter(|_| at == In::Span).and_then(|r| r.trim_start().strip_prefix(':')) {
+        } else if let Some(name) =
+            t.strip_prefix("Name").filter(|_| at == In::Span).and_then(|r| r.trim_start().strip_prefix(':'))
+        {
             spans.last_mut().expect("a span").name = name.trim().to_string();
         } else if let Some(kv) = t.strip_prefix("-> ") {
             let Some((k, v)) = kv.split_once(": ") else { continue };
@@ -303,7 +319,8 @@ fn a_traced_scenario_reaches_rotel() {
     assert_eq!(by_name("acceptor.accept"), set(&NODES[3..6]));
     assert_eq!(by_name("learner.learn"), set(&NODES[6..]));
     assert_eq!(by_name("learner.apply"), set(&NODES[6..]));
-    let votes = spans.iter().filter(|s| s.name == "vote" && s.attrs.get("voter").is_some_and(|v| v.starts_with("voter-via-")));
+    let votes =
+        spans.iter().filter(|s| s.name == "vote" && s.attrs.get("voter").is_some_and(|v| v.starts_with("voter-via-")));
     assert_eq!(votes.count(), 3, "the scenario's three votes");
 
     drop(rotel);

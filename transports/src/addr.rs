@@ -11,6 +11,8 @@
 //! letters, digits, `-`, `_` and `.` (at most 253 characters, no empty label) and the port
 //! is a number; every refusal is one line that says what to write instead.
 
+use ballot_core::NodeId;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -191,6 +193,21 @@ pub fn local_ip_toward(peer: SocketAddr) -> io::Result<IpAddr> {
         return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("no route to {peer}")));
     }
     Ok(ip)
+}
+
+/// A peer list as flags give it: `name=host:port` entries (comma-split by the flag
+/// parser), blank entries ignored; `flag` names the flag in errors (`--peers`,
+/// `--http-peers`), which say which entry is wrong and how.
+pub fn parse_peer_list(flag: &str, list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
+    let mut peers = BTreeMap::new();
+    for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (name, addr) =
+            item.split_once('=').ok_or_else(|| format!("{flag} entry '{item}' is not name=host:port"))?;
+        let id: NodeId = name.trim().parse().map_err(|e| format!("{flag}: {e}"))?;
+        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("{flag}: {e} (for {})", name.trim()))?;
+        peers.insert(id, addr);
+    }
+    Ok(peers)
 }
 
 #[cfg(test)]

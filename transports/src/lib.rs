@@ -7,6 +7,7 @@
 //! - [`addr`]: [`PeerAddr`], an IP address or a host name resolved at each fresh
 //!   connection.
 //! - [`envelope`]: what travels: sender, receiver, message, and room for a trace context.
+//! - [`kind`]: [`NetKind`], tcp or zmq, as flags name it.
 //! - [`fault_model`]: [`FaultModel`], the cuts, link faults and seeded choices shared by
 //!   the in-memory network and [`Faulty`].
 //! - [`mem`]: the in-memory network.
@@ -23,6 +24,7 @@ pub mod conformance;
 pub mod envelope;
 pub mod fault_model;
 pub mod faults;
+pub mod kind;
 pub mod link;
 pub mod log;
 pub mod mem;
@@ -31,10 +33,11 @@ pub mod tcp;
 pub mod wire;
 pub mod zmq;
 
-pub use addr::{local_ip_toward, AddrError, PeerAddr, ResolveError};
+pub use addr::{local_ip_toward, parse_peer_list, AddrError, PeerAddr, ResolveError};
 pub use envelope::{Envelope, SendError, TraceContext, Transport};
 pub use fault_model::{FaultModel, Route};
 pub use faults::{FaultHandle, FaultStats, Faulty};
+pub use kind::{NetKind, UnknownNetKind};
 pub use link::{NetOptions, StatsHandle, WireStats};
 pub use log::EventLog;
 pub use mem::{LinkFaults, MemNetwork, MemTransport, NetStats};

@@ -46,7 +46,12 @@ impl Drop for Reaper {
 
 /// Runs a command to its end within `deadline`; `Err` says why it did not succeed.
 fn run_within(cmd: &mut std::process::Command, deadline: Duration) -> Result<(), String> {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", cmd.get_program().to_string_lossy()))?;
     let mut child = Reaper(child);
     let mut stderr = child.0.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
@@ -90,7 +95,9 @@ fn pyzmq() -> Result<(), String> {
             );
             match (import(), pip) {
                 (Ok(()), _) => Ok(()),
-                (Err(_), Err(why)) => Err(format!("skipped: pyzmq is missing and `python3 -m pip install pyzmq` failed ({why})")),
+                (Err(_), Err(why)) => {
+                    Err(format!("skipped: pyzmq is missing and `python3 -m pip install pyzmq` failed ({why})"))
+                }
                 (Err(why), Ok(())) => Err(format!("skipped: pyzmq was installed but does not import ({why})")),
             }
         })
@@ -231,7 +238,11 @@ async fn libzmq_push_reaches_our_pull() {
             Ok(got) => got.expect("transport open"),
             Err(_) => {
                 let _ = py.start_kill();
-                panic!("message {i} from libzmq did not arrive within {DEADLINE:?}; stats {:?}; peer: {}", node.stats(), stderr_of(&mut py).await)
+                panic!(
+                    "message {i} from libzmq did not arrive within {DEADLINE:?}; stats {:?}; peer: {}",
+                    node.stats(),
+                    stderr_of(&mut py).await
+                )
             }
         };
         assert_eq!(&got, want, "message {i} from libzmq");

@@ -18,8 +18,8 @@
 use ballot_core::{Command, NodeId, Reply, Role, Tally, VoteError};
 use ballot_operator::discovery::{DiscoveryClient, Member};
 use ballot_runtime::client::{ClientError, ClientHandle, SubmitOptions};
-use ballot_transports::{NetOptions, PeerAddr, TcpTransport, ZmqTransport};
-use clap::{Parser, Subcommand, ValueEnum};
+use ballot_transports::{NetKind, NetOptions, PeerAddr, TcpTransport, ZmqTransport};
+use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -32,8 +32,8 @@ pub struct CliArgs {
     /// Cluster nodes as name=host:port, comma-separated (the same list the nodes get).
     #[arg(long, value_delimiter = ',', global = true)]
     pub peers: Vec<String>,
-    #[arg(long, value_enum, default_value_t = CliTransport::Tcp, global = true)]
-    pub transport: CliTransport,
+    #[arg(long, default_value_t = NetKind::Tcp, global = true)]
+    pub transport: NetKind,
     /// Give up after this long (each command).
     #[arg(long, default_value_t = 5000, global = true)]
     pub timeout_ms: u64,
@@ -56,12 +56,6 @@ pub struct CliArgs {
     pub http_peers: Vec<String>,
     #[command(subcommand)]
     pub cmd: CliCommand,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CliTransport {
-    Tcp,
-    Zmq,
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,8 +216,8 @@ async fn connect(args: &CliArgs) -> Result<ClientHandle, String> {
         }};
     }
     let client = match args.transport {
-        CliTransport::Tcp => endpoint!(TcpTransport),
-        CliTransport::Zmq => endpoint!(ZmqTransport),
+        NetKind::Tcp => endpoint!(TcpTransport),
+        NetKind::Zmq => endpoint!(ZmqTransport),
     };
     // The nodes were not started with our address: tell every one where we listen.
     client.announce(members);

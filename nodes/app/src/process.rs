@@ -35,7 +35,7 @@ use ballot_operator::discovery::{spawn_heartbeats_async, DiscoveryClient, Regist
 use ballot_runtime::{spawn_node, NodeHandle};
 use ballot_telemetry::TelemetryConfig;
 use ballot_transports::{
-    Envelope, FaultHandle, Faulty, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport,
+    Envelope, FaultHandle, Faulty, NetKind, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport,
 };
 use clap::{Parser, ValueEnum};
 use std::collections::BTreeMap;
@@ -56,8 +56,8 @@ pub struct NodeArgs {
     /// from --peers), or discovery (the discovery server on --listen, nothing else).
     #[arg(long)]
     pub role: Option<RoleArg>,
-    #[arg(long, value_enum, default_value_t = TransportArg::Tcp)]
-    pub transport: TransportArg,
+    #[arg(long, default_value_t = NetKind::Tcp)]
+    pub transport: NetKind,
     /// Address to listen on, IP:port or host:port (a name is resolved at start and the
     /// node binds what it resolves to); defaults to this node's address in --peers. On
     /// 0.0.0.0, give --advertise.
@@ -140,23 +140,9 @@ pub enum RoleArg {
     Discovery,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TransportArg {
-    Tcp,
-    Zmq,
-}
-
 /// `--peers`: `name=host:port`, comma-separated (also the `ballot` CLI's flag).
 pub(crate) fn parse_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
-    let mut peers = BTreeMap::new();
-    for item in list.iter().filter(|s| !s.trim().is_empty()) {
-        let (name, addr) =
-            item.split_once('=').ok_or_else(|| format!("--peers entry '{item}' is not name=host:port"))?;
-        let id: NodeId = name.trim().parse().map_err(|e| format!("--peers: {e}"))?;
-        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--peers: {e} (for {name})"))?;
-        peers.insert(id, addr);
-    }
-    Ok(peers)
+    ballot_transports::parse_peer_list("--peers", list)
 }
 
 /// What a node stamps on its messages as where to answer it (and registers with
@@ -311,8 +297,8 @@ async fn start_one(
         }};
     }
     match args.transport {
-        TransportArg::Tcp => start!(TcpTransport),
-        TransportArg::Zmq => start!(ZmqTransport),
+        NetKind::Tcp => start!(TcpTransport),
+        NetKind::Zmq => start!(ZmqTransport),
     }
 }
 

@@ -14,7 +14,7 @@
 
 use ballot_core::{Acceptor, Command, Config, DurableState, Learner, MemStorage, NodeId, Proposer, Reply};
 use ballot_operator::pages::{self as http, HttpNode, HttpState};
-use ballot_runtime::{spawn_node, ClientHandle, Control, NodeHandle, SubmitOptions};
+use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, SubmitOptions};
 use ballot_telemetry::log_ring::LogRing;
 use ballot_transports::{EventLog, MemNetwork};
 use serde_json::Value as Json;
@@ -463,7 +463,7 @@ async fn pages_of_a_running_cluster() {
     }
 
     // A paused node loop is unhealthy; resumed, healthy again.
-    c.handles[&P1].control(Control::Pause);
+    c.handles[&P1].pause();
     let h = get(pa, "/healthz").await;
     assert_eq!(h.status, 503, "{h:?}");
     assert!(h.body.contains("proposer-1"));
@@ -473,7 +473,7 @@ async fn pages_of_a_running_cluster() {
     assert_eq!(value_of(&samples, "ballot_up", &[("node", "proposer-1")]), Some(0.0));
     let cl = get(la, "/cluster").await.json();
     assert_eq!(cl["nodes"][0]["up"], false, "{cl:#}");
-    c.handles[&P1].control(Control::Resume);
+    c.handles[&P1].resume();
     assert_eq!(get(pa, "/healthz").await.status, 200);
 
     for (_, h) in c.handles {

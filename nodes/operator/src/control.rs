@@ -11,14 +11,13 @@
 //! way in.
 
 use ballot_core::{Ballot, NodeId, Status, Value};
-use ballot_runtime::Control;
+use ballot_runtime::NodeControl;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
 
 /// Largest control frame: a log page of big batches fits.
 pub const MAX_CONTROL_FRAME: usize = 64 << 20;
@@ -122,7 +121,7 @@ async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> Result<Option<T>,
 }
 
 /// Serve control requests for the node behind `ctrl` until the listener fails.
-pub async fn serve(listener: TcpListener, ctrl: mpsc::UnboundedSender<Control>, faults: Option<Arc<dyn FaultSink>>) {
+pub async fn serve(listener: TcpListener, ctrl: NodeControl, faults: Option<Arc<dyn FaultSink>>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { return };
         let (ctrl, faults) = (ctrl.clone(), faults.clone());
@@ -134,7 +133,7 @@ pub async fn serve(listener: TcpListener, ctrl: mpsc::UnboundedSender<Control>, 
 
 async fn connection(
     mut s: TcpStream,
-    ctrl: mpsc::UnboundedSender<Control>,
+    ctrl: NodeControl,
     faults: Option<Arc<dyn FaultSink>>,
 ) -> Result<(), ControlError> {
     let addr =
@@ -151,37 +150,21 @@ async fn connection(
     }
 }
 
-async fn answer(
-    req: ControlRequest,
-    ctrl: &mpsc::UnboundedSender<Control>,
-    faults: Option<&dyn FaultSink>,
-) -> ControlReply {
+async fn answer(req: ControlRequest, ctrl: &NodeControl, faults: Option<&dyn FaultSink>) -> ControlReply {
     match req {
         ControlRequest::Ping => ControlReply::Ok,
-        ControlRequest::Status => {
-            let (tx, rx) = oneshot::channel();
-            let _ = ctrl.send(Control::Status(tx));
-            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
-                Ok(Ok(s)) => ControlReply::Status(s),
-                _ => ControlReply::Error("the node did not report its status".into()),
-            }
-        }
-        ControlRequest::Applied { after, max } => {
-            let (reply, rx) = oneshot::channel();
-            let _ = ctrl.send(Control::Applied { after, max: max as usize, reply });
-            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
-                Ok(Ok(v)) => ControlReply::Applied(v),
-                _ => ControlReply::Error("the node did not report its log".into()),
-            }
-        }
-        ControlRequest::AcceptedAt { slot } => {
-            let (reply, rx) = oneshot::channel();
-            let _ = ctrl.send(Control::AcceptedAt { slot, reply });
-            match tokio::time::timeout(CONTROL_DEADLINE, rx).await {
-                Ok(Ok(b)) => ControlReply::AcceptedAt(b),
-                _ => ControlReply::Error("the node did not report its accepted ballot".into()),
-            }
-        }
+        ControlRequest::Status => match ctrl.status(CONTROL_DEADLINE).await {
+            Some(s) => ControlReply::Status(s),
+            _ => ControlReply::Error("the node did not report its status".into()),
+        },
+        ControlRequest::Applied { after, max } => match ctrl.applied(after, max as usize, CONTROL_DEADLINE).await {
+            Some(v) => ControlReply::Applied(v),
+            _ => ControlReply::Error("the node did not report its log".into()),
+        },
+        ControlRequest::AcceptedAt { slot } => match ctrl.accepted_at(slot, CONTROL_DEADLINE).await {
+            Some(b) => ControlReply::AcceptedAt(b),
+            _ => ControlReply::Error("the node did not report its accepted ballot".into()),
+        },
         ControlRequest::Faults(cmd) => match faults {
             Some(f) => {
                 f.apply(&cmd);
@@ -266,7 +249,23 @@ impl FaultSink for TransportFaults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ballot_core::{Config, Learner, MemStorage};
+    use ballot_transports::{EventLog, MemNetwork};
     use std::sync::Mutex;
+
+    /// A real learner on an in-memory network of its own, behind the control channel.
+    fn learner() -> ballot_runtime::NodeHandle {
+        let id = NodeId::learner(1);
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let config = Arc::new(Config::new(1, 1, 1, vec!["a".into()]));
+        ballot_runtime::spawn_node(
+            Learner::new(id, config, Default::default()),
+            net.register(id),
+            MemStorage::new(),
+            1,
+            None,
+        )
+    }
 
     struct Recorded(Mutex<Vec<FaultCommand>>);
     impl FaultSink for Recorded {
@@ -279,32 +278,18 @@ mod tests {
     async fn status_applied_and_faults_round_trip() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (ctrl, mut rx) = mpsc::unbounded_channel();
+        let node = learner();
         let sink = Arc::new(Recorded(Mutex::new(Vec::new())));
-        tokio::spawn(serve(listener, ctrl, Some(sink.clone() as Arc<dyn FaultSink>)));
-        // A stand-in node loop answering control orders.
-        tokio::spawn(async move {
-            while let Some(c) = rx.recv().await {
-                match c {
-                    Control::Status(tx) => {
-                        let _ = tx.send(Status { applied: Some(3), ..Status::default() });
-                    }
-                    Control::Applied { after, reply, .. } => {
-                        let _ = reply.send(vec![(after + 1, Arc::new(vec![]))]);
-                    }
-                    _ => {}
-                }
-            }
-        });
+        tokio::spawn(serve(listener, node.controller(), Some(sink.clone() as Arc<dyn FaultSink>)));
         let mut c = ControlClient::connect(addr).await.unwrap();
         let d = Duration::from_secs(10);
         assert_eq!(c.request(&ControlRequest::Ping, d).await.unwrap(), ControlReply::Ok);
         match c.request(&ControlRequest::Status, d).await.unwrap() {
-            ControlReply::Status(s) => assert_eq!(s.applied, Some(3)),
+            ControlReply::Status(s) => assert_eq!((s.id, s.applied), (Some(NodeId::learner(1)), Some(0))),
             other => panic!("{other:?}"),
         }
         match c.request(&ControlRequest::Applied { after: 4, max: 10 }, d).await.unwrap() {
-            ControlReply::Applied(v) => assert_eq!(v.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5]),
+            ControlReply::Applied(v) => assert!(v.is_empty(), "a new learner has applied nothing: {v:?}"),
             other => panic!("{other:?}"),
         }
         let cmd = FaultCommand::Isolate(NodeId::acceptor(2));
@@ -316,8 +301,8 @@ mod tests {
     async fn garbage_on_the_control_port_closes_only_that_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (ctrl, _rx) = mpsc::unbounded_channel();
-        tokio::spawn(serve(listener, ctrl, None));
+        let node = learner();
+        tokio::spawn(serve(listener, node.controller(), None));
         let mut raw = TcpStream::connect(addr).await.unwrap();
         raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
         let mut buf = [0u8; 8];

@@ -29,7 +29,7 @@ use axum::routing::get;
 use axum::Router;
 use ballot_core::{NodeId, Status};
 use ballot_runtime::metrics::{MetricsSnapshot, NodeMetrics};
-use ballot_runtime::{Control, NodeHandle};
+use ballot_runtime::{NodeControl, NodeHandle};
 use ballot_telemetry::log_ring::{LogRing, LOG_LINES};
 use ballot_transports::{FaultHandle, FaultStats, PeerAddr, StatsHandle, WireStats};
 use serde_json::{json, Map, Value as Json};
@@ -38,7 +38,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
 /// Largest request body accepted (no route takes one; this is only a bound).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -80,7 +80,7 @@ impl Default for HttpLimits {
 #[derive(Clone, Debug)]
 pub struct HttpNode {
     pub id: NodeId,
-    pub ctrl: mpsc::UnboundedSender<Control>,
+    pub ctrl: NodeControl,
     pub metrics: Arc<NodeMetrics>,
     /// Its transport's listen address.
     pub listen: Option<SocketAddr>,
@@ -106,9 +106,7 @@ impl HttpNode {
     /// The loop's status, or `None` if it does not answer within `deadline` (paused,
     /// stopped, stuck).
     pub async fn status(&self, deadline: Duration) -> Option<Status> {
-        let (tx, rx) = oneshot::channel();
-        self.ctrl.send(Control::Status(tx)).ok()?;
-        tokio::time::timeout(deadline, rx).await.ok()?.ok()
+        self.ctrl.status(deadline).await
     }
 }
 
@@ -157,15 +155,7 @@ type Shared = Arc<HttpState>;
 
 /// Parse `name=host:port,...` (the `--http-peers` flag).
 pub fn parse_http_peers(list: &[String]) -> Result<BTreeMap<NodeId, PeerAddr>, String> {
-    let mut peers = BTreeMap::new();
-    for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let (name, addr) =
-            item.split_once('=').ok_or_else(|| format!("--http-peers entry '{item}' is not name=host:port"))?;
-        let id: NodeId = name.trim().parse().map_err(|e| format!("--http-peers: {e}"))?;
-        let addr: PeerAddr = addr.trim().parse().map_err(|e| format!("--http-peers: {e} (for {name})"))?;
-        peers.insert(id, addr);
-    }
-    Ok(peers)
+    ballot_transports::parse_peer_list("--http-peers", list)
 }
 
 // ---------------------------------------------------------------------------------------

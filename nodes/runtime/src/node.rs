@@ -22,9 +22,9 @@ const MAX_STEP_MESSAGES: usize = 4096;
 /// Told about every slot a learner applies: `(node, slot, value)`.
 pub type Observer = Arc<dyn Fn(NodeId, u64, &Value) + Send + Sync>;
 
-/// Orders to a running node.
+/// Orders to a running node. Private: callers use the typed methods of [`NodeControl`].
 #[derive(Debug)]
-pub enum Control {
+enum Control {
     /// Stop taking inputs and firing timers, as SIGSTOP does; messages wait in the inbox.
     Pause,
     Resume,
@@ -44,28 +44,87 @@ pub enum Control {
     Stop,
 }
 
+/// Why a node loop ended on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// Its storage failed: the node stops rather than send what depended on the write.
     #[error("{node} stopped: {source}")]
-    Storage { node: NodeId, source: StorageError },
+    Storage {
+        /// The node that stopped.
+        node: NodeId,
+        /// What the storage reported.
+        source: StorageError,
+    },
 }
 
-/// A running node: send it orders, or abort it (a crash).
-pub struct NodeHandle {
-    pub id: NodeId,
+/// The one way to talk to a running node: ask for its status, its applied log or the
+/// ballot it accepted at a slot, or pause and resume it. Cheap to clone, and it outlives
+/// the [`NodeHandle`] (a control server or status page holds one). Every question has a
+/// deadline, and a node that is paused, stopped or slow answers `None`.
+#[derive(Clone, Debug)]
+pub struct NodeControl {
+    id: NodeId,
     ctrl: mpsc::UnboundedSender<Control>,
+}
+
+impl NodeControl {
+    /// The node this controls.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Stop taking inputs and firing timers, as SIGSTOP does; messages wait in the inbox.
+    pub fn pause(&self) {
+        let _ = self.ctrl.send(Control::Pause);
+    }
+
+    /// Undo [`NodeControl::pause`].
+    pub fn resume(&self) {
+        let _ = self.ctrl.send(Control::Resume);
+    }
+
+    /// Whether the node loop has ended (the receiving side is gone).
+    pub fn is_closed(&self) -> bool {
+        self.ctrl.is_closed()
+    }
+
+    async fn ask<R>(&self, deadline: Duration, order: impl FnOnce(oneshot::Sender<R>) -> Control) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.ctrl.send(order(tx)).ok()?;
+        tokio::time::timeout(deadline, rx).await.ok()?.ok()
+    }
+
+    /// The node's status, or `None` if it is paused, stopped or does not answer in time.
+    pub async fn status(&self, deadline: Duration) -> Option<Status> {
+        self.ask(deadline, Control::Status).await
+    }
+
+    /// A learner's applied values after slot `after`, at most `max` of them, in slot order
+    /// (empty for other roles).
+    pub async fn applied(&self, after: u64, max: usize, deadline: Duration) -> Option<Vec<(u64, Value)>> {
+        self.ask(deadline, |reply| Control::Applied { after, max, reply }).await
+    }
+
+    /// The ballot of the value an acceptor accepted at `slot` (`Some(None)`: nothing).
+    pub async fn accepted_at(&self, slot: u64, deadline: Duration) -> Option<Option<Ballot>> {
+        self.ask(deadline, |reply| Control::AcceptedAt { slot, reply }).await
+    }
+}
+
+/// A running node: its [`NodeControl`], its counters, and the task itself (stop it, or
+/// abort it as a crash).
+pub struct NodeHandle {
+    /// The node's id.
+    pub id: NodeId,
+    control: NodeControl,
     task: JoinHandle<Result<(), NodeError>>,
     metrics: Arc<NodeMetrics>,
 }
 
 impl NodeHandle {
-    pub fn control(&self, c: Control) {
-        let _ = self.ctrl.send(c);
-    }
-
-    /// A sender of orders that outlives borrowing the handle (for a control server).
-    pub fn controller(&self) -> mpsc::UnboundedSender<Control> {
-        self.ctrl.clone()
+    /// The typed control of this node, to keep beyond the handle.
+    pub fn controller(&self) -> NodeControl {
+        self.control.clone()
     }
 
     /// The node loop's counters (messages per peer, steps, persist latency); they stay
@@ -74,11 +133,29 @@ impl NodeHandle {
         self.metrics.clone()
     }
 
-    /// The node's status, or `None` if it is paused, stopped or does not answer in time.
+    /// See [`NodeControl::pause`].
+    pub fn pause(&self) {
+        self.control.pause();
+    }
+
+    /// See [`NodeControl::resume`].
+    pub fn resume(&self) {
+        self.control.resume();
+    }
+
+    /// See [`NodeControl::status`].
     pub async fn status(&self, deadline: Duration) -> Option<Status> {
-        let (tx, rx) = oneshot::channel();
-        self.control(Control::Status(tx));
-        tokio::time::timeout(deadline, rx).await.ok()?.ok()
+        self.control.status(deadline).await
+    }
+
+    /// See [`NodeControl::applied`].
+    pub async fn applied(&self, after: u64, max: usize, deadline: Duration) -> Option<Vec<(u64, Value)>> {
+        self.control.applied(after, max, deadline).await
+    }
+
+    /// See [`NodeControl::accepted_at`].
+    pub async fn accepted_at(&self, slot: u64, deadline: Duration) -> Option<Option<Ballot>> {
+        self.control.accepted_at(slot, deadline).await
     }
 
     /// Crash the node: it stops at once, wherever it is. What it persisted stays.
@@ -86,13 +163,14 @@ impl NodeHandle {
         self.task.abort();
     }
 
+    /// Whether the node loop has ended.
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
 
     /// Ask the node to stop and wait for it.
     pub async fn stop(self) -> Result<(), NodeError> {
-        self.control(Control::Stop);
+        let _ = self.control.ctrl.send(Control::Stop);
         self.task.await.unwrap_or(Ok(()))
     }
 }
@@ -120,7 +198,7 @@ where
         tracer: ballot_telemetry::active().then(|| RoundTracer::new(id)),
     };
     let task = tokio::spawn(node.run(ctrl_rx));
-    NodeHandle { id, ctrl, task, metrics }
+    NodeHandle { id, control: NodeControl { id, ctrl }, task, metrics }
 }
 
 struct Node<A, T, S> {
