@@ -5,7 +5,7 @@ use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
 use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
 use ballot_operator::control::FaultCommand;
-use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, Observer};
+use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, NodeOptions, Observer};
 use ballot_transports::{EventLog, LinkFaults, MemNetwork};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -72,14 +72,23 @@ impl MemBackend {
         let transport = self.net.register(id);
         let config = self.config.clone();
         let handle = match id.role {
-            Role::Proposer => spawn_node(Proposer::new(id, config, durable), transport, storage, seed, None),
-            Role::Acceptor => spawn_node(Acceptor::new(id, config, durable), transport, storage, seed, None),
+            Role::Proposer => {
+                spawn_node(Proposer::new(id, config, durable), transport, storage, NodeOptions::seeded(seed))
+            }
+            Role::Acceptor => {
+                spawn_node(Acceptor::new(id, config, durable), transport, storage, NodeOptions::seeded(seed))
+            }
             Role::Learner => {
                 let rec = self.recorder.clone();
                 let observer: Observer = Arc::new(move |node, slot, value| {
                     rec.lock().unwrap_or_else(|e| e.into_inner()).on_decided(node, slot, value)
                 });
-                spawn_node(Learner::new(id, config, durable), transport, storage, seed, Some(observer))
+                spawn_node(
+                    Learner::new(id, config, durable),
+                    transport,
+                    storage,
+                    NodeOptions::seeded(seed).with_observer(observer),
+                )
             }
             Role::Client => unreachable!("clients are not cluster nodes"),
         };

@@ -32,7 +32,7 @@ use ballot_core::{Acceptor, Config, Learner, Message, NodeId, Proposer, Role, St
 use ballot_disk::{DiskStorage, Identity};
 use ballot_operator::control::{self, FaultSink, TransportFaults};
 use ballot_operator::discovery::{spawn_heartbeats_async, DiscoveryClient, Registration, DEFAULT_HEARTBEAT_PERIOD};
-use ballot_runtime::{spawn_node, NodeHandle};
+use ballot_runtime::{spawn_node, NodeHandle, NodeOptions};
 use ballot_telemetry::TelemetryConfig;
 use ballot_transports::{
     Envelope, FaultHandle, Faulty, NetKind, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport,
@@ -326,9 +326,9 @@ fn spawn_actor<T: Transport, S: Storage>(
 ) -> NodeHandle {
     let config = config.clone();
     match id.role {
-        Role::Proposer => spawn_node(Proposer::new(id, config, durable), transport, storage, seed, None),
-        Role::Acceptor => spawn_node(Acceptor::new(id, config, durable), transport, storage, seed, None),
-        Role::Learner => spawn_node(Learner::new(id, config, durable), transport, storage, seed, None),
+        Role::Proposer => spawn_node(Proposer::new(id, config, durable), transport, storage, NodeOptions::seeded(seed)),
+        Role::Acceptor => spawn_node(Acceptor::new(id, config, durable), transport, storage, NodeOptions::seeded(seed)),
+        Role::Learner => spawn_node(Learner::new(id, config, durable), transport, storage, NodeOptions::seeded(seed)),
         Role::Client => unreachable!("ids_of never yields a client"),
     }
 }

@@ -14,7 +14,7 @@
 
 use ballot_core::{Acceptor, Command, Config, DurableState, Learner, MemStorage, NodeId, Proposer, Reply};
 use ballot_operator::pages::{self as http, HttpNode, HttpState};
-use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, SubmitOptions};
+use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, NodeOptions, SubmitOptions};
 use ballot_telemetry::log_ring::LogRing;
 use ballot_transports::{EventLog, MemNetwork};
 use serde_json::Value as Json;
@@ -290,9 +290,13 @@ async fn start(logs: LogRing) -> Cluster {
     for (i, &id) in config.proposers.iter().chain(&config.acceptors).chain(&config.learners).enumerate() {
         let (t, d, s) = (net.register(id), DurableState::default(), MemStorage::new());
         let h = match id.role {
-            ballot_core::Role::Proposer => spawn_node(Proposer::new(id, config.clone(), d), t, s, i as u64, None),
-            ballot_core::Role::Acceptor => spawn_node(Acceptor::new(id, config.clone(), d), t, s, i as u64, None),
-            _ => spawn_node(Learner::new(id, config.clone(), d), t, s, i as u64, None),
+            ballot_core::Role::Proposer => {
+                spawn_node(Proposer::new(id, config.clone(), d), t, s, NodeOptions::seeded(i as u64))
+            }
+            ballot_core::Role::Acceptor => {
+                spawn_node(Acceptor::new(id, config.clone(), d), t, s, NodeOptions::seeded(i as u64))
+            }
+            _ => spawn_node(Learner::new(id, config.clone(), d), t, s, NodeOptions::seeded(i as u64)),
         };
         handles.insert(id, h);
     }

@@ -262,8 +262,7 @@ mod tests {
             Learner::new(id, config, Default::default()),
             net.register(id),
             MemStorage::new(),
-            1,
-            None,
+            ballot_runtime::NodeOptions::seeded(1),
         )
     }
 

@@ -29,4 +29,4 @@ mod trace;
 
 pub use client::{ClientError, ClientHandle, SubmitOptions};
 pub use metrics::NodeMetrics;
-pub use node::{spawn_node, NodeControl, NodeError, NodeHandle, Observer};
+pub use node::{spawn_node, NodeControl, NodeError, NodeHandle, NodeOptions, Observer};

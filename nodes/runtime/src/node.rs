@@ -175,9 +175,33 @@ impl NodeHandle {
     }
 }
 
-/// Start `actor` on the current tokio runtime. `seed` drives every random timer delay of
-/// this node, so a run with the same seeds replays.
-pub fn spawn_node<A, T, S>(actor: A, transport: T, storage: S, seed: u64, observer: Option<Observer>) -> NodeHandle
+/// How to run a node, beside its role, transport and storage.
+#[derive(Clone, Default)]
+pub struct NodeOptions {
+    /// Drives every random timer delay of this node, so a run with the same seeds replays.
+    pub seed: u64,
+    /// Told about every slot a learner applies.
+    pub observer: Option<Observer>,
+    /// Open spans for this node's part in each consensus round (only worth it when the
+    /// process exports traces: [`ballot_telemetry::active`]).
+    pub trace_rounds: bool,
+}
+
+impl NodeOptions {
+    /// Options with this seed, no observer, and round tracing when this process exports
+    /// traces.
+    pub fn seeded(seed: u64) -> Self {
+        NodeOptions { seed, observer: None, trace_rounds: ballot_telemetry::active() }
+    }
+
+    /// The same options, telling `observer` about every applied slot.
+    pub fn with_observer(self, observer: Observer) -> Self {
+        NodeOptions { observer: Some(observer), ..self }
+    }
+}
+
+/// Start `actor` on the current tokio runtime, over `transport`, persisting to `storage`.
+pub fn spawn_node<A, T, S>(actor: A, transport: T, storage: S, opts: NodeOptions) -> NodeHandle
 where
     A: Actor,
     T: Transport,
@@ -190,12 +214,12 @@ where
         actor,
         transport,
         storage,
-        rng: ChaCha8Rng::seed_from_u64(seed),
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
         timers: BTreeMap::new(),
-        observer,
+        observer: opts.observer,
         metrics: metrics.clone(),
         watched: Watched::default(),
-        tracer: ballot_telemetry::active().then(|| RoundTracer::new(id)),
+        tracer: opts.trace_rounds.then(|| RoundTracer::new(id)),
     };
     let task = tokio::spawn(node.run(ctrl_rx));
     NodeHandle { id, control: NodeControl { id, ctrl }, task, metrics }
