@@ -17,6 +17,8 @@
 //! - [`actor`]: the `Actor` trait and node status.
 //! - [`proposer`], [`acceptor`], [`learner`]: the three roles.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod acceptor;
 pub mod actor;
 pub mod command;

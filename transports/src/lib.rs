@@ -19,6 +19,8 @@
 //! - [`faults`]: [`Faulty`], the in-memory fault model around any transport.
 //! - [`conformance`]: one test suite that every transport runs with a single call.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod addr;
 pub mod conformance;
 pub mod envelope;

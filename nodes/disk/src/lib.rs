@@ -82,6 +82,8 @@
 //! One `fdatasync` per `persist` (about 4 ms on this project's disks, whatever the size),
 //! plus four syncs and a full snapshot write per compaction. See `examples/disk_bench.rs`.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod format;
 mod fsutil;
 

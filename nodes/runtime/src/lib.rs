@@ -22,6 +22,8 @@
 //! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency).
 //! - `trace`: the spans of a node's part in each consensus round.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod client;
 pub mod metrics;
 pub mod node;

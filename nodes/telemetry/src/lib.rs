@@ -25,6 +25,8 @@
 //! - `collector` (feature `collector`): an in-memory OTLP receiver for tests and the
 //!   tracing benchmark, never in the product binaries.
 
+#![warn(missing_docs, unreachable_pub)]
+
 #[cfg(feature = "collector")]
 pub mod collector;
 pub mod config;
