@@ -9,16 +9,16 @@ use serde::{Deserialize, Serialize};
 /// written in a version it does not know.
 pub const FORMAT_VERSION: u32 = 1;
 
-pub const META_MAGIC: &[u8; 8] = b"BALLOT-M";
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"BALLOT-S";
-pub const WAL_MAGIC: &[u8; 8] = b"BALLOT-W";
+pub(crate) const META_MAGIC: &[u8; 8] = b"BALLOT-M";
+pub(crate) const SNAPSHOT_MAGIC: &[u8; 8] = b"BALLOT-S";
+pub(crate) const WAL_MAGIC: &[u8; 8] = b"BALLOT-W";
 
 /// `[magic 8][u32 format][u64 generation][u32 crc32 of the 16 bytes before]`.
-pub const WAL_HEADER_LEN: usize = 24;
+pub(crate) const WAL_HEADER_LEN: usize = 24;
 /// `[u32 len][u32 crc32(payload)][u32 crc32(the 8 bytes before)]`.
-pub const RECORD_HEADER_LEN: usize = 12;
+pub(crate) const RECORD_HEADER_LEN: usize = 12;
 /// `[magic 8][u32 len][u32 crc32(payload)]` in front of the meta and snapshot payloads.
-pub const BLOB_HEADER_LEN: usize = 16;
+pub(crate) const BLOB_HEADER_LEN: usize = 16;
 
 fn crc(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
@@ -37,18 +37,20 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 /// Who a storage dir belongs to: written once into `meta`, checked at every open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// The cluster the node belongs to (`--cluster-id`).
     pub cluster_id: String,
+    /// The node whose state the dir holds.
     pub node: NodeId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     pub format: u32,
     pub identity: Identity,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotBody {
+pub(crate) struct SnapshotBody {
     pub format: u32,
     /// The log generation that continues this snapshot: a log of an older generation is
     /// entirely contained in the snapshot.
@@ -57,12 +59,12 @@ pub struct SnapshotBody {
 }
 
 /// Serialize with rmp-serde; the types here always serialize.
-pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
     rmp_serde::to_vec(v).map_err(|e| e.to_string())
 }
 
 /// Deserialize all of `bytes` (trailing bytes are an error).
-pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
     let mut cur = std::io::Cursor::new(bytes);
     let v = {
         let mut de = rmp_serde::Deserializer::new(&mut cur);
@@ -75,7 +77,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
 }
 
 /// A magic-tagged, checksummed blob (meta and snapshot files).
-pub fn encode_blob(magic: &[u8; 8], payload: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_blob(magic: &[u8; 8], payload: &[u8]) -> Result<Vec<u8>, String> {
     let len = u32::try_from(payload.len()).map_err(|_| format!("{} bytes is too large for one file", payload.len()))?;
     let mut out = Vec::with_capacity(BLOB_HEADER_LEN + payload.len());
     out.extend_from_slice(magic);
@@ -87,7 +89,7 @@ pub fn encode_blob(magic: &[u8; 8], payload: &[u8]) -> Result<Vec<u8>, String> {
 
 /// The payload of a blob, checking magic, length (exact: these files are written whole)
 /// and checksum. The error says what is wrong, with the offset.
-pub fn decode_blob<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<&'a [u8], String> {
+pub(crate) fn decode_blob<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<&'a [u8], String> {
     if b.len() < BLOB_HEADER_LEN {
         return Err(format!("{} bytes long, shorter than its {BLOB_HEADER_LEN}-byte header", b.len()));
     }
@@ -111,16 +113,16 @@ pub fn decode_blob<'a>(magic: &[u8; 8], b: &'a [u8]) -> Result<&'a [u8], String>
     Ok(payload)
 }
 
-pub fn encode_meta(identity: &Identity) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_meta(identity: &Identity) -> Result<Vec<u8>, String> {
     encode_blob(META_MAGIC, &encode(&Meta { format: FORMAT_VERSION, identity: identity.clone() })?)
 }
 
-pub fn decode_meta(b: &[u8]) -> Result<Meta, String> {
+pub(crate) fn decode_meta(b: &[u8]) -> Result<Meta, String> {
     let payload = decode_blob(META_MAGIC, b)?;
     decode(payload).map_err(|e| format!("offset {BLOB_HEADER_LEN}: checksum good but undecodable: {e}"))
 }
 
-pub fn encode_snapshot(wal_gen: u64, state: &DurableState) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_snapshot(wal_gen: u64, state: &DurableState) -> Result<Vec<u8>, String> {
     // Serialize a borrowed view to avoid cloning the whole state.
     #[derive(Serialize)]
     struct Ref<'a> {
@@ -131,7 +133,7 @@ pub fn encode_snapshot(wal_gen: u64, state: &DurableState) -> Result<Vec<u8>, St
     encode_blob(SNAPSHOT_MAGIC, &encode(&Ref { format: FORMAT_VERSION, wal_gen, state })?)
 }
 
-pub fn decode_snapshot(b: &[u8]) -> Result<SnapshotBody, String> {
+pub(crate) fn decode_snapshot(b: &[u8]) -> Result<SnapshotBody, String> {
     let payload = decode_blob(SNAPSHOT_MAGIC, b)?;
     let body: SnapshotBody =
         decode(payload).map_err(|e| format!("offset {BLOB_HEADER_LEN}: checksum good but undecodable: {e}"))?;
@@ -141,7 +143,7 @@ pub fn decode_snapshot(b: &[u8]) -> Result<SnapshotBody, String> {
     Ok(body)
 }
 
-pub fn wal_header(gen: u64) -> [u8; WAL_HEADER_LEN] {
+pub(crate) fn wal_header(gen: u64) -> [u8; WAL_HEADER_LEN] {
     let mut h = [0u8; WAL_HEADER_LEN];
     h[..8].copy_from_slice(WAL_MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -152,7 +154,7 @@ pub fn wal_header(gen: u64) -> [u8; WAL_HEADER_LEN] {
 }
 
 /// The generation in a log header (the caller has checked `b.len() >= WAL_HEADER_LEN`).
-pub fn decode_wal_header(b: &[u8]) -> Result<u64, String> {
+pub(crate) fn decode_wal_header(b: &[u8]) -> Result<u64, String> {
     let h = b.get(..WAL_HEADER_LEN).ok_or_else(|| format!("{} bytes, shorter than the log header", b.len()))?;
     if &h[..8] != WAL_MAGIC {
         return Err(format!("offset 0: wrong magic {:?}", String::from_utf8_lossy(&h[..8])));
@@ -170,7 +172,7 @@ pub fn decode_wal_header(b: &[u8]) -> Result<u64, String> {
 }
 
 /// One log record for one `persist` call.
-pub fn encode_record(ops: &[PersistOp]) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_record(ops: &[PersistOp]) -> Result<Vec<u8>, String> {
     let payload = encode(&ops)?;
     let len = u32::try_from(payload.len())
         .map_err(|_| format!("a batch of {} bytes is too large for one record", payload.len()))?;
@@ -220,7 +222,7 @@ fn valid_record_after(b: &[u8], from: usize) -> Option<usize> {
 
 /// The result of reading a log body.
 #[derive(Debug)]
-pub struct Scan {
+pub(crate) struct Scan {
     /// Each good record's offset and ops, in order.
     pub records: Vec<(usize, Vec<PersistOp>)>,
     /// End of the last good record: where the file must be cut.
@@ -231,7 +233,7 @@ pub struct Scan {
 
 /// Corruption at `offset`, described.
 #[derive(Debug)]
-pub struct Bad {
+pub(crate) struct Bad {
     pub offset: usize,
     pub detail: String,
 }
@@ -248,7 +250,7 @@ pub struct Bad {
 /// Anything else is corruption, reported with its offset: a bad payload with more data
 /// after it, a bad header followed by a valid record, or a payload whose checksum holds
 /// but that does not decode.
-pub fn scan_records(b: &[u8], start: usize) -> Result<Scan, Bad> {
+pub(crate) fn scan_records(b: &[u8], start: usize) -> Result<Scan, Bad> {
     let mut records = Vec::new();
     let mut off = start;
     loop {

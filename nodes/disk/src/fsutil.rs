@@ -5,16 +5,16 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
     move |source| StorageError::Io { path: path.display().to_string(), source }
 }
 
-pub fn corrupt(path: &Path, detail: impl Into<String>) -> StorageError {
+pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> StorageError {
     StorageError::Corrupt { path: path.display().to_string(), detail: detail.into() }
 }
 
 /// The file's bytes, or `None` if it does not exist.
-pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+pub(crate) fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -22,7 +22,7 @@ pub fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     }
 }
 
-pub fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+pub(crate) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -31,7 +31,7 @@ pub fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
 }
 
 /// Make the directory's entries (creations, renames) durable.
-pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     #[cfg(unix)]
     {
         File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
@@ -43,7 +43,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     }
 }
 
-pub fn tmp_path(path: &Path) -> PathBuf {
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
@@ -52,7 +52,7 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Replace `path` with `bytes` so that a crash at any point leaves either the old file or
 /// the new one, whole: write `path.tmp`, sync it, rename it over `path`, sync the dir.
 /// Returns the new file, open for reading and writing, positioned at its end.
-pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<File, StorageError> {
+pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<File, StorageError> {
     let tmp = tmp_path(path);
     let mut f =
         OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
@@ -66,12 +66,12 @@ pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<File, Stora
 /// An exclusive lock on the storage dir, held while the value lives: two processes on one
 /// dir would interleave their logs.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     _file: File,
 }
 
 impl DirLock {
-    pub fn acquire(path: &Path) -> Result<DirLock, StorageError> {
+    pub(crate) fn acquire(path: &Path) -> Result<DirLock, StorageError> {
         let file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_err(path))?;
         #[cfg(unix)]

@@ -82,6 +82,12 @@
 //! One `fdatasync` per `persist` (about 4 ms on this project's disks, whatever the size),
 //! plus four syncs and a full snapshot write per compaction. See `examples/disk_bench.rs`.
 
+//!
+//! # Layout
+//! - [`DiskStorage`] (this file): open and recovery, append, compaction.
+//! - `format`: the bytes on disk: meta, log header and records, snapshot, checksums.
+//! - `fsutil`: atomic replace, directory sync, the dir lock.
+
 #![warn(missing_docs, unreachable_pub)]
 
 mod format;
@@ -153,47 +159,30 @@ impl DiskStorage {
         Self::open_with(dir, identity, DiskOptions::default())
     }
 
+    /// Open (or initialise) the storage in `dir` for `identity`: check who the dir belongs
+    /// to, load the snapshot, replay the log and cut a torn tail (see the crate docs).
     pub fn open_with(dir: &Path, identity: &Identity, opts: DiskOptions) -> Result<DiskStorage, StorageError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock = DirLock::acquire(&dir.join("lock"))?;
-        let meta_path = dir.join("meta");
-        let wal_path = dir.join("wal");
-        let snapshot_path = dir.join("snapshot");
-        for p in [&meta_path, &wal_path, &snapshot_path] {
+        let paths = Paths { meta: dir.join("meta"), wal: dir.join("wal"), snapshot: dir.join("snapshot") };
+        for p in [&paths.meta, &paths.wal, &paths.snapshot] {
             remove_if_exists(&tmp_path(p))?;
         }
         let mut recovery = Recovery::default();
 
-        let meta = read_opt(&meta_path)?;
-        let snapshot = read_opt(&snapshot_path)?;
-        let wal = read_opt(&wal_path)?;
+        let meta = read_opt(&paths.meta)?;
+        let snapshot = read_opt(&paths.snapshot)?;
+        let wal = read_opt(&paths.wal)?;
 
         match meta.as_deref() {
             None | Some([]) => {
                 let what = if meta.is_none() { "missing" } else { "empty" };
-                if snapshot.is_some() {
-                    return Err(corrupt(&meta_path, format!(
-                        "{what}, but the dir holds a snapshot: restore meta from a backup, or move the dir away to start this node empty"
-                    )));
-                }
-                if wal.as_ref().is_some_and(|w| w.len() > WAL_HEADER_LEN) {
-                    return Err(corrupt(&meta_path, format!(
-                        "{what}, but the dir holds a log with records: restore meta from a backup, or move the dir away to start this node empty"
-                    )));
-                }
-                // Never initialised, or a crash during initialisation: nothing was stored.
-                let wal = write_atomic(dir, &wal_path, &wal_header(0))?;
-                write_atomic(dir, &meta_path, &encode_meta(identity).map_err(|e| corrupt(&meta_path, e))?)?;
-                // The dir itself may be new: make its entry in the parent durable too.
-                match dir.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
-                    _ => sync_dir(Path::new("."))?,
-                }
+                let wal = initialise(dir, identity, &paths, what, snapshot.is_some(), wal.as_deref())?;
                 recovery.initialised = true;
                 return Ok(DiskStorage {
                     dir: dir.to_path_buf(),
-                    wal_path,
-                    snapshot_path,
+                    wal_path: paths.wal,
+                    snapshot_path: paths.snapshot,
                     wal,
                     wal_len: WAL_HEADER_LEN as u64,
                     gen: 0,
@@ -205,32 +194,13 @@ impl DiskStorage {
                     _lock: lock,
                 });
             }
-            Some(bytes) => {
-                let m = decode_meta(bytes).map_err(|e| {
-                    corrupt(
-                        &meta_path,
-                        format!("{e}; restore it from a backup, or move the dir away to start this node empty"),
-                    )
-                })?;
-                if m.format != FORMAT_VERSION {
-                    return Err(corrupt(&meta_path, format!(
-                        "written in storage format {}, this build reads format {FORMAT_VERSION}: run a build that reads it",
-                        m.format
-                    )));
-                }
-                if m.identity != *identity {
-                    return Err(corrupt(&meta_path, format!(
-                        "this dir belongs to cluster '{}' node {}, not cluster '{}' node {}: give each node its own data dir, or move this one away to start empty",
-                        m.identity.cluster_id, m.identity.node, identity.cluster_id, identity.node
-                    )));
-                }
-            }
+            Some(bytes) => check_meta(&paths.meta, bytes, identity)?,
         }
 
         let (gen, mut state, snapshot_len) = match &snapshot {
             None => (0, DurableState::default(), 0),
             Some(b) => {
-                let body = decode_snapshot(b).map_err(|e| corrupt(&snapshot_path, e))?;
+                let body = decode_snapshot(b).map_err(|e| corrupt(&paths.snapshot, e))?;
                 recovery.snapshot_gen = Some(body.wal_gen);
                 (body.wal_gen, body.state, b.len() as u64)
             }
@@ -238,49 +208,15 @@ impl DiskStorage {
 
         let Some(wal_bytes) = wal else {
             return Err(corrupt(
-                &wal_path,
+                &paths.wal,
                 "missing although meta exists: restore it from a backup, or move the dir away to start this node empty",
             ));
         };
-        let (wal, wal_len) = if wal_bytes.len() < WAL_HEADER_LEN {
-            // No complete header, so no record: debris of a non-atomic copy or a crash of
-            // a tool that wrote it in place. Nothing in it can have been acknowledged.
-            recovery.wal_replaced = true;
-            (write_atomic(dir, &wal_path, &wal_header(gen))?, WAL_HEADER_LEN as u64)
-        } else {
-            let wal_gen = decode_wal_header(&wal_bytes).map_err(|e| corrupt(&wal_path, e))?;
-            if wal_gen < gen {
-                // A compaction was cut after its snapshot became durable.
-                recovery.wal_replaced = true;
-                (write_atomic(dir, &wal_path, &wal_header(gen))?, WAL_HEADER_LEN as u64)
-            } else if wal_gen > gen {
-                return Err(corrupt(&wal_path, format!(
-                    "offset 12: log generation {wal_gen} is newer than the snapshot's ({gen}): the snapshot was lost or replaced; restore it from a backup"
-                )));
-            } else {
-                let scan = scan_records(&wal_bytes, WAL_HEADER_LEN)
-                    .map_err(|b| corrupt(&wal_path, format!("offset {}: {}", b.offset, b.detail)))?;
-                for (_, ops) in &scan.records {
-                    for op in ops {
-                        state.apply(op);
-                    }
-                }
-                recovery.records_replayed = scan.records.len() as u64;
-                let f = OpenOptions::new().read(true).write(true).open(&wal_path).map_err(io_err(&wal_path))?;
-                if let Some(why) = scan.torn {
-                    let cut = (wal_bytes.len() - scan.good_end) as u64;
-                    tracing::warn!(path = %wal_path.display(), offset = scan.good_end, bytes = cut, "discarding a torn log tail: {why}");
-                    f.set_len(scan.good_end as u64).map_err(io_err(&wal_path))?;
-                    f.sync_all().map_err(io_err(&wal_path))?;
-                    recovery.torn_tail = Some((cut, why));
-                }
-                (f, scan.good_end as u64)
-            }
-        };
+        let (wal, wal_len) = open_wal(dir, &paths.wal, &wal_bytes, gen, &mut state, &mut recovery)?;
         let mut s = DiskStorage {
             dir: dir.to_path_buf(),
-            wal_path,
-            snapshot_path,
+            wal_path: paths.wal,
+            snapshot_path: paths.snapshot,
             wal,
             wal_len,
             gen,
@@ -295,6 +231,7 @@ impl DiskStorage {
         Ok(s)
     }
 
+    /// The storage dir.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -393,4 +330,109 @@ impl Storage for DiskStorage {
         }
         Ok(())
     }
+}
+
+/// The files of a storage dir.
+struct Paths {
+    meta: PathBuf,
+    wal: PathBuf,
+    snapshot: PathBuf,
+}
+
+/// A dir without meta (`what`: missing or empty): refused if it holds state, else
+/// initialised with an empty log and this node's meta. Returns the log file.
+fn initialise(
+    dir: &Path,
+    identity: &Identity,
+    paths: &Paths,
+    what: &str,
+    has_snapshot: bool,
+    wal: Option<&[u8]>,
+) -> Result<File, StorageError> {
+    if has_snapshot {
+        return Err(corrupt(&paths.meta, format!(
+            "{what}, but the dir holds a snapshot: restore meta from a backup, or move the dir away to start this node empty"
+        )));
+    }
+    if wal.is_some_and(|w| w.len() > WAL_HEADER_LEN) {
+        return Err(corrupt(&paths.meta, format!(
+            "{what}, but the dir holds a log with records: restore meta from a backup, or move the dir away to start this node empty"
+        )));
+    }
+    // Never initialised, or a crash during initialisation: nothing was stored.
+    let wal = write_atomic(dir, &paths.wal, &wal_header(0))?;
+    write_atomic(dir, &paths.meta, &encode_meta(identity).map_err(|e| corrupt(&paths.meta, e))?)?;
+    // The dir itself may be new: make its entry in the parent durable too.
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+        _ => sync_dir(Path::new("."))?,
+    }
+    Ok(wal)
+}
+
+/// Refuse a dir whose meta is unreadable, of another storage format, or another node's.
+fn check_meta(meta_path: &Path, bytes: &[u8], identity: &Identity) -> Result<(), StorageError> {
+    let m = decode_meta(bytes).map_err(|e| {
+        corrupt(meta_path, format!("{e}; restore it from a backup, or move the dir away to start this node empty"))
+    })?;
+    if m.format != FORMAT_VERSION {
+        return Err(corrupt(meta_path, format!(
+            "written in storage format {}, this build reads format {FORMAT_VERSION}: run a build that reads it",
+            m.format
+        )));
+    }
+    if m.identity != *identity {
+        return Err(corrupt(meta_path, format!(
+            "this dir belongs to cluster '{}' node {}, not cluster '{}' node {}: give each node its own data dir, or move this one away to start empty",
+            m.identity.cluster_id, m.identity.node, identity.cluster_id, identity.node
+        )));
+    }
+    Ok(())
+}
+
+/// The log of generation `gen`: replayed onto `state`, its torn tail cut; replaced by an
+/// empty one if it has no complete header or is older than the snapshot. Returns the file
+/// and its good length.
+fn open_wal(
+    dir: &Path,
+    wal_path: &Path,
+    wal_bytes: &[u8],
+    gen: u64,
+    state: &mut DurableState,
+    recovery: &mut Recovery,
+) -> Result<(File, u64), StorageError> {
+    if wal_bytes.len() < WAL_HEADER_LEN {
+        // No complete header, so no record: debris of a non-atomic copy or a crash of
+        // a tool that wrote it in place. Nothing in it can have been acknowledged.
+        recovery.wal_replaced = true;
+        return Ok((write_atomic(dir, wal_path, &wal_header(gen))?, WAL_HEADER_LEN as u64));
+    }
+    let wal_gen = decode_wal_header(wal_bytes).map_err(|e| corrupt(wal_path, e))?;
+    if wal_gen < gen {
+        // A compaction was cut after its snapshot became durable.
+        recovery.wal_replaced = true;
+        return Ok((write_atomic(dir, wal_path, &wal_header(gen))?, WAL_HEADER_LEN as u64));
+    }
+    if wal_gen > gen {
+        return Err(corrupt(wal_path, format!(
+            "offset 12: log generation {wal_gen} is newer than the snapshot's ({gen}): the snapshot was lost or replaced; restore it from a backup"
+        )));
+    }
+    let scan = scan_records(wal_bytes, WAL_HEADER_LEN)
+        .map_err(|b| corrupt(wal_path, format!("offset {}: {}", b.offset, b.detail)))?;
+    for (_, ops) in &scan.records {
+        for op in ops {
+            state.apply(op);
+        }
+    }
+    recovery.records_replayed = scan.records.len() as u64;
+    let f = OpenOptions::new().read(true).write(true).open(wal_path).map_err(io_err(wal_path))?;
+    if let Some(why) = scan.torn {
+        let cut = (wal_bytes.len() - scan.good_end) as u64;
+        tracing::warn!(path = %wal_path.display(), offset = scan.good_end, bytes = cut, "discarding a torn log tail: {why}");
+        f.set_len(scan.good_end as u64).map_err(io_err(wal_path))?;
+        f.sync_all().map_err(io_err(wal_path))?;
+        recovery.torn_tail = Some((cut, why));
+    }
+    Ok((f, scan.good_end as u64))
 }
