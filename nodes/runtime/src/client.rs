@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::field::Empty;
 
+/// How one vote or read is sent: deadline, target and retry period.
 #[derive(Clone, Debug)]
 pub struct SubmitOptions {
     /// Give up after this long.
@@ -30,18 +31,27 @@ impl Default for SubmitOptions {
     }
 }
 
+/// Why a vote or read got no answer from the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The leader could not reach a majority of acceptors in time. The command may still
     /// be chosen later; retrying with the same request id is safe.
     #[error("no_quorum")]
     NoQuorum,
+    /// No answer within [`SubmitOptions::timeout`]; the vote may still be chosen, and
+    /// retrying with the same request id is safe.
     #[error("timeout")]
     Timeout,
     /// The command is larger than the cluster takes ([`MAX_COMMAND_BYTES`]): refused at
     /// once, never proposed. Shorten the voter or candidate name.
     #[error("too_large")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The command's encoded size, in bytes.
+        size: usize,
+        /// The most the cluster takes, in bytes.
+        limit: usize,
+    },
+    /// The client's task has ended (its handle was closed).
     #[error("client is closed")]
     Closed,
 }
@@ -106,6 +116,7 @@ impl ClientHandle {
         ClientHandle { inner }
     }
 
+    /// The client's node id: where the cluster sends its replies.
     pub fn id(&self) -> NodeId {
         self.inner.id
     }

@@ -42,6 +42,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Count one observation of `d`.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = FSYNC_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(FSYNC_BUCKETS.len());
@@ -49,6 +50,7 @@ impl Histogram {
         self.sum_nanos.fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
     }
 
+    /// The counts now.
     pub fn snapshot(&self) -> HistogramSnapshot {
         let mut cumulative = 0;
         let mut buckets = Vec::with_capacity(self.counts.len());
@@ -68,8 +70,11 @@ impl Histogram {
 /// and equal to `count`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, observations at or below it)`, cumulative.
     pub buckets: Vec<(f64, u64)>,
+    /// The sum of every observation, in seconds.
     pub sum_seconds: f64,
+    /// How many observations.
     pub count: u64,
 }
 
@@ -88,22 +93,27 @@ pub struct NodeMetrics {
 pub struct PeerTally<'a>(MutexGuard<'a, BTreeMap<NodeId, PeerCounts>>);
 
 impl PeerTally<'_> {
+    /// One message sent to `to`.
     pub fn sent(&mut self, to: NodeId) {
         self.0.entry(to).or_default().sent += 1;
     }
+    /// One message received from `from`.
     pub fn received(&mut self, from: NodeId) {
         self.0.entry(from).or_default().received += 1;
     }
+    /// One message to `to` the transport refused.
     pub fn dropped(&mut self, to: NodeId) {
         self.0.entry(to).or_default().dropped += 1;
     }
 }
 
 impl NodeMetrics {
+    /// All counters at zero.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// One step of the node loop.
     pub fn step(&self) {
         self.steps.fetch_add(1, Ordering::Relaxed);
     }
@@ -114,6 +124,7 @@ impl NodeMetrics {
         self.fsync.observe(d);
     }
 
+    /// One failed `Storage::persist` (the node stops after it).
     pub fn storage_error(&self) {
         self.storage_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -123,6 +134,7 @@ impl NodeMetrics {
         PeerTally(self.peers.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             steps: self.steps.load(Ordering::Relaxed),
@@ -139,10 +151,13 @@ impl NodeMetrics {
 pub struct MetricsSnapshot {
     /// Steps of the node loop (each a batch of timers and messages, then one persist).
     pub steps: u64,
+    /// `Storage::persist` calls (one per step that had something to persist).
     pub persist_calls: u64,
+    /// Failed `Storage::persist` calls.
     pub storage_errors: u64,
     /// Latency of each `Storage::persist` call (the fsync, on disk).
     pub fsync: HistogramSnapshot,
+    /// Messages per peer.
     pub peers: BTreeMap<NodeId, PeerCounts>,
 }
 

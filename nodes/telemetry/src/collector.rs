@@ -16,13 +16,19 @@ use std::sync::{Arc, Mutex};
 pub struct ReceivedSpan {
     /// `service.name` of the resource the span came with.
     pub service: String,
+    /// The span's name (`proposer.phase2`, `vote`, ...).
     pub name: String,
+    /// Its trace id, in hex.
     pub trace: String,
+    /// Its span id, in hex.
     pub id: String,
     /// Empty for a root span.
     pub parent: String,
+    /// Its attributes, as text.
     pub attrs: BTreeMap<String, String>,
+    /// The names of its events.
     pub events: Vec<String>,
+    /// How many links it carries (votes batched with others).
     pub links: usize,
 }
 
@@ -72,6 +78,7 @@ impl Collector {
         Ok(Collector { addr, shared, stop: Some(stop) })
     }
 
+    /// The loopback address the collector listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -15,6 +15,7 @@ pub struct TelemetryConfig {
     /// Fraction of traces kept, 0.0..=1.0 (decided where a trace starts, see
     /// [`sample_root`]); a span with a parent follows the parent.
     pub sample_ratio: f64,
+    /// Finished spans waiting for export at most; beyond this they are dropped and counted.
     pub queue: usize,
 }
 

@@ -80,6 +80,7 @@ pub fn active() -> bool {
 /// What export did, for the metrics page and the benchmark.
 #[derive(Debug, Default)]
 pub struct ExportStats {
+    /// Spans the collector took.
     pub exported: AtomicU64,
     /// Spans that found the queue full.
     pub dropped: AtomicU64,
@@ -133,6 +134,7 @@ impl Telemetry {
         let _ = self.provider.force_flush();
     }
 
+    /// The export counters.
     pub fn stats(&self) -> Arc<ExportStats> {
         self.stats.clone()
     }

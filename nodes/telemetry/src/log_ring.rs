@@ -22,7 +22,9 @@ pub struct LogLine {
     pub seq: u64,
     /// UTC, `2024-05-01T12:00:00.123Z`.
     pub time: String,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
     pub level: String,
+    /// The module path or target the line was logged under.
     pub target: String,
     /// The message, then its fields as `key=value`.
     pub message: String,
@@ -43,6 +45,7 @@ impl Default for LogRing {
 }
 
 impl LogRing {
+    /// An empty ring that keeps the last `capacity` lines (at least one).
     pub fn new(capacity: usize) -> Self {
         LogRing {
             inner: Arc::new(Mutex::new((VecDeque::with_capacity(capacity.min(4096)), 0))),
@@ -55,6 +58,7 @@ impl LogRing {
         RingLayer(self.clone())
     }
 
+    /// Keep one line, stamped now, dropping the oldest when full.
     pub fn push(&self, level: &str, target: &str, message: String) {
         let line = LogLine { seq: 0, time: utc_now(), level: level.to_string(), target: target.to_string(), message };
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
