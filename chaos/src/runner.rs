@@ -131,7 +131,7 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     let _guard = ctx.rt.enter();
     // With tracing on, the scenario is the root span of its trace and every step a child
     // (script.rs); disabled (and free) otherwise.
-    let transport = format!("{:?}", cfg.transport).to_lowercase();
+    let transport = cfg.transport.to_string();
     let file = display.as_str();
     let root = tracing::info_span!(target: TARGET, "scenario", otel.name = %format!("scenario {file}"), scenario = file, seed = cfg.seed, transport = %transport, verdict = tracing::field::Empty);
     let entered = root.enter();

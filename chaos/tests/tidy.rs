@@ -85,7 +85,9 @@ fn functions(text: &str) -> Vec<(usize, String, usize)> {
             continue;
         }
         let close = " ".repeat(indent) + "}";
-        if let Some(len) = lines[i + 1..].iter().position(|l| l.trim_end() == close || l.starts_with(&(close.clone() + " "))) {
+        if let Some(len) =
+            lines[i + 1..].iter().position(|l| l.trim_end() == close || l.starts_with(&(close.clone() + " ")))
+        {
             found.push((i + 1, name, len + 2));
         }
     }
@@ -152,11 +154,17 @@ fn the_runtime_knows_no_http_json_or_flags_and_the_disk_no_tokio() {
     let runtime = dependencies("nodes/runtime");
     assert!(runtime.iter().any(|d| d == "tokio"), "the dependency reader finds the runtime's tokio: {runtime:?}");
     for banned in ["axum", "hyper", "hyper-util", "clap", "serde_json"] {
-        assert!(!runtime.iter().any(|d| d == banned), "nodes/runtime depends on {banned}: that belongs to the operator plane or the app");
+        assert!(
+            !runtime.iter().any(|d| d == banned),
+            "nodes/runtime depends on {banned}: that belongs to the operator plane or the app"
+        );
     }
     let disk = dependencies("nodes/disk");
     assert!(disk.iter().any(|d| d == "crc32fast"), "the dependency reader finds the disk's crc32fast: {disk:?}");
-    assert!(!disk.iter().any(|d| d == "tokio"), "nodes/disk depends on tokio: storage is synchronous, the runtime owns the async side");
+    assert!(
+        !disk.iter().any(|d| d == "tokio"),
+        "nodes/disk depends on tokio: storage is synchronous, the runtime owns the async side"
+    );
 }
 
 #[test]

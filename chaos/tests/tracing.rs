@@ -80,6 +80,25 @@ fn check(transport: &str) {
         trace.iter().filter(|s| s.name == "proposer.phase2").map(|s| s.service.as_str()).collect();
     let want = if transport == "mem" { 2 } else { 1 };
     assert!(leaders.len() >= want && leaders.iter().all(|l| l.starts_with("proposer-")), "rounds led by: {leaders:?}");
+    // Elections are traces of their own, and every acceptor's answer to a traced
+    // election's Prepare is a child of it.
+    let elections: BTreeMap<&str, &ReceivedSpan> =
+        spans.iter().filter(|s| s.name == "proposer.phase1").map(|s| (s.id.as_str(), s)).collect();
+    assert!(!elections.is_empty(), "the scenario's elections are traced");
+    let prepares: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "acceptor.prepare").collect();
+    for p in &prepares {
+        match elections.get(p.parent.as_str()) {
+            Some(e) => assert_eq!(p.attrs["ballot"], e.attrs["ballot"], "{p:?}"),
+            // On processes a proposer killed with SIGKILL loses its unexported election span.
+            None => assert!(transport != "mem", "a prepare's parent is its election: {p:?}"),
+        }
+    }
+    let answered: BTreeSet<&str> = prepares.iter().map(|p| p.service.as_str()).collect();
+    assert_eq!(
+        answered,
+        BTreeSet::from(["acceptor-1", "acceptor-2", "acceptor-3"]),
+        "every acceptor answers an election"
+    );
     for s in &trace {
         if let Some(node) = s.attrs.get("node") {
             assert_eq!(&s.service, node, "{s:?}");

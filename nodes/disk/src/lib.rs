@@ -376,10 +376,13 @@ fn check_meta(meta_path: &Path, bytes: &[u8], identity: &Identity) -> Result<(),
         corrupt(meta_path, format!("{e}; restore it from a backup, or move the dir away to start this node empty"))
     })?;
     if m.format != FORMAT_VERSION {
-        return Err(corrupt(meta_path, format!(
-            "written in storage format {}, this build reads format {FORMAT_VERSION}: run a build that reads it",
-            m.format
-        )));
+        return Err(corrupt(
+            meta_path,
+            format!(
+                "written in storage format {}, this build reads format {FORMAT_VERSION}: run a build that reads it",
+                m.format
+            ),
+        ));
     }
     if m.identity != *identity {
         return Err(corrupt(meta_path, format!(

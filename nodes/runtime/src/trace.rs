@@ -60,6 +60,9 @@ pub(crate) struct RoundTracer {
     requests: HashMap<String, TraceContext>,
     request_order: VecDeque<String>,
     phase1: Option<(Ballot, Traced)>,
+    /// Proposer: the ballot of the last election seen, traced or not (sampling decides
+    /// once per election).
+    election: Option<Ballot>,
     phase2: BTreeMap<u64, Traced>,
     /// Learner: the last learn span of each slot not yet applied.
     learned: BTreeMap<u64, TraceContext>,
@@ -76,6 +79,7 @@ impl RoundTracer {
             requests: HashMap::new(),
             request_order: VecDeque::new(),
             phase1: None,
+            election: None,
             phase2: BTreeMap::new(),
             learned: BTreeMap::new(),
         }
@@ -214,6 +218,11 @@ impl RoundTracer {
                         self.phase2.insert(*slot, t);
                     }
                 }
+                // An election's first Prepares go out in the step that starts it, before the
+                // loop sees the new status: its span opens here so they carry its context.
+                Effect::Send { msg: Message::Prepare { ballot, .. }, .. } if me.role == Role::Proposer => {
+                    self.election_started(Some(*ballot));
+                }
                 Effect::Decided { slot, value } if me.role == Role::Learner => {
                     let Some(parent) = self.learned.remove(slot) else { continue };
                     let span = tracing::info_span!(target: TARGET, "learner.apply", node = %me, role, slot, votes = value.len());
@@ -284,7 +293,13 @@ impl RoundTracer {
     }
 
     /// The proposer started an election with `ballot`: a phase-1 span of its own trace.
+    /// Once per ballot: the Prepares of one election (and its pages and resends) and the
+    /// status change that reports it are the same election.
     pub(crate) fn election_started(&mut self, ballot: Option<Ballot>) {
+        if ballot.is_some() && ballot == self.election {
+            return;
+        }
+        self.election = ballot;
         self.phase1_over("superseded");
         let Some(ballot) = ballot.filter(|_| telemetry::sample_root()) else { return };
         let (me, role) = (self.me, self.role());
