@@ -135,48 +135,63 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     let file = display.as_str();
     let root = tracing::info_span!(target: TARGET, "scenario", otel.name = %format!("scenario {file}"), scenario = file, seed = cfg.seed, transport = %transport, verdict = tracing::field::Empty);
     let entered = root.enter();
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Verdict {
-        let ast = match engine.compile(&source) {
-            Ok(ast) => ast,
-            Err(e) => {
-                let line = e.position().line().map(|l| format!(":{l}")).unwrap_or_default();
-                return Verdict::ScriptError(format!("{display}{line}: syntax error: {}", e.err_type()));
-            }
-        };
-        if let Err(e) = engine.run_ast(&ast) {
-            return classify(&display, &e, *ctx.stop.borrow());
-        }
-        let clusters = ctx.clusters.borrow().clone();
-        if cfg.sabotage {
-            if let Some(c) = clusters.first() {
-                c.inject_violation_for_test(ballot_core::NodeId::learner(1), 1);
-            }
-        }
-        let mut violations = Vec::new();
-        for c in &clusters {
-            violations.extend(ctx.rt.block_on(c.finish()));
-        }
-        if violations.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(format!("{display}: invariant violated at the end: {}", violations.join("; ")))
-        }
-    }));
-    result.verdict = match run {
-        Ok(v) => v,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Verdict::Fail(format!("{display}: internal error (panic): {msg}; please report it with the seed"))
-        }
-    };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&engine, &source, &display, &ctx, cfg)));
+    result.verdict = run.unwrap_or_else(|panic| panic_verdict(&*panic, &display));
     result.virtual_secs = t0.elapsed().as_secs_f64();
     root.record("verdict", verdict_word(&result.verdict));
     drop(entered);
     drop(root);
+    shut_down(&ctx, &mut result);
+    log.record(|| format!("verdict {}", verdict_word(&result.verdict)));
+    result.events = log.lines();
+    result.printed = ctx.printed.borrow().clone();
+    ctx.clusters.borrow_mut().clear();
+    result.wall_secs = wall.elapsed().as_secs_f64();
+    result
+}
+
+/// Compile and run the script, then check every cluster's invariants at the end.
+fn execute(engine: &rhai::Engine, source: &str, display: &str, ctx: &Ctx, cfg: &RunConfig) -> Verdict {
+    let ast = match engine.compile(source) {
+        Ok(ast) => ast,
+        Err(e) => {
+            let line = e.position().line().map(|l| format!(":{l}")).unwrap_or_default();
+            return Verdict::ScriptError(format!("{display}{line}: syntax error: {}", e.err_type()));
+        }
+    };
+    if let Err(e) = engine.run_ast(&ast) {
+        return classify(display, &e, *ctx.stop.borrow());
+    }
+    let clusters = ctx.clusters.borrow().clone();
+    if cfg.sabotage {
+        if let Some(c) = clusters.first() {
+            c.inject_violation_for_test(ballot_core::NodeId::learner(1), 1);
+        }
+    }
+    let mut violations = Vec::new();
+    for c in &clusters {
+        violations.extend(ctx.rt.block_on(c.finish()));
+    }
+    if violations.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(format!("{display}: invariant violated at the end: {}", violations.join("; ")))
+    }
+}
+
+/// A panic inside the run is a bug of ours, not a verdict on the cluster: say so.
+fn panic_verdict(panic: &(dyn std::any::Any + Send), display: &str) -> Verdict {
+    let msg = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    Verdict::Fail(format!("{display}: internal error (panic): {msg}; please report it with the seed"))
+}
+
+/// Stop every cluster; node processes' folder is removed on a pass and kept (and named)
+/// on a failure.
+fn shut_down(ctx: &Ctx, result: &mut ScenarioResult) {
     for c in ctx.clusters.borrow().iter() {
         c.shutdown();
         if let crate::cluster::Backend::Proc(b) = c.backend() {
@@ -187,12 +202,6 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
             }
         }
     }
-    log.record(|| format!("verdict {}", verdict_word(&result.verdict)));
-    result.events = log.lines();
-    result.printed = ctx.printed.borrow().clone();
-    ctx.clusters.borrow_mut().clear();
-    result.wall_secs = wall.elapsed().as_secs_f64();
-    result
 }
 
 pub fn verdict_word(v: &Verdict) -> &'static str {

@@ -119,124 +119,147 @@ fn run(seed: u64, rules: Rules) -> Result<Outcome, String> {
         let nodes = c.nodes();
         let of = |role: Role| -> Vec<NodeId> { nodes.iter().copied().filter(|n| n.role == role).collect() };
         let (proposers, acceptors) = (of(Role::Proposer), of(Role::Acceptor));
-        let cands = ["ada", "grace", "linus", "nobody"];
         let mut retries: Vec<(String, String, String)> = Vec::new();
         let mut voter = 0u32;
         for _ in 0..rng.gen_range(4..12) {
-            let n = nodes[rng.gen_range(0..nodes.len())];
-            match *mix.kinds.choose(&mut rng).expect("at least one kind") {
-                Fault::Kill => c.kill(n),
-                Fault::Restart => c.restart(n).await?,
-                Fault::Pause if c.is_alive(n) => c.pause(n).await,
-                Fault::Pause => {}
-                Fault::Resume => c.resume(n).await,
-                Fault::Partition => {
-                    let (a, b): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|_| rng.gen_bool(0.5));
-                    c.partition(&a, &b).await;
-                }
-                Fault::OneWay => {
-                    let (a, b): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|_| rng.gen_bool(0.5));
-                    c.partition_oneway(&a, &b).await;
-                }
-                Fault::LeaderCutFromAcceptors => {
-                    // It still reaches the other proposers and the learners.
-                    if let Some(l) = c.leader().await {
-                        c.partition(&[l], &acceptors).await;
-                    }
-                }
-                Fault::ProposerCutFromProposers => {
-                    // It still reaches the acceptors and the learners.
-                    let p = proposers[rng.gen_range(0..proposers.len())];
-                    let others: Vec<NodeId> = proposers.iter().copied().filter(|&o| o != p).collect();
-                    if !others.is_empty() {
-                        c.partition(&[p], &others).await;
-                    }
-                }
-                Fault::Heal => c.heal().await,
-                Fault::Drop => c.drop_rate(rng.gen_range(0.0..mix.drop_max)).await.map_err(|e| e.0)?,
-                Fault::Duplicate => c.duplicate_rate(rng.gen_range(0.0..mix.duplicate_max)).await.map_err(|e| e.0)?,
-                Fault::Delay => c.delay(0, rng.gen_range(1..=mix.delay_max_ms)).await.map_err(|e| e.0)?,
-            }
-            // A few voters at once; some vote twice, some for an unknown candidate.
-            let mut batch = Vec::new();
-            for _ in 0..rng.gen_range(1..6) {
-                let v = if voter > 0 && rng.gen_bool(0.2) {
-                    rng.gen_range(0..voter)
-                } else {
-                    voter += 1;
-                    voter
-                };
-                batch.push((format!("v{v}"), cands[rng.gen_range(0..cands.len())].to_string()));
-            }
-            let opts = VoteOptions {
-                timeout: Some(Duration::from_millis(rng.gen_range(200..1500))),
-                ..VoteOptions::default()
-            };
-            for ((v, cand), out) in batch.iter().zip(c.vote_all(&batch, &opts).await) {
-                if out.error == "no_quorum" || out.error == "timeout" {
-                    retries.push((format!("retry-{v}-{cand}"), v.clone(), cand.clone()));
-                }
-            }
-            // Retry some earlier failures with a fixed request id, twice: never two votes.
-            if let Some((rid, v, cand)) = retries.pop() {
-                let opts = VoteOptions {
-                    request_id: Some(rid),
-                    timeout: Some(Duration::from_millis(500)),
-                    ..VoteOptions::default()
-                };
-                c.vote(&v, &cand, &opts).await;
-                c.vote(&v, &cand, &opts).await;
-            }
+            inject(&c, &mut rng, &mix, &nodes, &proposers, &acceptors).await?;
+            cast(&c, &mut rng, &mut voter, &mut retries).await;
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..mix.gap_max_ms))).await;
         }
         let during = c.check().await;
         if !during.is_empty() {
             return Err(dump(format!("while faulty: {}", during.join("; "))));
         }
-        // Repair: restart the dead, but perhaps leave one proposer, acceptor or learner
-        // down; what stays up is still a healthy core, and it must make progress.
-        let mut left_down = Vec::new();
-        for role in [Role::Proposer, Role::Acceptor, Role::Learner] {
-            let group = of(role);
-            let spare = if role == Role::Acceptor { group.len() - c.config().quorum() } else { group.len() - 1 };
-            if spare > 0 && rng.gen_bool(0.3) {
-                left_down.push(group[rng.gen_range(0..group.len())]);
-            }
-        }
-        for &n in &nodes {
-            if left_down.contains(&n) {
-                c.kill(n);
-            } else if !c.is_alive(n) {
-                c.restart(n).await?;
-            }
-        }
+        let left_down = repair(&c, &mut rng, &nodes).await?;
         // Heal, resume, a quiet period, then every invariant, progress included.
         let violations = c.finish().await;
         if !violations.is_empty() {
             return Err(dump(violations.join("; ")));
         }
-        // A late message from before the repair may still unseat the leader once; give
-        // the election time to settle, then exactly one live proposer must lead.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut leaders = 0;
-        for &p in &proposers {
-            if c.status(p).await.is_some_and(|s| s.leader == Some(p)) {
-                leaders += 1;
-            }
-        }
-        if leaders != 1 {
-            let mut views = Vec::new();
-            for &p in &proposers {
-                views.push(format!("{p}: {:?}", c.status(p).await));
-            }
-            return Err(dump(format!("after repair {leaders} proposers believe they lead: {}", views.join(", "))));
-        }
+        one_leader(&c, &proposers).await.map_err(dump)?;
         let final_check = c.finish().await;
         if !final_check.is_empty() {
             return Err(dump(final_check.join("; ")));
         }
         Ok(Outcome { left_down: left_down.len() })
     })
+}
+
+/// One fault of the seed's mix, on a node drawn at random.
+async fn inject(
+    c: &Cluster,
+    rng: &mut ChaCha8Rng,
+    mix: &Mix,
+    nodes: &[NodeId],
+    proposers: &[NodeId],
+    acceptors: &[NodeId],
+) -> Result<(), String> {
+    let n = nodes[rng.gen_range(0..nodes.len())];
+    match *mix.kinds.choose(rng).expect("at least one kind") {
+        Fault::Kill => c.kill(n),
+        Fault::Restart => c.restart(n).await?,
+        Fault::Pause if c.is_alive(n) => c.pause(n).await,
+        Fault::Pause => {}
+        Fault::Resume => c.resume(n).await,
+        Fault::Partition => {
+            let (a, b): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|_| rng.gen_bool(0.5));
+            c.partition(&a, &b).await;
+        }
+        Fault::OneWay => {
+            let (a, b): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|_| rng.gen_bool(0.5));
+            c.partition_oneway(&a, &b).await;
+        }
+        Fault::LeaderCutFromAcceptors => {
+            // It still reaches the other proposers and the learners.
+            if let Some(l) = c.leader().await {
+                c.partition(&[l], acceptors).await;
+            }
+        }
+        Fault::ProposerCutFromProposers => {
+            // It still reaches the acceptors and the learners.
+            let p = proposers[rng.gen_range(0..proposers.len())];
+            let others: Vec<NodeId> = proposers.iter().copied().filter(|&o| o != p).collect();
+            if !others.is_empty() {
+                c.partition(&[p], &others).await;
+            }
+        }
+        Fault::Heal => c.heal().await,
+        Fault::Drop => c.drop_rate(rng.gen_range(0.0..mix.drop_max)).await.map_err(|e| e.0)?,
+        Fault::Duplicate => c.duplicate_rate(rng.gen_range(0.0..mix.duplicate_max)).await.map_err(|e| e.0)?,
+        Fault::Delay => c.delay(0, rng.gen_range(1..=mix.delay_max_ms)).await.map_err(|e| e.0)?,
+    }
+    Ok(())
+}
+
+/// A few voters at once, some voting twice, some for an unknown candidate; then one
+/// earlier failure retried with a fixed request id, twice: never two votes.
+async fn cast(c: &Cluster, rng: &mut ChaCha8Rng, voter: &mut u32, retries: &mut Vec<(String, String, String)>) {
+    let cands = ["ada", "grace", "linus", "nobody"];
+    let mut batch = Vec::new();
+    for _ in 0..rng.gen_range(1..6) {
+        let v = if *voter > 0 && rng.gen_bool(0.2) {
+            rng.gen_range(0..*voter)
+        } else {
+            *voter += 1;
+            *voter
+        };
+        batch.push((format!("v{v}"), cands[rng.gen_range(0..cands.len())].to_string()));
+    }
+    let opts = VoteOptions { timeout: Some(Duration::from_millis(rng.gen_range(200..1500))), ..VoteOptions::default() };
+    for ((v, cand), out) in batch.iter().zip(c.vote_all(&batch, &opts).await) {
+        if out.error == "no_quorum" || out.error == "timeout" {
+            retries.push((format!("retry-{v}-{cand}"), v.clone(), cand.clone()));
+        }
+    }
+    // Retry some earlier failures with a fixed request id, twice: never two votes.
+    if let Some((rid, v, cand)) = retries.pop() {
+        let opts =
+            VoteOptions { request_id: Some(rid), timeout: Some(Duration::from_millis(500)), ..VoteOptions::default() };
+        c.vote(&v, &cand, &opts).await;
+        c.vote(&v, &cand, &opts).await;
+    }
+}
+
+/// Restart the dead, but perhaps leave one proposer, acceptor or learner down; what
+/// stays up is still a healthy core, and it must make progress. Returns who stays down.
+async fn repair(c: &Cluster, rng: &mut ChaCha8Rng, nodes: &[NodeId]) -> Result<Vec<NodeId>, String> {
+    let of = |role: Role| -> Vec<NodeId> { nodes.iter().copied().filter(|n| n.role == role).collect() };
+    let mut left_down = Vec::new();
+    for role in [Role::Proposer, Role::Acceptor, Role::Learner] {
+        let group = of(role);
+        let spare = if role == Role::Acceptor { group.len() - c.config().quorum() } else { group.len() - 1 };
+        if spare > 0 && rng.gen_bool(0.3) {
+            left_down.push(group[rng.gen_range(0..group.len())]);
+        }
+    }
+    for &n in nodes {
+        if left_down.contains(&n) {
+            c.kill(n);
+        } else if !c.is_alive(n) {
+            c.restart(n).await?;
+        }
+    }
+    Ok(left_down)
+}
+
+/// A late message from before the repair may still unseat the leader once; give the
+/// election time to settle, then exactly one live proposer must lead.
+async fn one_leader(c: &Cluster, proposers: &[NodeId]) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut leaders = 0;
+    for &p in proposers {
+        if c.status(p).await.is_some_and(|s| s.leader == Some(p)) {
+            leaders += 1;
+        }
+    }
+    if leaders != 1 {
+        let mut views = Vec::new();
+        for &p in proposers {
+            views.push(format!("{p}: {:?}", c.status(p).await));
+        }
+        return Err(format!("after repair {leaders} proposers believe they lead: {}", views.join(", ")));
+    }
+    Ok(())
 }
 
 /// `SIM_SEED=N` runs that seed alone; `SIM_SEEDS=N` runs seeds 1..=N (more than CI does).
