@@ -48,7 +48,7 @@ pub struct Timing {
 }
 
 /// Switches for the liveness rules (see `Proposer` and `Acceptor`). Never turn one off in
-/// a real cluster: each exists because a cluster without it stalled.
+/// a real cluster: without any one of them the cluster can stall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     pub check_quorum: bool,
