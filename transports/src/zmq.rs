@@ -123,7 +123,9 @@ use connector::ZmqConnector;
 pub mod zmtp {
     /// Flag bits of a frame header.
     pub const MORE: u8 = 0x01;
+    /// Flag: the size is 8 bytes (big-endian) instead of 1.
     pub const LONG: u8 = 0x02;
+    /// Flag: a command frame (READY and the like), not a message.
     pub const COMMAND: u8 = 0x04;
     /// Longest command we accept (a READY with a few properties is well under this).
     pub const MAX_COMMAND: u64 = 4096;

@@ -66,6 +66,8 @@ struct InFlight {
     recovered: bool,
 }
 
+/// The proposer role: elects a leader, and as leader turns client commands into slots
+/// (see the module documentation for its liveness rules).
 pub struct Proposer {
     id: NodeId,
     config: Arc<Config>,
@@ -91,6 +93,7 @@ pub struct Proposer {
 }
 
 impl Proposer {
+    /// A proposer resuming from what it persisted (its highest round), as a follower.
     pub fn new(id: NodeId, config: Arc<Config>, durable: DurableState) -> Self {
         Proposer {
             id,
@@ -109,6 +112,7 @@ impl Proposer {
         }
     }
 
+    /// Whether this proposer leads now.
     pub fn is_leader(&self) -> bool {
         matches!(self.phase, Phase::Leader { .. })
     }
@@ -118,6 +122,8 @@ impl Proposer {
         self.leader
     }
 
+    /// The ballot it runs or leads with, or, as a follower, the ballot of the leader it
+    /// last heard.
     pub fn ballot(&self) -> Ballot {
         match &self.phase {
             Phase::Candidate { ballot, .. } => *ballot,
@@ -126,6 +132,7 @@ impl Proposer {
         }
     }
 
+    /// Every slot up to this one is known chosen.
     pub fn chosen(&self) -> u64 {
         self.chosen
     }

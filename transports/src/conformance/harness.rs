@@ -42,19 +42,26 @@ impl Harness for MemHarness {
 /// What [`NetHarness`] needs of a socket transport.
 #[async_trait]
 pub trait NetNode: Transport + Sized {
+    /// The transport's short name (`tcp`, `zmq`).
     const NAME: &'static str;
+    /// Binds `id` at `listen`, knowing `peers`.
     async fn bind_node(
         id: NodeId,
         listen: SocketAddr,
         peers: BTreeMap<NodeId, SocketAddr>,
         opts: NetOptions,
     ) -> std::io::Result<Self>;
+    /// The address it listens on.
     fn addr(&self) -> SocketAddr;
+    /// Adds a peer or changes its address.
     fn add_peer(&self, id: NodeId, addr: SocketAddr);
+    /// Its counters, readable after it is dropped.
     fn counters(&self) -> StatsHandle;
+    /// What a raw client sends before its first frame (a handshake; none for TCP).
     fn preamble() -> Vec<u8> {
         Vec::new()
     }
+    /// The framing that announces a body of `len` bytes (TCP: a 4-byte big-endian length).
     fn frame_header(len: u64) -> Vec<u8> {
         (len.min(u32::MAX as u64) as u32).to_be_bytes().to_vec()
     }
@@ -121,6 +128,7 @@ pub struct NetHarness<T> {
 }
 
 impl<T> NetHarness<T> {
+    /// A harness whose nodes all use `opts`.
     pub fn new(opts: NetOptions) -> Self {
         NetHarness { opts, addrs: BTreeMap::new(), stats: BTreeMap::new(), _kind: std::marker::PhantomData }
     }
@@ -132,7 +140,9 @@ impl<T> Default for NetHarness<T> {
     }
 }
 
+/// [`NetHarness`] for [`TcpTransport`].
 pub type TcpHarness = NetHarness<TcpTransport>;
+/// [`NetHarness`] for [`ZmqTransport`].
 pub type ZmqHarness = NetHarness<ZmqTransport>;
 
 #[async_trait]

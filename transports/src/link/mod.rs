@@ -53,6 +53,7 @@ pub struct NetOptions {
     pub idle_timeout: Option<Duration>,
     /// First wait before reconnecting after a failure; doubles up to `backoff_max`.
     pub backoff_min: Duration,
+    /// Longest wait between reconnection attempts.
     pub backoff_max: Duration,
     /// Most bytes gathered into one write when messages queue up.
     pub batch_bytes: usize,
@@ -186,6 +187,7 @@ impl<C: Connector> NetTransport<C> {
         self.advertise
     }
 
+    /// The counters now.
     pub fn stats(&self) -> WireStats {
         self.stats.snapshot()
     }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 /// What a network transport did, as counters since it started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WireStats {
+    /// Frames written to peers.
     pub frames_sent: u64,
+    /// Frames received and decoded.
     pub frames_received: u64,
     /// Bytes handed to the socket, in the transport's own framing (TCP counts its length
     /// prefixes, ZeroMQ only the bodies).
@@ -29,7 +31,9 @@ pub struct WireStats {
     pub truncated: u64,
     /// An inbound connection that failed the ZMTP handshake (ZeroMQ only).
     pub bad_handshake: u64,
+    /// Connections opened, outbound and inbound.
     pub connections_opened: u64,
+    /// Connections closed, outbound and inbound.
     pub connections_closed: u64,
     /// Failed dials, including those whose peer name did not resolve.
     pub connect_failures: u64,
@@ -93,6 +97,7 @@ impl Counters {
 pub struct StatsHandle(pub(crate) Arc<Counters>);
 
 impl StatsHandle {
+    /// The counters now.
     pub fn get(&self) -> WireStats {
         self.0.snapshot()
     }
