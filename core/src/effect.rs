@@ -62,7 +62,7 @@ pub enum Effect {
 /// Effects produced by one step, in order.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// The effects so far, in the order they were pushed (the order they are carried out).
+    /// The effects so far, in the order they were pushed.
     pub effects: Vec<Effect>,
 }
 

@@ -40,7 +40,7 @@ impl fmt::Display for Role {
 pub struct NodeId {
     /// What the node does.
     pub role: Role,
-    /// Its number within its role, from 1 (0 never names a node).
+    /// Its number within its role, counted from 1 (a name with index 0 does not parse).
     pub index: u16,
 }
 
@@ -107,7 +107,8 @@ impl FromStr for NodeId {
 pub struct Ballot {
     /// The election round; a proposer's rounds start at 1 and only grow.
     pub round: u64,
-    /// The index of the proposer that owns the ballot (0 only in [`Ballot::ZERO`]).
+    /// The index of the proposer that owns the ballot (0 in [`Ballot::ZERO`], which no
+    /// proposer owns).
     pub proposer: u16,
 }
 

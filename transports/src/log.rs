@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
-/// The event log: lines `<virtual ms> <event>`, in the order recorded. Clones share it.
+/// The event log: one line per event, `<ms since creation>ms <event>`, in the order
+/// recorded (virtual time on the in-memory network). Clones share one log.
 #[derive(Clone, Debug)]
 pub struct EventLog {
     /// Fixed at creation, so a disabled log costs one branch and no lock.

@@ -1,7 +1,7 @@
 //! What the TCP and ZeroMQ transports share: options, counters, the per-peer outbound
 //! task (bounded queue, lazy connect, backoff, deadlines), the inbound channel and the
 //! shutdown signal, and the endpoint itself ([`NetTransport`]: bind, accessors, the
-//! [`Transport`] impl). Each transport only supplies a [`Connector`] (how to dial a peer
+//! [`Transport`] impl). Each transport only supplies a `Connector` (how to dial a peer
 //! and write a batch) and its own reader for inbound connections.
 //!
 //! Why one task per peer: a peer that is down, slow or paused (SIGSTOP) stalls only its
