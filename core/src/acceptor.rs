@@ -10,6 +10,8 @@ use crate::storage::{DurableState, PersistOp};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// The acceptor role: promises ballots and accepts values for slots, durably, and tells
+/// the proposers and learners what it accepted.
 pub struct Acceptor {
     id: NodeId,
     config: Arc<Config>,
@@ -112,10 +114,12 @@ impl Acceptor {
         }
     }
 
+    /// The highest ballot this acceptor promised (durable).
     pub fn promised(&self) -> Ballot {
         self.promised
     }
 
+    /// The ballot and value accepted for `slot`, if it holds one (none once compacted).
     pub fn accepted(&self, slot: u64) -> Option<&(Ballot, crate::command::Value)> {
         self.accepted.get(&slot)
     }

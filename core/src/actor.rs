@@ -12,13 +12,17 @@ use serde::{Deserialize, Serialize};
 /// A runtime calls `start` once, then any number of `on_message`/`on_timer` calls, then
 /// `flush`, and then carries out the step's effects (persist, then send).
 pub trait Actor: Send + 'static {
+    /// This node's name.
     fn id(&self) -> NodeId;
     /// Called once when the node (re)starts: set initial timers.
     fn start(&mut self, out: &mut Outbox);
+    /// Handles one message from `from`.
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox);
+    /// Handles a timer this role set, now fired.
     fn on_timer(&mut self, timer: Timer, out: &mut Outbox);
     /// End of a step: emit what was gathered over its inputs (batches, group replies).
     fn flush(&mut self, _out: &mut Outbox) {}
+    /// What this node reports about itself, for operators and tests.
     fn status(&self) -> Status;
     /// Applied values after slot `after`, at most `max` of them (learners; empty for
     /// other roles). For operators and invariant checks.
@@ -35,6 +39,7 @@ pub trait Actor: Send + 'static {
 /// What a node reports about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The node's name.
     pub id: Option<NodeId>,
     /// Proposer: its current ballot; acceptor: its promised ballot.
     pub ballot: Option<Ballot>,

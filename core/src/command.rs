@@ -15,9 +15,23 @@ pub type Value = Arc<Vec<Command>>;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Command {
     /// `voter` votes for `candidate` (the user's act: CastVote).
-    Vote { request_id: RequestId, client: NodeId, voter: String, candidate: String },
+    Vote {
+        /// The client's name for this request; a retry reuses it.
+        request_id: RequestId,
+        /// Who gets the reply.
+        client: NodeId,
+        /// Who votes; each voter counts once.
+        voter: String,
+        /// Whom the vote is for; must be one of the configured candidates.
+        candidate: String,
+    },
     /// A linearizable read of the tally: answered when the read's slot is applied.
-    Read { request_id: RequestId, client: NodeId },
+    Read {
+        /// The client's name for this request.
+        request_id: RequestId,
+        /// Who gets the reply.
+        client: NodeId,
+    },
 }
 
 /// Largest command a client may submit, by [`Command::size`]: a vote whose names are
@@ -39,11 +53,13 @@ impl Command {
             }
     }
 
+    /// The client's name for this request.
     pub fn request_id(&self) -> &str {
         match self {
             Command::Vote { request_id, .. } | Command::Read { request_id, .. } => request_id,
         }
     }
+    /// The client the reply goes to.
     pub fn client(&self) -> NodeId {
         match self {
             Command::Vote { client, .. } | Command::Read { client, .. } => *client,
@@ -54,8 +70,10 @@ impl Command {
 /// Why the voting state machine refused a vote. Both are final answers, not failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
 pub enum VoteError {
+    /// The voter has already voted (with another request id); the first vote stands.
     #[error("already_voted")]
     AlreadyVoted,
+    /// The candidate is not one of the configured candidates.
     #[error("unknown_candidate")]
     UnknownCandidate,
 }
@@ -73,16 +91,40 @@ pub type Tally = Vec<(String, u64)>;
 pub enum Reply {
     /// The vote's command was applied at `slot` (the slot of its first application when
     /// it was retried) with this outcome.
-    Vote { request_id: RequestId, slot: u64, result: Result<(), VoteError> },
+    Vote {
+        /// The request answered.
+        request_id: RequestId,
+        /// The log slot the vote was applied at.
+        slot: u64,
+        /// Counted, or why not.
+        result: Result<(), VoteError>,
+    },
     /// The tally as of `slot`.
-    Read { request_id: RequestId, slot: u64, tally: Tally },
+    Read {
+        /// The request answered.
+        request_id: RequestId,
+        /// The log slot the read was applied at.
+        slot: u64,
+        /// Votes per candidate after every slot up to `slot`.
+        tally: Tally,
+    },
     /// The leader could not get a majority of acceptors to accept the command's slot in
     /// time. The command is not confirmed; it may still be chosen later, and retrying with
     /// the same request id is safe.
-    NotConfirmed { request_id: RequestId },
+    NotConfirmed {
+        /// The request answered.
+        request_id: RequestId,
+    },
     /// The command is larger than [`MAX_COMMAND_BYTES`]: refused at once, never proposed.
     /// Final: retrying the same command gets the same answer.
-    TooLarge { request_id: RequestId, size: usize, limit: usize },
+    TooLarge {
+        /// The request answered.
+        request_id: RequestId,
+        /// The command's size by [`Command::size`], in bytes.
+        size: usize,
+        /// The limit, [`MAX_COMMAND_BYTES`].
+        limit: usize,
+    },
 }
 
 impl Reply {
@@ -94,6 +136,7 @@ impl Reply {
         }
     }
 
+    /// The request this reply answers.
     pub fn request_id(&self) -> &str {
         match self {
             Reply::Vote { request_id, .. }

@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 /// over the nodes that happen to be reachable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
+    /// The proposers, in configured order.
     pub proposers: Vec<NodeId>,
+    /// The acceptors; a quorum is a majority of this list.
     pub acceptors: Vec<NodeId>,
+    /// The learners, each applying the chosen log to its own ballot box.
     pub learners: Vec<NodeId>,
+    /// The candidates a voter may vote for, in the order tallies list them.
     pub candidates: Vec<String>,
+    /// Protocol timing and limits.
     pub timing: Timing,
 }
 
@@ -22,6 +27,7 @@ pub struct Timing {
     /// A follower that hears no heartbeat for a random time in this range runs for leader;
     /// the same range is a candidate's back-off.
     pub election_min_ms: u64,
+    /// Upper end of the election timeout range; also the check-quorum period.
     pub election_max_ms: u64,
     /// Period of the leader's retransmission of unanswered accepts (one "tick").
     pub retransmit_ms: u64,
@@ -48,11 +54,16 @@ pub struct Timing {
 }
 
 /// Switches for the liveness rules (see `Proposer` and `Acceptor`). Never turn one off in
-/// a real cluster: each exists because a cluster without it stalled.
+/// a real cluster: without any one of them the cluster can stall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
+    /// A leader that has not heard from a majority of acceptors within an election
+    /// timeout steps down.
     pub check_quorum: bool,
+    /// An acceptor that heard a leader within its lease period refuses another
+    /// proposer's `Prepare` until the lease runs out.
     pub leader_lease: bool,
+    /// The leader re-runs phase 1 and 2 for slots a learner keeps asking for.
     pub reopen_stuck: bool,
 }
 
@@ -99,6 +110,7 @@ impl Config {
         self.proposers.iter().chain(&self.acceptors).chain(&self.learners).copied()
     }
 
+    /// Whether `id` is a configured node.
     pub fn contains(&self, id: NodeId) -> bool {
         self.nodes().any(|n| n == id)
     }

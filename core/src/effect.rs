@@ -25,26 +25,36 @@ pub enum Timer {
     Lease,
 }
 
+/// One thing a role asks its runtime to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// Make this durable. The runtime finishes every `Persist` of a step before it sends
     /// any message of that step.
     Persist(PersistOp),
+    /// Send `msg` to `to`; delivery is not guaranteed (the protocol allows loss).
     Send {
+        /// The receiver.
         to: NodeId,
+        /// The message.
         msg: Message,
     },
     /// Fire `timer` after a delay the runtime draws uniformly from `min_ms..=max_ms` with
     /// its seeded random source (roles have no randomness of their own).
     SetTimer {
+        /// Which timer.
         timer: Timer,
+        /// Shortest delay, in milliseconds of the runtime's clock.
         min_ms: u64,
+        /// Longest delay, in milliseconds; at least `min_ms`.
         max_ms: u64,
     },
+    /// Unset `timer`, if it is set.
     CancelTimer(Timer),
     /// A learner applied `slot`, whose value is `value` (for observers and invariants).
     Decided {
+        /// The slot applied.
         slot: u64,
+        /// Its chosen value.
         value: Value,
     },
 }
@@ -52,31 +62,40 @@ pub enum Effect {
 /// Effects produced by one step, in order.
 #[derive(Debug, Default)]
 pub struct Outbox {
+    /// The effects so far, in the order they were pushed.
     pub effects: Vec<Effect>,
 }
 
 impl Outbox {
+    /// An empty outbox.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Push [`Effect::Send`].
     pub fn send(&mut self, to: NodeId, msg: Message) {
         self.effects.push(Effect::Send { to, msg });
     }
+    /// Push [`Effect::Persist`].
     pub fn persist(&mut self, op: PersistOp) {
         self.effects.push(Effect::Persist(op));
     }
+    /// Push [`Effect::SetTimer`].
     pub fn set_timer(&mut self, timer: Timer, min_ms: u64, max_ms: u64) {
         self.effects.push(Effect::SetTimer { timer, min_ms, max_ms });
     }
+    /// Push [`Effect::CancelTimer`].
     pub fn cancel_timer(&mut self, timer: Timer) {
         self.effects.push(Effect::CancelTimer(timer));
     }
+    /// Push [`Effect::Decided`].
     pub fn decided(&mut self, slot: u64, value: Value) {
         self.effects.push(Effect::Decided { slot, value });
     }
+    /// Take every effect pushed so far, leaving the outbox empty.
     pub fn take(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
     }
+    /// Whether no effect is waiting.
     pub fn is_empty(&self) -> bool {
         self.effects.is_empty()
     }

@@ -7,14 +7,18 @@ use std::str::FromStr;
 /// What a node does in the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
+    /// Elects a leader and proposes client commands into slots.
     Proposer,
+    /// Promises and accepts ballots; a majority of them chooses a slot's value.
     Acceptor,
+    /// Learns chosen slots and applies them to the ballot box.
     Learner,
     /// Something outside the cluster that casts votes and reads results.
     Client,
 }
 
 impl Role {
+    /// The role's name as it appears in node names: `proposer`, `acceptor`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Proposer => "proposer",
@@ -34,23 +38,30 @@ impl fmt::Display for Role {
 /// A node's identity: its role and a 1-based index, printed as `proposer-1`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId {
+    /// What the node does.
     pub role: Role,
+    /// Its number within its role, counted from 1 (a name with index 0 does not parse).
     pub index: u16,
 }
 
 impl NodeId {
+    /// The node `index` of `role`.
     pub const fn new(role: Role, index: u16) -> Self {
         NodeId { role, index }
     }
+    /// `proposer-{index}`.
     pub const fn proposer(index: u16) -> Self {
         Self::new(Role::Proposer, index)
     }
+    /// `acceptor-{index}`.
     pub const fn acceptor(index: u16) -> Self {
         Self::new(Role::Acceptor, index)
     }
+    /// `learner-{index}`.
     pub const fn learner(index: u16) -> Self {
         Self::new(Role::Learner, index)
     }
+    /// `client-{index}`.
     pub const fn client(index: u16) -> Self {
         Self::new(Role::Client, index)
     }
@@ -65,7 +76,10 @@ impl fmt::Display for NodeId {
 /// The text was not a node name such as `acceptor-2`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not a node name: use role-index, e.g. proposer-1, acceptor-2, learner-1")]
-pub struct BadNodeName(pub String);
+pub struct BadNodeName(
+    /// The text that was given.
+    pub String,
+);
 
 impl FromStr for NodeId {
     type Err = BadNodeName;
@@ -91,7 +105,10 @@ impl FromStr for NodeId {
 /// proposers never share one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
+    /// The election round; a proposer's rounds start at 1 and only grow.
     pub round: u64,
+    /// The index of the proposer that owns the ballot (0 in [`Ballot::ZERO`], which no
+    /// proposer owns).
     pub proposer: u16,
 }
 
@@ -99,6 +116,7 @@ impl Ballot {
     /// Lower than every ballot a proposer uses (rounds start at 1).
     pub const ZERO: Ballot = Ballot { round: 0, proposer: 0 };
 
+    /// The ballot of `proposer-{proposer}` in `round`.
     pub const fn new(round: u64, proposer: u16) -> Self {
         Ballot { round, proposer }
     }

@@ -12,6 +12,9 @@ use crate::voting::VotingState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// The learner role: learns which value each slot chose (a majority of acceptors at one
+/// ballot, or another learner's applied log), applies slots in order to the ballot box,
+/// and answers clients.
 pub struct Learner {
     id: NodeId,
     config: Arc<Config>,
@@ -105,6 +108,7 @@ impl Learner {
         self.base.saturating_add(self.log.len() as u64)
     }
 
+    /// The ballot box as of the last applied slot.
     pub fn state(&self) -> &VotingState {
         &self.state
     }

@@ -16,6 +16,8 @@
 //! - [`voting`]: the replicated ballot box (one vote per voter, idempotent request ids).
 //! - [`actor`]: the `Actor` trait and node status.
 //! - [`proposer`], [`acceptor`], [`learner`]: the three roles.
+//!   Inside [`proposer`]: `recovery` (phase 1 and the paged read-back of accepted values)
+//!   and `queue` (client commands on their way to a slot).
 
 #![warn(missing_docs, unreachable_pub)]
 

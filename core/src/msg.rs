@@ -20,11 +20,15 @@ pub const PAGE_BYTES: usize = 1 << 20;
 /// One accepted value, as an acceptor reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptedEntry {
+    /// The log slot.
     pub slot: u64,
+    /// The ballot the value was accepted at.
     pub ballot: Ballot,
+    /// The accepted value (a batch of commands).
     pub value: Value,
 }
 
+/// Everything nodes and clients send each other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     /// Client -> proposer: commands to put into the log. A follower forwards them to the
@@ -34,50 +38,111 @@ pub enum Message {
     Replies(Vec<Reply>),
     /// Leader -> proposers and learners: "I lead with `ballot`; slots up to `chosen` are
     /// chosen."
-    Heartbeat { ballot: Ballot, chosen: u64 },
+    Heartbeat {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// Every slot up to this one is chosen.
+        chosen: u64,
+    },
     /// Phase 1a for the slots `from_slot..=to_slot`. A leader sends it again at its own
     /// ballot to read the next page of a long log, or to re-open chosen slots that a
     /// learner cannot learn (see `Proposer`).
     /// `req` names this round of phase 1 and comes back in its promises, so an answer to
     /// an older round (delayed, duplicated) is never taken for this one.
-    Prepare { ballot: Ballot, req: u64, from_slot: u64, to_slot: u64 },
+    Prepare {
+        /// The ballot to promise.
+        ballot: Ballot,
+        /// The name of this phase 1 round, echoed by the promise.
+        req: u64,
+        /// First slot asked for.
+        from_slot: u64,
+        /// Last slot asked for (`u64::MAX`: every slot from `from_slot` on).
+        to_slot: u64,
+    },
     /// Phase 1b: the values this acceptor accepted in `from_slot..=end`, a page cut by
     /// encoded size ([`PAGE_BYTES`]); `end` is where the page stops (the asked `to_slot`
     /// when it holds everything), `last` the highest slot it has accepted anything for,
     /// `compacted` the slot up to which it forgot its values because every configured
     /// learner applied them (so they are chosen).
     Promise {
+        /// The ballot promised.
         ballot: Ballot,
+        /// The `req` of the `Prepare` answered.
         req: u64,
+        /// The `from_slot` of the `Prepare` answered.
         from_slot: u64,
+        /// Last slot this page covers.
         end: u64,
+        /// Highest slot the acceptor accepted anything for (0 if none).
         last: u64,
+        /// Slots up to here are forgotten, because every configured learner applied them.
         compacted: u64,
+        /// The accepted values in `from_slot..=end`, by slot.
         accepted: Vec<AcceptedEntry>,
     },
     /// Phase 2a.
-    Accept { ballot: Ballot, slot: u64, value: Value },
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The slot proposed.
+        slot: u64,
+        /// The value proposed for it.
+        value: Value,
+    },
     /// Phase 2b, to the proposer: these slots are accepted at `ballot`.
-    Accepted { ballot: Ballot, slots: Vec<u64> },
+    Accepted {
+        /// The ballot accepted at.
+        ballot: Ballot,
+        /// The slots accepted (empty: an answer to a heartbeat).
+        slots: Vec<u64>,
+    },
     /// Phase 2b, to learners (and catch-up answers): what this acceptor accepted.
-    Learn { entries: Vec<AcceptedEntry> },
-    /// Acceptor -> proposer: `ballot` was refused because a higher one was promised.
-    Nack { ballot: Ballot, promised: Ballot },
+    Learn {
+        /// The accepted values.
+        entries: Vec<AcceptedEntry>,
+    },
+    /// Acceptor -> proposer: `ballot` was refused because a higher one was promised (or,
+    /// for a `Prepare`, because the acceptor still hears the leader of `promised`).
+    Nack {
+        /// The ballot refused.
+        ballot: Ballot,
+        /// The acceptor's promise, or, when it refuses a `Prepare` because it still hears a
+        /// leader (its lease), that leader's ballot, which may be lower than `ballot`.
+        promised: Ballot,
+    },
     /// Learner -> acceptors and learners: "send me what you know after slot `applied`".
-    CatchUp { applied: u64 },
+    CatchUp {
+        /// The learner's last applied slot.
+        applied: u64,
+    },
     /// Learner -> learner: chosen values, from the sender's applied log.
-    Chosen { entries: Vec<(u64, Value)> },
+    Chosen {
+        /// `(slot, value)` pairs, in slot order.
+        entries: Vec<(u64, Value)>,
+    },
     /// Client -> any node: "I am here". Roles ignore it; a socket transport learns from it
     /// where to send the client's answers (learners and the leader answer clients that
     /// never sent them anything else).
     Hello,
     /// Learner -> learners and acceptors, every catch-up period: "I have applied up to
     /// `applied`". Acceptors compact what every configured learner applied.
-    Progress { applied: u64 },
+    Progress {
+        /// The learner's last applied slot.
+        applied: u64,
+    },
     /// Learner -> learner far behind: the state machine as of slot `applied`.
     /// A large state travels as `parts` messages (`part` counts from 0), each a share
     /// of it of about [`PAGE_BYTES`] ([`VotingState::split`]).
-    Snapshot { applied: u64, part: u32, parts: u32, state: VotingState },
+    Snapshot {
+        /// The slot the state stands for.
+        applied: u64,
+        /// Which share this is, from 0.
+        part: u32,
+        /// How many shares make the whole state.
+        parts: u32,
+        /// This share of the state.
+        state: VotingState,
+    },
 }
 
 /// Bytes an `AcceptedEntry` or a `(slot, value)` pair costs beyond its value: slot,

@@ -13,24 +13,47 @@ pub enum PersistOp {
     /// Acceptor: never accept or promise below this ballot again.
     Promise(Ballot),
     /// Acceptor: `value` accepted for `slot` at `ballot` (also a promise of `ballot`).
-    Accept { slot: u64, ballot: Ballot, value: Value },
+    Accept {
+        /// The slot.
+        slot: u64,
+        /// The ballot accepted at.
+        ballot: Ballot,
+        /// The value accepted.
+        value: Value,
+    },
     /// Proposer: the highest round this proposer has used; never reuse it.
     Round(u64),
     /// Acceptor: forget the values accepted for slots up to `upto`: every configured
     /// learner has applied them, so they are chosen and no one needs them from us again.
-    Compact { upto: u64 },
+    Compact {
+        /// Last slot forgotten.
+        upto: u64,
+    },
     /// Learner: `slot` applied with `value` (slots are applied in order, without gaps).
-    Apply { slot: u64, value: Value },
+    Apply {
+        /// The slot applied.
+        slot: u64,
+        /// Its chosen value.
+        value: Value,
+    },
     /// Learner: the state machine as of slot `applied` stands for every slot up to it
     /// (compaction, or a snapshot taken from a peer to catch up).
-    LearnerSnapshot { applied: u64, state: VotingState },
+    LearnerSnapshot {
+        /// The last slot the state includes.
+        applied: u64,
+        /// The voting state machine after that slot.
+        state: VotingState,
+    },
 }
 
 /// Everything a node persisted, as loaded at start.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DurableState {
+    /// Acceptor: the highest ballot promised.
     pub promised: Ballot,
+    /// Acceptor: per slot, the ballot and value accepted last.
     pub accepted: BTreeMap<u64, (Ballot, Value)>,
+    /// Proposer: the highest round used.
     pub round: u64,
     /// Acceptor: slots up to here were compacted away (chosen and applied everywhere).
     #[serde(default)]
@@ -89,17 +112,31 @@ impl DurableState {
     }
 }
 
+/// Why a node's storage could not load or persist.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// Reading or writing the file failed.
     #[error("storage I/O failed on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds something that does not decode as durable state.
     #[error("stored state in {path} is corrupt: {detail}")]
-    Corrupt { path: String, detail: String },
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// Durable state of one node. `persist` returns only once the ops are durable: the
 /// runtime sends nothing that depends on them before that.
 pub trait Storage: Send + 'static {
+    /// Everything persisted so far (the default state when nothing was).
     fn load(&mut self) -> Result<DurableState, StorageError>;
     /// Make all of `ops` durable together (one sync for the batch).
     fn persist(&mut self, ops: &[PersistOp]) -> Result<(), StorageError>;
@@ -113,6 +150,7 @@ pub struct MemStorage {
 }
 
 impl MemStorage {
+    /// Empty storage.
     pub fn new() -> Self {
         Self::default()
     }

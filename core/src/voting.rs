@@ -17,11 +17,13 @@ pub struct VotingState {
 }
 
 impl VotingState {
+    /// An empty ballot box for these candidates, in this order.
     pub fn new(candidates: Vec<String>) -> Self {
         let counts = vec![0; candidates.len()];
         VotingState { candidates, counts, voters: HashMap::new(), outcomes: HashMap::new() }
     }
 
+    /// The candidates, in configured order.
     pub fn candidates(&self) -> &[String] {
         &self.candidates
     }

@@ -1,5 +1,5 @@
 //! Round trip and one-way stream rate of the TCP and ZeroMQ transports on loopback, on a
-//! current-thread runtime (see shared/docs/PERF.md for the machine's floors).
+//! current-thread runtime.
 //! Run: `cargo bench -p ballot-transports --bench transport`.
 
 use ballot_core::{Message, NodeId};

@@ -23,8 +23,15 @@ use tokio::time::{timeout, Instant};
 /// An IP socket address, or a host name and port to resolve.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PeerAddr {
+    /// Dialled as it is.
     Ip(SocketAddr),
-    Host { host: String, port: u16 },
+    /// Looked up afresh each time a new connection is dialled.
+    Host {
+        /// The host name.
+        host: String,
+        /// The port to dial on whatever the name resolves to.
+        port: u16,
+    },
 }
 
 /// Why a string is not an address; one line, meant to be prefixed with the flag it came
@@ -37,7 +44,9 @@ pub struct AddrError(String);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("cannot resolve {addr} within {deadline:?} ({reason}): check the name, and that it is known on this network")]
 pub struct ResolveError {
+    /// The address whose name was looked up.
     pub addr: PeerAddr,
+    /// How long the lookup was given.
     pub deadline: Duration,
     /// The last lookup's error.
     pub reason: String,
@@ -116,6 +125,7 @@ impl PeerAddr {
         }
     }
 
+    /// The port, of either form.
     pub fn port(&self) -> u16 {
         match self {
             PeerAddr::Ip(a) => a.port(),

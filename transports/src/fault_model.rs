@@ -37,7 +37,10 @@ pub enum Route {
     DroppedRandom,
     /// Delivered once, or twice when duplicated: one entry per copy, with the delay that
     /// copy waits (`None`: at once).
-    Deliver { copies: Vec<Option<Duration>> },
+    Deliver {
+        /// One entry per copy: how long it waits (`None`: delivered at once).
+        copies: Vec<Option<Duration>>,
+    },
 }
 
 impl Route {
@@ -111,6 +114,7 @@ impl FaultModel {
         self.default_faults = faults;
     }
 
+    /// Faults of every link without its own setting.
     pub fn default_faults(&self) -> &LinkFaults {
         &self.default_faults
     }

@@ -22,13 +22,17 @@ use tokio::sync::mpsc;
 /// What the fault layer did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultStats {
+    /// Outbound messages that reached the fault layer.
     pub sent: u64,
     /// Outbound messages dropped by a cut link.
     pub dropped_partition: u64,
     /// Inbound messages dropped because the link from their sender is cut.
     pub dropped_inbound: u64,
+    /// Outbound messages lost to the link's drop probability.
     pub dropped_random: u64,
+    /// Outbound messages sent twice.
     pub duplicated: u64,
+    /// Copies held back for a delay before sending.
     pub delayed: u64,
 }
 
@@ -93,6 +97,7 @@ impl FaultHandle {
         self.lock().faults.connected(from, to)
     }
 
+    /// What the fault layer did so far.
     pub fn stats(&self) -> FaultStats {
         self.lock().stats.clone()
     }
@@ -107,19 +112,23 @@ pub struct Faulty<T> {
 }
 
 impl<T: Transport> Faulty<T> {
+    /// Wraps `inner`, with faults as `handle` sets them.
     pub fn new(inner: T, handle: FaultHandle) -> Self {
         let (delayed_tx, delayed_rx) = mpsc::unbounded_channel();
         Faulty { inner, handle, delayed_tx, delayed_rx }
     }
 
+    /// The handle that sets this transport's faults.
     pub fn handle(&self) -> &FaultHandle {
         &self.handle
     }
 
+    /// The wrapped transport.
     pub fn inner(&self) -> &T {
         &self.inner
     }
 
+    /// The wrapped transport, without the fault layer.
     pub fn into_inner(self) -> T {
         self.inner
     }

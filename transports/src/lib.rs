@@ -14,10 +14,15 @@
 //! - [`log`]: the event log shared by the network and the chaos runner.
 //! - [`wire`]: the frame codec of the network transports (header + rmp-serde, size limit).
 //! - [`link`]: what TCP and ZeroMQ share: options, counters, per-peer queues and backoff.
+//!   Inside it: `stats` (counters), `outbound` (the connector and per-peer queues),
+//!   `peer_task` (one peer's connection, batching and backoff) and `inbound` (accept loop
+//!   and frame reading).
 //! - [`tcp`]: [`TcpTransport`], length-prefixed frames over TCP.
 //! - [`zmq`]: [`ZmqTransport`], the same frames as ZeroMQ PUSH/PULL messages.
 //! - [`faults`]: [`Faulty`], the in-memory fault model around any transport.
+//! - [`ports`]: free loopback ports for tests and local clusters.
 //! - [`conformance`]: one test suite that every transport runs with a single call.
+//!   Inside it: `harness`, the in-memory and socket harnesses.
 
 #![warn(missing_docs, unreachable_pub)]
 

@@ -4,6 +4,8 @@
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
+/// The event log: one line per event, `<ms since creation>ms <event>`, in the order
+/// recorded (virtual time on the in-memory network). Clones share one log.
 #[derive(Clone, Debug)]
 pub struct EventLog {
     /// Fixed at creation, so a disabled log costs one branch and no lock.
@@ -24,6 +26,7 @@ impl EventLog {
         EventLog { enabled, inner: Arc::new(Mutex::new(Inner { start: Instant::now(), lines: Vec::new() })) }
     }
 
+    /// Whether this log records anything.
     pub fn enabled(&self) -> bool {
         self.enabled
     }
@@ -38,14 +41,17 @@ impl EventLog {
         }
     }
 
+    /// A copy of every line so far.
     pub fn lines(&self) -> Vec<String> {
         self.lock().lines.clone()
     }
 
+    /// How many lines were recorded.
     pub fn len(&self) -> usize {
         self.lock().lines.len()
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

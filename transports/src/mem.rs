@@ -22,11 +22,17 @@ pub use crate::fault_model::LinkFaults;
 /// Counters of what the network did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
+    /// Messages handed to the network.
     pub sent: u64,
+    /// Copies put into a receiver's inbox.
     pub delivered: u64,
+    /// Messages dropped by a cut link.
     pub dropped_partition: u64,
+    /// Messages lost to a link's drop probability.
     pub dropped_random: u64,
+    /// Copies whose receiver was not registered (down) or had closed its inbox.
     pub dropped_down: u64,
+    /// Messages delivered twice.
     pub duplicated: u64,
     /// Messages larger than the socket transports' frame limit, dropped as they would be.
     pub dropped_oversized: u64,
@@ -79,6 +85,7 @@ impl MemNetwork {
         net.log.record(|| format!("down {id}"));
     }
 
+    /// Whether `id` is registered (up).
     pub fn is_up(&self, id: NodeId) -> bool {
         self.lock().inboxes.contains_key(&id)
     }
@@ -118,6 +125,7 @@ impl MemNetwork {
         net.faults.set_default_faults(faults);
     }
 
+    /// Faults of every link without its own setting.
     pub fn default_faults(&self) -> LinkFaults {
         self.lock().faults.default_faults().clone()
     }
@@ -134,10 +142,12 @@ impl MemNetwork {
         self.lock().faults.connected(from, to)
     }
 
+    /// What the network did so far.
     pub fn stats(&self) -> NetStats {
         self.lock().stats.clone()
     }
 
+    /// The network's event log (shared, not a copy).
     pub fn log(&self) -> EventLog {
         self.lock().log.clone()
     }

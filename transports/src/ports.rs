@@ -2,8 +2,8 @@
 //!
 //! Ports are taken below the kernel's ephemeral range. `bind(0)` and every outgoing
 //! connection draw from that range, so a port found there by binding port 0 and letting
-//! go can be taken by anyone's next connection before our node binds it (seen in CI). Below
-//! the range only an explicit bind can take it.
+//! go can be taken by anyone's next connection before our node binds it. Below the range
+//! only an explicit bind can take it.
 
 use std::net::{SocketAddr, TcpListener};
 

@@ -26,18 +26,34 @@ pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 /// the receiver: the receiver counts it and closes that connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
+    /// The announced or actual body length is over the limit.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    Oversized { len: u64, max: usize },
+    Oversized {
+        /// The body's length, in bytes.
+        len: u64,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The body does not start with the ballot magic bytes.
     #[error("frame does not start with the ballot magic bytes")]
     BadMagic,
+    /// The body speaks another protocol version (the one given).
     #[error("frame speaks protocol version {0}, this node speaks {PROTOCOL_VERSION}")]
     UnknownVersion(u16),
+    /// The body after the header is not an rmp-serde envelope (the decoder's message).
     #[error("frame body does not decode as an envelope: {0}")]
     Decode(String),
+    /// The envelope could not be encoded (the encoder's message).
     #[error("envelope does not encode: {0}")]
     Encode(String),
+    /// Fewer bytes than the header, the length prefix or the announced body needs.
     #[error("frame is truncated: {needed} bytes needed, {have} available")]
-    Truncated { needed: usize, have: usize },
+    Truncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes available.
+        have: usize,
+    },
 }
 
 /// Appends the body of `env` (header + rmp-serde) to `out`.

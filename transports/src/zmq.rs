@@ -4,7 +4,7 @@
 //! Outbound, each peer has a task (shared with TCP, see [`crate::link`]) that owns one
 //! `zeromq::PushSocket` connected to that peer's PULL endpoint.
 //!
-//! What the `zeromq` crate (0.7) really does, found by experiment, and what follows:
+//! How the `zeromq` crate (0.7) behaves, and what follows from it:
 //! - A PUSH socket never reconnects. After the peer's process dies, the next one or two
 //!   sends return `Ok` and are lost in the dead connection; once its writer sees the
 //!   broken pipe every send fails with "Not connected to peers", even after the peer is
@@ -123,7 +123,9 @@ use connector::ZmqConnector;
 pub mod zmtp {
     /// Flag bits of a frame header.
     pub const MORE: u8 = 0x01;
+    /// Flag: the size is 8 bytes (big-endian) instead of 1.
     pub const LONG: u8 = 0x02;
+    /// Flag: a command frame (READY and the like), not a message.
     pub const COMMAND: u8 = 0x04;
     /// Longest command we accept (a READY with a few properties is well under this).
     pub const MAX_COMMAND: u64 = 4096;

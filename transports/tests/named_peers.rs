@@ -216,8 +216,8 @@ async fn zmq_redials_a_named_peer_that_claims_a_new_address() {
 /// A peer that restarted says `Hello`, and the connection held to its previous life is
 /// dropped and dialled afresh. What it is for: a killed container's address vanishes
 /// with it, so writes into the old connection succeed and are lost for the minutes TCP
-/// takes to give up (a CI run on Swarm saw a restarted acceptor never hear from the
-/// leader again). Here a black hole stands in for the vanished address: a listener that
+/// takes to give up (a restarted acceptor would never hear from the leader again).
+/// Here a black hole stands in for the vanished address: a listener that
 /// accepts one connection (for ZeroMQ, also answers the handshake), then never reads.
 async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
     use ballot_transports::zmq::zmtp as wire;

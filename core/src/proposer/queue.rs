@@ -1,0 +1,99 @@
+//! Client commands on their way to a slot: queueing with its limits, forwarding to the
+//! leader, batching, proposing a slot's value, and re-queueing when leadership ends.
+
+use super::{InFlight, Phase, Proposer};
+use crate::command::{Command, Reply, Value, MAX_COMMAND_BYTES};
+use crate::effect::Outbox;
+use crate::ids::{NodeId, Role};
+use crate::msg::{Message, PAGE_BYTES};
+use std::collections::{BTreeSet, VecDeque};
+
+impl Proposer {
+    /// A client's commands, or ones another proposer forwarded: forwarded to the leader
+    /// this follower knows, or queued.
+    pub(super) fn on_request(&mut self, from: NodeId, cmds: Vec<Command>, out: &mut Outbox) {
+        match (&self.phase, from.role) {
+            (Phase::Follower, Role::Client) => match self.leader.filter(|&l| l != self.id) {
+                Some(leader) => out.send(leader, Message::Request(cmds)),
+                None => self.enqueue(cmds, out),
+            },
+            // Forwarded once already, to a proposer that no longer leads: drop it
+            // rather than forward again. Two proposers that each think the other
+            // leads would otherwise bounce it between them forever; the client's
+            // retry (same request id) finds the real leader.
+            (Phase::Follower, _) => {}
+            _ => self.enqueue(cmds, out),
+        }
+    }
+
+    /// Queue commands for a slot, refusing at once one that is too large or that finds
+    /// the queue full.
+    fn enqueue(&mut self, cmds: Vec<Command>, out: &mut Outbox) {
+        for cmd in cmds {
+            let size = cmd.size();
+            if size > MAX_COMMAND_BYTES {
+                // Never proposed: no slot could carry it within the frame limit. Final.
+                let request_id = cmd.request_id().to_string();
+                out.send(
+                    cmd.client(),
+                    Message::Replies(vec![Reply::TooLarge { request_id, size, limit: MAX_COMMAND_BYTES }]),
+                );
+            } else if self.queue.len() >= self.config.timing.queue_limit {
+                // Full: refuse now rather than grow without bound; the client may retry.
+                let request_id = cmd.request_id().to_string();
+                out.send(cmd.client(), Message::Replies(vec![Reply::NotConfirmed { request_id }]));
+            } else {
+                self.queue.push_back(cmd);
+            }
+        }
+    }
+
+    /// Send `Accept` for `slot` to every acceptor and track it in flight. A recovered
+    /// value is skipped when the slot is already in flight.
+    pub(super) fn propose(&mut self, slot: u64, value: Value, recovered: bool, out: &mut Outbox) {
+        let Phase::Leader(l) = &mut self.phase else { return };
+        if recovered && l.inflight.contains_key(&slot) {
+            return;
+        }
+        for &a in &self.config.acceptors {
+            out.send(a, Message::Accept { ballot: l.ballot, slot, value: value.clone() });
+        }
+        l.inflight.insert(
+            slot,
+            InFlight { value, accepted: BTreeSet::new(), proposed_at: self.tick, clients_told: false, recovered },
+        );
+    }
+
+    /// Commands of slots this proposer will no longer drive go back to the queue, so they
+    /// reach the next leader without waiting for the client's retry. If one was chosen
+    /// after all, the state machine answers its second copy with the first outcome.
+    pub(super) fn requeue_inflight(&mut self) {
+        if let Phase::Leader(l) = &mut self.phase {
+            // Older commands first: they go before what was queued after them. Values read
+            // back from the acceptors stay there for the next leader to find.
+            let mut older: VecDeque<Command> = std::mem::take(&mut l.inflight)
+                .into_values()
+                .filter(|f| !f.recovered)
+                .flat_map(|f| f.value.iter().cloned().collect::<Vec<_>>())
+                .collect();
+            older.append(&mut self.queue);
+            self.queue = older;
+        }
+    }
+}
+
+/// How many commands from the front of `queue` make one batch: at most `max` commands
+/// and about [`PAGE_BYTES`] (at least one), so a slot's value, and the `Accept` that
+/// carries it, stays far below the frame limit whatever the queue holds.
+pub(super) fn take_batch(queue: &VecDeque<Command>, max: usize) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for cmd in queue.iter().take(max) {
+        bytes += cmd.size();
+        if n > 0 && bytes > PAGE_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,93 @@
+//! The inbound side shared by the network transports: the accept loop, frame reading
+//! under deadlines, and delivery of decoded envelopes to `recv`.
+
+use super::{bump, spawn_scoped, Counters, Shutdown};
+use crate::envelope::Envelope;
+use crate::wire::{self, WireError};
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Hands a received body to `recv`, counting it; an error means the connection should
+/// close (the frame was bad, or the transport is gone).
+pub(crate) async fn deliver(
+    body: &[u8],
+    stats: &Counters,
+    inbox: &mpsc::Sender<Envelope>,
+) -> Result<(), Option<WireError>> {
+    match wire::decode_body(body) {
+        Ok(env) => {
+            bump(&stats.frames_received, 1);
+            bump(&stats.bytes_received, body.len() as u64);
+            inbox.send(env).await.map_err(|_| None)
+        }
+        Err(e) => {
+            stats.refused(&e);
+            Err(Some(e))
+        }
+    }
+}
+
+/// Runs `serve` for each accepted connection until the transport is dropped; the
+/// listener is dropped with the task.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    stats: Arc<Counters>,
+    rt: tokio::runtime::Handle,
+    shutdown: Shutdown,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                bump(&stats.connections_opened, 1);
+                let stats = stats.clone();
+                let fut = serve(stream);
+                spawn_scoped(&rt, &shutdown, async move {
+                    fut.await;
+                    bump(&stats.connections_closed, 1);
+                });
+            }
+            // Out of file descriptors and the like: wait a little instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Reads exactly `len` bytes into `buf` (cleared first), growing it as bytes arrive so
+/// that a large announced length costs nothing until the bytes are really sent.
+pub(crate) async fn read_body<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    buf.clear();
+    let got = r.take(len as u64).read_to_end(buf).await?;
+    if got < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Waits for the first byte of the next frame, under the idle timeout if there is one.
+/// `Ok(None)` is a clean close.
+pub(crate) async fn read_first_byte<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    idle: Option<Duration>,
+) -> io::Result<Option<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 1];
+    let n = match idle {
+        Some(t) => timeout(t, r.read(&mut b)).await.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+        None => r.read(&mut b).await?,
+    };
+    Ok((n == 1).then_some(b[0]))
+}
