@@ -11,14 +11,20 @@ use std::time::{Duration, Instant};
 /// One throughput measurement.
 #[derive(Clone, Debug)]
 pub struct Throughput {
+    /// Concurrent voters.
     pub voters: usize,
+    /// Votes cast.
     pub votes: usize,
+    /// Votes answered ok.
     pub committed: usize,
+    /// Wall time of the run, seconds.
     pub wall_secs: f64,
+    /// Log slots the votes took (votes per slot is the batching).
     pub slots: u64,
 }
 
 impl Throughput {
+    /// Committed votes per wall-clock second.
     pub fn votes_per_sec(&self) -> f64 {
         self.committed as f64 / self.wall_secs
     }
@@ -75,8 +81,11 @@ pub fn scenarios(dir: PathBuf, seed: u64) -> Result<(usize, f64, f64, Vec<String
 /// Figures of one run on real node processes.
 #[derive(Clone, Debug)]
 pub struct ProcFigures {
+    /// Concurrent voters.
     pub voters: usize,
+    /// Votes answered ok.
     pub committed: usize,
+    /// Wall time of the run, seconds.
     pub wall_secs: f64,
     /// Latency of each committed vote, ms, sorted.
     pub latencies_ms: Vec<f64>,
@@ -85,9 +94,11 @@ pub struct ProcFigures {
 }
 
 impl ProcFigures {
+    /// Committed votes per wall-clock second.
     pub fn votes_per_sec(&self) -> f64 {
         self.committed as f64 / self.wall_secs
     }
+    /// The `p`-th percentile (0..=100) of the committed votes' latency, ms.
     pub fn percentile(&self, p: f64) -> f64 {
         percentile(&self.latencies_ms, p)
     }

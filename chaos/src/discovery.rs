@@ -21,6 +21,7 @@ pub struct MemDiscovery {
 }
 
 impl MemDiscovery {
+    /// An empty registry, up.
     pub fn new() -> Arc<Self> {
         Arc::new(MemDiscovery { registry: Mutex::new(Registry::new(DEFAULT_TTL, 1024)), up: AtomicBool::new(true) })
     }
@@ -29,6 +30,7 @@ impl MemDiscovery {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether it answers (not killed by the scenario).
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::SeqCst)
     }
@@ -44,10 +46,12 @@ impl MemDiscovery {
         self.up.store(true, Ordering::SeqCst);
     }
 
+    /// Who it names as the leader now (`None` when down or no claim is live).
     pub fn leader(&self) -> Option<NodeId> {
         self.is_up().then(|| self.lock().leader(tokio::time::Instant::now()).map(|m| m.node)).flatten()
     }
 
+    /// The members heard within the ttl, in node order (`None` when down).
     pub fn members(&self) -> Option<Vec<NodeId>> {
         self.is_up().then(|| self.lock().members(tokio::time::Instant::now()).into_iter().map(|m| m.node).collect())
     }

@@ -17,9 +17,13 @@ use std::sync::Arc;
 /// A vote a client was told succeeded.
 #[derive(Clone, Debug)]
 pub struct Acked {
+    /// The vote's request id.
     pub request_id: String,
+    /// Who voted.
     pub voter: String,
+    /// For whom.
     pub candidate: String,
+    /// The slot the answer named.
     pub slot: u64,
 }
 
@@ -30,6 +34,7 @@ pub struct Recorder {
     pub chosen: BTreeMap<u64, (NodeId, Value)>,
     /// request id -> (voter, candidate), for every vote a client submitted.
     pub submitted: HashMap<String, (String, String)>,
+    /// Every vote a client was told succeeded.
     pub acked: Vec<Acked>,
     /// Violations found while the run went on (agreement and validity are checked at
     /// the moment a learner applies a slot, so none is missed between checks).
@@ -37,6 +42,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A learner applied `value` at `slot`: check agreement, and validity the first time.
     pub fn on_decided(&mut self, node: NodeId, slot: u64, value: &Value) {
         // A value is checked for validity once, when the first learner applies it; any
         // other learner's copy is held to agreement with it.
@@ -63,6 +69,7 @@ pub fn agreement(rec: &mut Recorder, node: NodeId, slot: u64, value: &Value) -> 
     }
 }
 
+/// Validity: every command chosen was submitted by a client (or is a no-op).
 pub fn validity(rec: &mut Recorder, slot: u64, value: &Value) {
     for cmd in value.iter() {
         if let Command::Vote { request_id, voter, candidate, .. } = cmd {
@@ -88,6 +95,7 @@ pub struct Replay {
     pub last: u64,
 }
 
+/// Replay the decided log's contiguous prefix with code of its own (see [`Replay`]).
 pub fn replay(rec: &Recorder, candidates: &[String], want: &[u64]) -> Replay {
     let mut tally: BTreeMap<String, u64> = candidates.iter().map(|c| (c.clone(), 0)).collect();
     let want: HashSet<u64> = want.iter().copied().collect();
@@ -119,6 +127,8 @@ pub fn replay(rec: &Recorder, candidates: &[String], want: &[u64]) -> Replay {
     r
 }
 
+/// Durability: no acknowledged vote is lost: each is in the decided log at the slot its
+/// answer named, and counted there.
 pub fn durability(rec: &Recorder, replay: &Replay, out: &mut Vec<String>) {
     for a in &rec.acked {
         match replay.first.get(&a.request_id) {
@@ -141,11 +151,15 @@ pub fn durability(rec: &Recorder, replay: &Replay, out: &mut Vec<String>) {
 /// One learner's view: applied slot and tally.
 #[derive(Clone, Debug)]
 pub struct LearnerView {
+    /// The learner.
     pub node: NodeId,
+    /// Its last applied slot.
     pub applied: u64,
+    /// Its tally.
     pub tally: Tally,
 }
 
+/// No vote counted twice: a learner's tally never counts more votes than voters.
 pub fn no_double_count(views: &[LearnerView], replay: &Replay, out: &mut Vec<String>) {
     for v in views {
         let Some(expected) = replay.tally_at.get(&v.applied) else {
@@ -170,6 +184,7 @@ pub fn no_double_count(views: &[LearnerView], replay: &Replay, out: &mut Vec<Str
     }
 }
 
+/// Convergence: learners at the same applied slot have the same tally.
 pub fn convergence(views: &[LearnerView], out: &mut Vec<String>) {
     if let Some(first) = views.first() {
         for v in &views[1..] {

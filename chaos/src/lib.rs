@@ -14,6 +14,8 @@
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
 //! - [`bench`]: throughput and scenario-suite figures for `chaos bench`.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod bench;
 pub mod cluster;
 pub mod discovery;

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
+/// How a scenario ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Every assertion and invariant held (exit 0).
     Pass,
     /// An assertion or invariant failed (exit 1).
     Fail(String),
@@ -19,12 +21,18 @@ pub enum Verdict {
     ScriptError(String),
 }
 
+/// What one scenario run gave.
 #[derive(Clone, Debug)]
 pub struct ScenarioResult {
+    /// The scenario file.
     pub path: PathBuf,
+    /// The seed it ran with (reproduce with `--seed`).
     pub seed: u64,
+    /// How it ended.
     pub verdict: Verdict,
+    /// Time on the runtime's clock (virtual on mem), seconds.
     pub virtual_secs: f64,
+    /// Wall time, seconds.
     pub wall_secs: f64,
     /// The event log (empty unless asked for).
     pub events: Vec<String>,
@@ -34,8 +42,10 @@ pub struct ScenarioResult {
     pub run_dir: Option<PathBuf>,
 }
 
+/// How to run scenarios.
 #[derive(Clone, Debug, Default)]
 pub struct RunConfig {
+    /// Seed of every random choice of the run.
     pub seed: u64,
     /// Where the nodes run: in this process on virtual time, or as processes.
     pub transport: TransportKind,
@@ -204,6 +214,7 @@ fn shut_down(ctx: &Ctx, result: &mut ScenarioResult) {
     }
 }
 
+/// `PASS`, `FAIL` or `ERROR`, as the summary prints it.
 pub fn verdict_word(v: &Verdict) -> &'static str {
     match v {
         Verdict::Pass => "PASS",
