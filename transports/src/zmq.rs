@@ -153,6 +153,20 @@ pub mod zmtp {
         frame
     }
 
+    /// The PONG that answers a PING command body (ZMTP 3.1, rfc.zeromq.org/spec/37:
+    /// `\x04PING`, a 2-byte TTL, up to 16 bytes of context echoed back), or `None` if
+    /// `cmd` is not a well-formed PING.
+    pub fn pong_for(cmd: &[u8]) -> Option<Vec<u8>> {
+        let context = cmd.strip_prefix(b"\x04PING")?.get(2..)?;
+        if context.len() > 16 {
+            return None;
+        }
+        let mut frame = vec![COMMAND, (5 + context.len()) as u8];
+        frame.extend_from_slice(b"\x04PONG");
+        frame.extend_from_slice(context);
+        Some(frame)
+    }
+
     /// A message frame header (always the long form, which every peer accepts).
     pub fn message_header(len: u64) -> Vec<u8> {
         let mut h = vec![LONG];
@@ -230,7 +244,8 @@ async fn read_len<R: AsyncRead + Unpin>(r: &mut R, flags: u8) -> io::Result<u64>
 }
 
 /// Reads messages until the peer closes or sends something bad. A multi-part message is
-/// taken as the concatenation of its parts; commands (e.g. PING) are skipped.
+/// taken as the concatenation of its parts; a PING is answered with a PONG, and other
+/// commands are skipped.
 async fn read_messages(
     conn: &mut BufReader<TcpStream>,
     opts: &NetOptions,
@@ -259,6 +274,14 @@ async fn read_messages(
             Err(_) => return Ended::Truncated,
         }
         if flags & zmtp::COMMAND != 0 {
+            // A peer with heartbeats on drops a connection that stays silent past its
+            // timeout; a PULL side has nothing else to say, so it answers every PING.
+            if let Some(pong) = zmtp::pong_for(&part) {
+                match timeout(opts.frame_timeout, conn.get_mut().write_all(&pong)).await {
+                    Ok(Ok(())) => {}
+                    _ => return Ended::Quiet,
+                }
+            }
             continue;
         }
         if flags & zmtp::MORE != 0 {
@@ -281,5 +304,20 @@ async fn read_messages(
         if part.capacity() > 1 << 20 {
             part = Vec::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zmtp;
+
+    #[test]
+    fn a_ping_is_answered_with_its_context_and_anything_else_is_not() {
+        let pong = zmtp::pong_for(b"\x04PING\x00\x0aabc").unwrap();
+        assert_eq!(pong, b"\x04\x08\x04PONGabc");
+        assert_eq!(zmtp::pong_for(b"\x04PING\x00\x00").unwrap(), b"\x04\x05\x04PONG");
+        assert!(zmtp::pong_for(b"\x04PING\x00").is_none(), "no TTL");
+        assert!(zmtp::pong_for(&[b"\x04PING\x00\x00".as_slice(), &[7; 17]].concat()).is_none(), "context over 16");
+        assert!(zmtp::pong_for(b"\x05READY").is_none());
     }
 }

@@ -117,9 +117,15 @@ fn skip(test: &str) -> bool {
 
 /// The peer script as a tokio child, killed on drop.
 fn peer(args: &[&str]) -> tokio::process::Child {
+    peer_with(args, &[])
+}
+
+/// The peer script with extra environment variables.
+fn peer_with(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
     tokio::process::Command::new("python3")
         .arg(script())
         .args(args)
+        .envs(env.iter().copied())
         .env("PEER_TIMEOUT_MS", DEADLINE.as_millis().to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -255,6 +261,35 @@ async fn libzmq_push_reaches_our_pull() {
     assert_eq!(stats.bytes_received, bytes as u64, "{stats:?}");
     assert_eq!((stats.bad_handshake, stats.dropped_decode, stats.truncated), (0, 0, 0), "{stats:?}");
     assert!(node.try_recv().is_none(), "nothing more than what was sent");
+}
+
+/// libzmq PUSH with ZMTP heartbeats on: a PULL side that never answers PING looks dead
+/// to libzmq after the heartbeat timeout, which drops and redials the connection (and
+/// can lose what it was writing). Ours answers PONG, so one connection carries it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_heartbeats_keep_the_connection() {
+    if skip("libzmq_heartbeats_keep_the_connection") {
+        return;
+    }
+    let me = NodeId::learner(1);
+    let mut node = ZmqTransport::bind(me, any(), BTreeMap::new(), NetOptions::default()).await.unwrap();
+    let sent: Vec<Envelope> =
+        (0..6).map(|i| Envelope::new(NodeId::acceptor(2), me, Message::Progress { applied: i })).collect();
+    let lines: String = sent.iter().map(|e| format!("{}\n", hex(&body(e)))).collect();
+    // A PING every 50 ms, dead after 150 ms of silence; 250 ms between messages.
+    let mut py = peer_with(&["push", &node.endpoint()], &[("HEARTBEAT_MS", "50"), ("GAP_MS", "250")]);
+    let mut stdin = py.stdin.take().expect("piped");
+    tokio::time::timeout(DEADLINE, stdin.write_all(lines.as_bytes())).await.expect("the peer reads its input").unwrap();
+    drop(stdin);
+    let mut stdout = BufReader::new(py.stdout.take().expect("piped")).lines();
+    for (i, want) in sent.iter().enumerate() {
+        let got = tokio::time::timeout(DEADLINE, node.recv()).await.unwrap_or_else(|_| panic!("message {i} arrives"));
+        assert_eq!(got.as_ref(), Some(want), "message {i} from libzmq");
+    }
+    let line = next_line(&mut stdout, &mut py).await;
+    assert_eq!(line, "connected 1 disconnected 0", "libzmq kept one connection for the whole run");
+    let status = tokio::time::timeout(DEADLINE, py.wait()).await.expect("the peer exits").unwrap();
+    assert!(status.success(), "peer: {status}: {}", stderr_of(&mut py).await);
 }
 
 /// Our PUSH -> libzmq PULL.

@@ -10,6 +10,11 @@ project's own encoder and hands them over as hex; this side only moves frames.
       in order, and waits (LINGER) until they are handed to the peer.
       Prints "sent N" when done.
 
+      With HEARTBEAT_MS=N in the environment, the socket sends ZMTP heartbeats (PING every
+      N ms, the connection dropped after 3N ms without traffic), waits GAP_MS between
+      messages, and also prints "connected C disconnected D": how many times libzmq
+      connected and dropped the connection while sending.
+
   zmq_peer.py pull COUNT
       Binds a PULL socket on a free port of 127.0.0.1 and prints "listening ENDPOINT",
       then receives COUNT messages and prints each as "msg HEX[+HEX...]" (its frames).
@@ -21,8 +26,10 @@ what it was waiting for on stderr and exits with status 3.
 
 import os
 import sys
+import time
 
 import zmq
+import zmq.utils.monitor
 
 TIMEOUT_MS = int(os.environ.get("PEER_TIMEOUT_MS", "20000"))
 
@@ -47,12 +54,31 @@ def push(endpoint):
     # Only queue for a completed connection: a send then waits (up to SNDTIMEO) for the
     # handshake with the peer instead of queueing into a pipe that may never connect.
     sock.setsockopt(zmq.IMMEDIATE, 1)
+    heartbeat = int(os.environ.get("HEARTBEAT_MS", "0"))
+    gap = int(os.environ.get("GAP_MS", "0")) / 1000
+    monitor = None
+    if heartbeat:
+        sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * heartbeat)
+        monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
     sock.connect(endpoint)
     for i, frames in enumerate(messages):
+        if i and gap:
+            time.sleep(gap)
         try:
             sock.send_multipart(frames)
         except zmq.Again:
             fail(f"message {i} not accepted by the PUSH socket within {TIMEOUT_MS} ms")
+    if monitor is not None:
+        # Events of the whole run, read before close() (which disconnects).
+        time.sleep(gap)
+        counts = {zmq.EVENT_CONNECTED: 0, zmq.EVENT_DISCONNECTED: 0}
+        while monitor.poll(0):
+            event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+            counts[event] = counts.get(event, 0) + 1
+        print(f"connected {counts[zmq.EVENT_CONNECTED]} disconnected {counts[zmq.EVENT_DISCONNECTED]}", flush=True)
+        sock.disable_monitor()
+        monitor.close()
     # close() with LINGER waits for the queue to drain; term() returns after that.
     sock.close()
     ctx.term()
