@@ -310,7 +310,7 @@ async fn start(logs: LogRing) -> Cluster {
         let mut state = HttpState::new(vec![HttpNode::new(&handles[&id])], cluster.clone(), candidates.clone(), "mem");
         state.http_peers = BTreeMap::from([(peer, peer_addr.into())]);
         state.logs = Some(logs.clone());
-        tokio::spawn(http::serve(listener, state));
+        tokio::spawn(http::serve(listener, state, std::future::pending()));
     }
     Cluster { handles, client, proposer_http, learner_http, _net: net }
 }

@@ -3,7 +3,7 @@
 //!
 //! One TCP listener per node; each connection carries request/reply frames:
 //! `[u32 big-endian length][rmp-serde body]`, at most [`MAX_CONTROL_FRAME`] bytes. Every
-//! read and write has a deadline; a bad frame closes that connection only.
+//! read (once a frame has begun) and write has a deadline; a bad frame closes that connection only.
 //!
 //! Faults set here are applied inside the node's transport (a wrapper that drops, delays,
 //! duplicates or blocks messages per peer). They are not a kernel-level partition: a
@@ -14,10 +14,13 @@ use ballot_core::{Ballot, NodeId, Status, Value};
 use ballot_runtime::NodeControl;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Largest control frame: a log page of big batches fits.
 pub const MAX_CONTROL_FRAME: usize = 64 << 20;
@@ -120,14 +123,45 @@ async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> Result<Option<T>,
     rmp_serde::from_slice(&body).map(Some).map_err(|e| ControlError::Decode(e.to_string()))
 }
 
-/// Serve control requests for the node behind `ctrl` until the listener fails.
-pub async fn serve(listener: TcpListener, ctrl: NodeControl, faults: Option<Arc<dyn FaultSink>>) {
+/// Serve control requests for the node behind `ctrl` until `shutdown` completes; then
+/// stop accepting, let each connection finish the request it is reading or answering
+/// (idle ones close at once) within [`crate::DRAIN_DEADLINE`], and return.
+pub async fn serve(
+    listener: TcpListener,
+    ctrl: NodeControl,
+    faults: Option<Arc<dyn FaultSink>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop, stopping) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { return };
-        let (ctrl, faults) = (ctrl.clone(), faults.clone());
-        tokio::spawn(async move {
-            let _ = connection(stream, ctrl, faults).await;
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            // Reap finished connections so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::debug!(error = %e, "control: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (ctrl, faults, stopping) = (ctrl.clone(), faults.clone(), stopping.clone());
+        conns.spawn(async move {
+            let _ = connection(stream, ctrl, faults, stopping).await;
         });
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let drained = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(crate::DRAIN_DEADLINE, drained).await.is_err() {
+        tracing::warn!("control: {} connections still busy {:?} after shutdown; closing them", conns.len(), crate::DRAIN_DEADLINE);
+        conns.abort_all();
     }
 }
 
@@ -135,13 +169,29 @@ async fn connection(
     mut s: TcpStream,
     ctrl: NodeControl,
     faults: Option<Arc<dyn FaultSink>>,
+    mut stopping: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let addr =
         s.peer_addr().map_err(|source| ControlError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
     let _ = s.set_nodelay(true);
     loop {
-        // An idle connection is fine; it just holds a task.
-        let Some(req) = read_frame::<ControlRequest>(&mut s).await? else { return Ok(()) };
+        // An idle connection is fine; it just holds a task, until shutdown closes it. Once a
+        // request's first byte is here, the request is read and answered even during
+        // shutdown, within the deadlines.
+        let mut first = [0u8; 1];
+        tokio::select! {
+            biased;
+            seen = s.peek(&mut first) => match seen {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(source) => return Err(ControlError::Io { addr, source }),
+            },
+            _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+        }
+        let req = tokio::time::timeout(CONTROL_DEADLINE, read_frame::<ControlRequest>(&mut s))
+            .await
+            .map_err(|_| ControlError::Timeout { addr })?;
+        let Some(req) = req? else { return Ok(()) };
         let reply = answer(req, &ctrl, faults.as_deref()).await;
         tokio::time::timeout(CONTROL_DEADLINE, write_frame(&mut s, &reply))
             .await
@@ -279,7 +329,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let node = learner();
         let sink = Arc::new(Recorded(Mutex::new(Vec::new())));
-        tokio::spawn(serve(listener, node.controller(), Some(sink.clone() as Arc<dyn FaultSink>)));
+        tokio::spawn(serve(listener, node.controller(), Some(sink.clone() as Arc<dyn FaultSink>), std::future::pending()));
         let mut c = ControlClient::connect(addr).await.unwrap();
         let d = Duration::from_secs(10);
         assert_eq!(c.request(&ControlRequest::Ping, d).await.unwrap(), ControlReply::Ok);
@@ -301,7 +351,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let node = learner();
-        tokio::spawn(serve(listener, node.controller(), None));
+        tokio::spawn(serve(listener, node.controller(), None, std::future::pending()));
         let mut raw = TcpStream::connect(addr).await.unwrap();
         raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
         let mut buf = [0u8; 8];

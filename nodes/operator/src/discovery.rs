@@ -83,6 +83,12 @@ const MAX_DRAIN: usize = 1 << 20;
 const BODY_DEADLINE: Duration = Duration::from_secs(5);
 /// Largest answer the client reads.
 pub const MAX_ANSWER: usize = 4 << 20;
+/// Open connections at most: a heartbeat holds one for a moment (the client closes it).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The request head must arrive within this.
+const HEADER_DEADLINE: Duration = Duration::from_secs(5);
+/// A connection, keep-alive included, is closed after this.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// Members the registry holds by default.
 pub const DEFAULT_MAX_MEMBERS: usize = 1024;
 
@@ -449,11 +455,18 @@ pub struct DiscoveryOptions {
     pub max_members: usize,
     /// Where the time comes from.
     pub clock: Clock,
+    /// After shutdown, how long requests in flight have to finish.
+    pub drain_deadline: Duration,
 }
 
 impl Default for DiscoveryOptions {
     fn default() -> Self {
-        DiscoveryOptions { ttl: DEFAULT_TTL, max_members: DEFAULT_MAX_MEMBERS, clock: Clock::tokio() }
+        DiscoveryOptions {
+            ttl: DEFAULT_TTL,
+            max_members: DEFAULT_MAX_MEMBERS,
+            clock: Clock::tokio(),
+            drain_deadline: crate::server::DRAIN_DEADLINE,
+        }
     }
 }
 
@@ -470,9 +483,22 @@ impl Shared {
     }
 }
 
-/// Serves discovery on `listener` until the task is dropped or the listener fails.
-pub async fn serve(listener: TcpListener, opts: DiscoveryOptions) -> std::io::Result<()> {
-    axum::serve(listener, router(opts)).await
+/// Serves discovery on `listener` until `shutdown` completes; then stops accepting, lets
+/// the requests in flight finish within [`DiscoveryOptions::drain_deadline`], and returns.
+/// Each connection has a deadline for its request head and a lifetime; at most
+/// [`MAX_CONNECTIONS`] are open.
+pub async fn serve(
+    listener: TcpListener,
+    opts: DiscoveryOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let limits = crate::server::ConnLimits {
+        max_connections: MAX_CONNECTIONS,
+        header_deadline: HEADER_DEADLINE,
+        connection_lifetime: CONNECTION_LIFETIME,
+        drain_deadline: opts.drain_deadline,
+    };
+    crate::server::run(listener, router(opts), limits, "discovery", shutdown).await;
 }
 
 /// The discovery routes, to serve or to nest in another router.

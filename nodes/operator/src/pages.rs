@@ -38,7 +38,6 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Largest request body accepted (no route takes one; this is only a bound).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -58,6 +57,8 @@ pub struct HttpLimits {
     pub request_deadline: Duration,
     /// A connection, keep-alive included, is closed after this.
     pub connection_lifetime: Duration,
+    /// After shutdown, how long requests in flight have to finish.
+    pub drain_deadline: Duration,
 }
 
 impl Default for HttpLimits {
@@ -68,6 +69,7 @@ impl Default for HttpLimits {
             header_deadline: Duration::from_secs(5),
             request_deadline: Duration::from_secs(10),
             connection_lifetime: Duration::from_secs(60),
+            drain_deadline: crate::server::DRAIN_DEADLINE,
         }
     }
 }
@@ -178,40 +180,23 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Serve `state` on `listener` until the listener fails for good. Every connection has a
-/// deadline for its request head and a lifetime; at most [`MAX_CONNECTIONS`] are open.
-pub async fn serve(listener: tokio::net::TcpListener, mut state: HttpState) {
+/// Serve `state` on `listener` until `shutdown` completes; then stop accepting, let the
+/// requests in flight finish within [`HttpLimits::drain_deadline`], and return. Every
+/// connection has a deadline for its request head and a lifetime; at most
+/// [`MAX_CONNECTIONS`] are open.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mut state: HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     state.http = listener.local_addr().ok().or(state.http);
-    let limits = state.limits.clone();
-    let app = router(Arc::new(state));
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::debug!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!("http: too many connections, closing a new one");
-            continue;
-        };
-        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-        let limits = limits.clone();
-        tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_deadline)
-                .max_buf_size(64 * 1024);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(limits.connection_lifetime, conn).await;
-            drop(permit);
-        });
-    }
+    let limits = crate::server::ConnLimits {
+        max_connections: MAX_CONNECTIONS,
+        header_deadline: state.limits.header_deadline,
+        connection_lifetime: state.limits.connection_lifetime,
+        drain_deadline: state.limits.drain_deadline,
+    };
+    crate::server::run(listener, router(Arc::new(state)), limits, "http", shutdown).await;
 }
 
 /// Limits every request: a body over [`MAX_BODY`] is refused with 413 (by its announced

@@ -39,7 +39,7 @@ async fn start(clock: &ManualClock) -> (SocketAddr, tokio::task::JoinHandle<()>)
     let at = listener.local_addr().unwrap();
     let opts = DiscoveryOptions { clock: clock.clock(), ..DiscoveryOptions::default() };
     let task = tokio::spawn(async move {
-        serve(listener, opts).await.unwrap();
+        serve(listener, opts, std::future::pending()).await;
     });
     (at, task)
 }
