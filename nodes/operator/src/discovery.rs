@@ -39,7 +39,7 @@
 //! # Client
 //! [`DiscoveryClient`]: `register`, `deregister`, `members`, `leader`, each bounded by one
 //! deadline (1 s by default) covering connect, request and answer, and each failing with
-//! one line that names the discovery address. It speaks just enough HTTP/1.1 over a tokio
+//! one line that names the discovery address. It speaks HTTP/1.1 with hyper over a tokio
 //! `TcpStream` (one connection per request, `Connection: close`, the answer read up to
 //! [`MAX_ANSWER`] bytes).
 //!
@@ -49,7 +49,10 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited, LengthLimitError};
+use hyper_util::rt::TokioIo;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -62,7 +65,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -83,6 +85,8 @@ const MAX_DRAIN: usize = 1 << 20;
 const BODY_DEADLINE: Duration = Duration::from_secs(5);
 /// Largest answer the client reads.
 pub const MAX_ANSWER: usize = 4 << 20;
+/// Largest answer head (status line and headers) the client reads.
+const MAX_HEAD: usize = 64 << 10;
 /// Open connections at most: a heartbeat holds one for a moment (the client closes it).
 pub const MAX_CONNECTIONS: usize = 1024;
 /// The request head must arrive within this.
@@ -773,162 +777,77 @@ impl DiscoveryClient {
         let unreachable =
             |e: std::io::Error| DiscoveryError::Unreachable { addr: self.addr.clone(), reason: e.to_string() };
         let candidates = self.addr.lookup().await.map_err(unreachable)?;
-        let mut stream = TcpStream::connect(&candidates[..]).await.map_err(unreachable)?;
+        let stream = TcpStream::connect(&candidates[..]).await.map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
-        let body = body.unwrap_or_default();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n",
-            self.addr
-        );
-        if method == "POST" {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        stream.write_all(&bytes).await.map_err(unreachable)?;
-
-        // Read to the end of the answer: the server closes after it (Connection: close);
-        // stop early once a declared length is complete.
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 8192];
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.broken(&e))?;
+        let request = self.request(method, path, body)?;
+        let answer = async {
+            let response = sender.send_request(request).await.map_err(|e| self.broken(&e))?;
+            let status = response.status().as_u16();
+            let declared = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+            if let Some(n) = declared.and_then(|v| v.parse::<u64>().ok()).filter(|&n| n > MAX_ANSWER as u64) {
+                return Err(self.garbage(format!("an answer of {n} bytes, over the {MAX_ANSWER} byte limit")));
+            }
+            let body = Limited::new(response.into_body(), MAX_ANSWER).collect().await.map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    self.garbage(format!("an answer over the {MAX_ANSWER} byte limit"))
+                } else {
+                    self.garbage(format!("an answer cut short ({})", one_line(&e.to_string(), 80)))
+                }
+            })?;
+            Ok(Answer { status, body: body.to_bytes().to_vec() })
+        };
+        // The connection is driven here, not on a task of its own: it ends with the call.
+        let mut answer = std::pin::pin!(answer);
+        let mut conn = std::pin::pin!(conn);
+        let mut conn_done = false;
         loop {
-            if let Some(done) = self.complete(&buf)? {
-                return Ok(done);
+            tokio::select! {
+                a = &mut answer => return a,
+                // Its end (an error included) reaches the answer too, which says why.
+                _ = &mut conn, if !conn_done => conn_done = true,
             }
-            let n = match stream.read(&mut chunk).await {
-                Ok(n) => n,
-                // A reset after a complete answer was handled above; before it, say so.
-                Err(e) => {
-                    return Err(DiscoveryError::Unreachable {
-                        addr: self.addr.clone(),
-                        reason: format!("connection failed before a whole answer: {e}"),
-                    })
-                }
-            };
-            if n == 0 {
-                return self.finish_at_eof(&buf);
-            }
-            if buf.len() + n > MAX_ANSWER {
-                return Err(self.garbage(format!("an answer over the {MAX_ANSWER} byte limit")));
-            }
-            buf.extend_from_slice(&chunk[..n]);
         }
     }
 
-    /// The answer if `buf` already holds all of it (headers and a declared length).
-    fn complete(&self, buf: &[u8]) -> Result<Option<Answer>, DiscoveryError> {
-        let Some(head) = self.head(buf)? else { return Ok(None) };
-        match head.framing {
-            Framing::Length(n) if buf.len() - head.len >= n => {
-                Ok(Some(Answer { status: head.status, body: buf[head.len..head.len + n].to_vec() }))
-            }
-            Framing::Chunked => Ok(decode_chunked(&buf[head.len..])
-                .map_err(|e| self.garbage(e))?
-                .map(|body| Answer { status: head.status, body })),
-            _ => Ok(None),
+    fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Request<Full<Bytes>>, DiscoveryError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.addr.to_string())
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONNECTION, "close");
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
         }
+        b.body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
+            .map_err(|e| self.garbage(format!("could not build the request for {}: {e}", one_line(path, 80))))
     }
 
-    fn finish_at_eof(&self, buf: &[u8]) -> Result<Answer, DiscoveryError> {
-        if buf.is_empty() {
-            return Err(self.garbage("nothing (the connection closed without an answer)"));
-        }
-        let Some(head) = self.head(buf)? else {
-            return Err(self.garbage(format!("'{}' (no HTTP header)", one_line(&String::from_utf8_lossy(buf), 80))));
+    /// A failed exchange, in words that say what the server did.
+    fn broken(&self, e: &hyper::Error) -> DiscoveryError {
+        let text = e.to_string();
+        let what = if e.is_incomplete_message() {
+            "nothing whole (the connection closed without an answer)".to_string()
+        } else if e.is_parse_status() {
+            "not an HTTP status line".to_string()
+        } else if e.is_parse_too_large() {
+            format!("an HTTP header over {} KiB", MAX_HEAD >> 10)
+        } else if e.is_parse() && text.contains("version") {
+            "bytes that are not HTTP".to_string()
+        } else if e.is_parse() && text.contains("content-length") {
+            "a bad Content-Length header".to_string()
+        } else if e.is_parse() {
+            format!("an unreadable HTTP header ({text})")
+        } else {
+            let reason = std::error::Error::source(e).map_or(text.clone(), |s| format!("{text}: {s}"));
+            return DiscoveryError::Unreachable { addr: self.addr.clone(), reason: one_line(&reason, 200) };
         };
-        match head.framing {
-            Framing::ToEof => Ok(Answer { status: head.status, body: buf[head.len..].to_vec() }),
-            Framing::Length(n) => {
-                Err(self.garbage(format!("an answer cut short ({} of {n} body bytes)", buf.len() - head.len)))
-            }
-            Framing::Chunked => Err(self.garbage("a chunked answer cut short")),
-        }
-    }
-
-    /// Parses the status line and headers once they are all in `buf`.
-    fn head(&self, buf: &[u8]) -> Result<Option<Head>, DiscoveryError> {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            if buf.len() > 64 << 10 {
-                return Err(self.garbage("an HTTP header over 64 KiB"));
-            }
-            if !buf.is_empty() && !b"HTTP/".starts_with(&buf[..buf.len().min(5)]) {
-                return Err(self.garbage(format!("'{}' (not HTTP)", one_line(&String::from_utf8_lossy(buf), 80))));
-            }
-            return Ok(None);
-        };
-        let text = std::str::from_utf8(&buf[..end]).map_err(|_| self.garbage("an HTTP header that is not text"))?;
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default();
-        let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-        let status = match status {
-            Some(s) if version.starts_with("HTTP/1.") && (100..600).contains(&s) => s,
-            _ => return Err(self.garbage(format!("'{}' (not an HTTP status line)", one_line(status_line, 80)))),
-        };
-        let mut framing = Framing::ToEof;
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                return Err(self.garbage(format!("'{}' (not an HTTP header)", one_line(line, 80))));
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                let n = value
-                    .parse::<usize>()
-                    .map_err(|_| self.garbage(format!("Content-Length '{}'", one_line(value, 40))))?;
-                if n > MAX_ANSWER {
-                    return Err(self.garbage(format!("an answer of {n} bytes, over the {MAX_ANSWER} byte limit")));
-                }
-                framing = Framing::Length(n);
-            } else if name.eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked") {
-                framing = Framing::Chunked;
-            }
-        }
-        Ok(Some(Head { status, len: end + 4, framing }))
-    }
-}
-
-struct Head {
-    status: u16,
-    /// Bytes of the status line and headers, blank line included.
-    len: usize,
-    framing: Framing,
-}
-
-enum Framing {
-    Length(usize),
-    Chunked,
-    ToEof,
-}
-
-/// The body if `data` holds a whole chunked body, `None` if more is needed.
-fn decode_chunked(mut data: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let mut body = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-            return if data.len() > 64 { Err("a chunk size line that never ends".into()) } else { Ok(None) };
-        };
-        let line = std::str::from_utf8(&data[..eol]).map_err(|_| "a chunk size that is not text".to_string())?;
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size =
-            usize::from_str_radix(size_text, 16).map_err(|_| format!("chunk size '{}'", one_line(size_text, 20)))?;
-        if size > MAX_ANSWER || body.len() + size > MAX_ANSWER {
-            return Err(format!("a chunked answer over the {MAX_ANSWER} byte limit"));
-        }
-        data = &data[eol + 2..];
-        if size == 0 {
-            // Trailers are not used; the body is complete once the last chunk is seen.
-            return Ok(Some(body));
-        }
-        if data.len() < size + 2 {
-            return Ok(None);
-        }
-        if &data[size..size + 2] != b"\r\n" {
-            return Err("a chunk that does not end with CRLF".into());
-        }
-        body.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
+        self.garbage(what)
     }
 }
 
