@@ -13,8 +13,8 @@
 use ballot_core::{Ballot, NodeId, Status, Value};
 use ballot_runtime::NodeControl;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -160,7 +160,11 @@ pub async fn serve(
     let _ = stop.send(true);
     let drained = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(crate::DRAIN_DEADLINE, drained).await.is_err() {
-        tracing::warn!("control: {} connections still busy {:?} after shutdown; closing them", conns.len(), crate::DRAIN_DEADLINE);
+        tracing::warn!(
+            "control: {} connections still busy {:?} after shutdown; closing them",
+            conns.len(),
+            crate::DRAIN_DEADLINE
+        );
         conns.abort_all();
     }
 }
@@ -329,7 +333,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let node = learner();
         let sink = Arc::new(Recorded(Mutex::new(Vec::new())));
-        tokio::spawn(serve(listener, node.controller(), Some(sink.clone() as Arc<dyn FaultSink>), std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            node.controller(),
+            Some(sink.clone() as Arc<dyn FaultSink>),
+            std::future::pending(),
+        ));
         let mut c = ControlClient::connect(addr).await.unwrap();
         let d = Duration::from_secs(10);
         assert_eq!(c.request(&ControlRequest::Ping, d).await.unwrap(), ControlReply::Ok);

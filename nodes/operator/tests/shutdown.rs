@@ -131,7 +131,10 @@ async fn control_answers_the_request_in_flight_then_returns() {
 
     let mut c = ControlClient::connect(at).await.unwrap();
     let asked = tokio::spawn(async move { c.request(&ControlRequest::Faults(FaultCommand::Heal), WAIT).await });
-    tokio::task::spawn_blocking(move || called_rx.recv_timeout(WAIT)).await.unwrap().expect("the request never arrived");
+    tokio::task::spawn_blocking(move || called_rx.recv_timeout(WAIT))
+        .await
+        .unwrap()
+        .expect("the request never arrived");
     stop.send(()).unwrap();
     release_tx.send(()).unwrap();
     let reply = tokio::time::timeout(WAIT, asked).await.unwrap().unwrap().unwrap();

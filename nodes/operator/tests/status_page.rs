@@ -23,7 +23,8 @@ async fn served() -> (std::net::SocketAddr, ballot_runtime::NodeHandle, TcpTrans
         MemStorage::new(),
         ballot_runtime::NodeOptions::seeded(1),
     );
-    let tcp = TcpTransport::bind(id, "127.0.0.1:0".parse().unwrap(), BTreeMap::new(), Default::default()).await.unwrap();
+    let tcp =
+        TcpTransport::bind(id, "127.0.0.1:0".parse().unwrap(), BTreeMap::new(), Default::default()).await.unwrap();
     let http_node = HttpNode::new(&node).with_listen(tcp.local_addr()).with_wire(tcp.stats_handle());
     let cluster = vec![NodeId::learner(1), NodeId::acceptor(1)];
     let mut state = HttpState::new(vec![http_node], cluster, vec!["a".into(), "b".into()], "tcp");

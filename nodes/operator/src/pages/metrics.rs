@@ -183,9 +183,7 @@ fn steps(p: &mut Prom, i: &Inputs<'_>) {
     let counters: [(&str, &str, fn(&MetricsSnapshot) -> u64); 3] = [
         ("ballot_steps_total", "Steps of the node loop (a batch of inputs, one persist, then sends).", |m| m.steps),
         ("ballot_persist_total", "Storage::persist calls (one group commit each).", |m| m.persist_calls),
-        ("ballot_storage_errors_total", "Failed Storage::persist calls (the node stops on one).", |m| {
-            m.storage_errors
-        }),
+        ("ballot_storage_errors_total", "Failed Storage::persist calls (the node stops on one).", |m| m.storage_errors),
     ];
     for (family, help, get) in counters {
         p.family(family, "counter", help);

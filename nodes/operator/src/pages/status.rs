@@ -313,7 +313,8 @@ mod tests {
 
     #[test]
     fn a_page_reads_back_as_it_was_written() {
-        let node = NodeSummary { node: "learner-1".into(), role: "learner".into(), responding: true, ..Default::default() };
+        let node =
+            NodeSummary { node: "learner-1".into(), role: "learner".into(), responding: true, ..Default::default() };
         let mut page = StatusPage {
             first: node.clone(),
             transport: ProcessTransport { kind: "mem".into(), faults: None, wire: None },
