@@ -27,18 +27,25 @@ pub const MAX_CONTROL_FRAME: usize = 64 << 20;
 /// Deadline of one read or write on the control channel.
 pub const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 
+/// What a control client asks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ControlRequest {
+    /// The node's status.
     Status,
     /// Applied values after `after`, at most `max` (learners).
     Applied {
+        /// The last slot the client has.
         after: u64,
+        /// Values at most.
         max: u32,
     },
+    /// Simulate a fault (or heal).
     Faults(FaultCommand),
+    /// Answered `Ok`: the channel works.
     Ping,
     /// The ballot of the value accepted at `slot` (acceptors).
     AcceptedAt {
+        /// The log slot.
         slot: u64,
     },
 }
@@ -48,47 +55,82 @@ pub enum ControlRequest {
 pub enum FaultCommand {
     /// Block every link between the two sides, both ways.
     Partition {
+        /// One side.
         a: Vec<NodeId>,
+        /// The other side.
         b: Vec<NodeId>,
     },
     /// Block every message from a node of `from` to a node of `to`; the other way works.
     PartitionOneway {
+        /// The senders whose messages are blocked.
         from: Vec<NodeId>,
+        /// The receivers they are blocked towards.
         to: Vec<NodeId>,
     },
+    /// Block every link of this node, both ways.
     Isolate(NodeId),
     /// Remove every fault.
     Heal,
+    /// Drop each message with this probability (clamped to 0..=1).
     DropRate(f64),
+    /// Duplicate each message with this probability (clamped to 0..=1).
     DuplicateRate(f64),
+    /// Delay each message by a random time in the range.
     Delay {
+        /// Shortest delay, in milliseconds.
         min_ms: u64,
+        /// Longest delay, in milliseconds (at least `min_ms`).
         max_ms: u64,
     },
 }
 
+/// What the node answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ControlReply {
+    /// The node's status.
     Status(Status),
+    /// Applied values by slot.
     Applied(Vec<(u64, Value)>),
+    /// The ballot of the value accepted at the slot, if any.
     AcceptedAt(Option<Ballot>),
+    /// Done.
     Ok,
+    /// Not done: one line saying why.
     Error(String),
 }
 
 /// Whatever applies fault commands to a node's transport.
 pub trait FaultSink: Send + Sync + 'static {
+    /// Applies `cmd` at once.
     fn apply(&self, cmd: &FaultCommand);
 }
 
+/// Why a control exchange failed; each message is one line naming the address.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The connection failed.
     #[error("control connection to {addr} failed: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
+    Io {
+        /// The other end.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// No answer within the deadline.
     #[error("control channel of {addr} did not answer within {0:?}", CONTROL_DEADLINE)]
-    Timeout { addr: SocketAddr },
+    Timeout {
+        /// The other end.
+        addr: SocketAddr,
+    },
+    /// A frame over [`MAX_CONTROL_FRAME`].
     #[error("control frame of {len} bytes is over the {max} byte limit")]
-    Oversized { len: usize, max: usize },
+    Oversized {
+        /// Its announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame that is not a request or reply.
     #[error("control frame does not decode: {0}")]
     Decode(String),
 }
@@ -236,6 +278,7 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
+    /// Connects within [`CONTROL_DEADLINE`].
     pub async fn connect(addr: SocketAddr) -> Result<Self, ControlError> {
         let stream = tokio::time::timeout(CONTROL_DEADLINE, TcpStream::connect(addr))
             .await
@@ -267,6 +310,7 @@ pub struct TransportFaults {
 }
 
 impl TransportFaults {
+    /// Faults applied to `handle`, none at first.
     pub fn new(handle: ballot_transports::FaultHandle) -> Self {
         TransportFaults { handle, current: std::sync::Mutex::new(Default::default()) }
     }

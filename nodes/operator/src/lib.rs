@@ -9,6 +9,8 @@
 //!   faults), spoken by `chaos`.
 //! - `server` (private): the accept loop of the HTTP servers, with graceful shutdown.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod control;
 pub mod discovery;
 pub mod pages;

@@ -17,13 +17,18 @@ use tokio::net::TcpStream;
 
 /// Why a discovery call failed. Every message is one line naming the discovery address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // the fields: the discovery address and the one-line detail the message shows
 pub enum DiscoveryError {
+    /// No whole answer within the call's deadline.
     #[error("discovery at {addr} did not answer within {deadline:?}")]
     Timeout { addr: PeerAddr, deadline: Duration },
+    /// The name did not resolve, the connection failed or broke.
     #[error("discovery at {addr} could not be reached: {reason}")]
     Unreachable { addr: PeerAddr, reason: String },
+    /// The answer is not HTTP, not the expected JSON, cut short or over [`MAX_ANSWER`].
     #[error("discovery at {addr} answered garbage: {what}")]
     Garbage { addr: PeerAddr, what: String },
+    /// An error status, with the server's one-line reason.
     #[error("discovery at {addr} refused the request ({status}): {reason}")]
     Refused { addr: PeerAddr, status: u16, reason: String },
 }
@@ -54,6 +59,7 @@ impl DiscoveryClient {
         self
     }
 
+    /// The discovery server's address.
     pub fn addr(&self) -> &PeerAddr {
         &self.addr
     }

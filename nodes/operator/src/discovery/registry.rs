@@ -20,9 +20,11 @@ impl Clock {
     pub fn tokio() -> Self {
         Clock(Arc::new(Instant::now))
     }
+    /// A clock that reads `f`.
     pub fn from_fn(f: impl Fn() -> Instant + Send + Sync + 'static) -> Self {
         Clock(Arc::new(f))
     }
+    /// The time now.
     pub fn now(&self) -> Instant {
         (self.0)()
     }
@@ -46,16 +48,20 @@ impl fmt::Debug for Clock {
 pub struct ManualClock(Arc<Mutex<Instant>>);
 
 impl ManualClock {
+    /// A clock at tokio's now, standing still.
     pub fn new() -> Self {
         ManualClock(Arc::new(Mutex::new(Instant::now())))
     }
+    /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *t += by;
     }
+    /// The time now.
     pub fn now(&self) -> Instant {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+    /// A [`Clock`] that reads this one, for [`super::DiscoveryOptions::clock`].
     pub fn clock(&self) -> Clock {
         let me = self.clone();
         Clock::from_fn(move || me.now())
@@ -71,6 +77,7 @@ impl Default for ManualClock {
 /// What a node tells discovery about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registration {
+    /// The node.
     pub node: NodeId,
     /// Its data (protocol) address.
     pub addr: SocketAddr,
@@ -83,6 +90,7 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// A registration of `node` at `addr`: no pages, no ballot, no leadership claimed.
     pub fn new(node: NodeId, addr: SocketAddr) -> Self {
         Registration { node, addr, http: None, ballot: None, leader: false }
     }
@@ -104,16 +112,22 @@ impl Registration {
 /// A member as discovery lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
+    /// The node.
     pub node: NodeId,
+    /// Its data (protocol) address.
     pub addr: SocketAddr,
+    /// Its HTTP pages, if it serves them.
     pub http: Option<SocketAddr>,
+    /// Proposer: its current ballot; acceptor: its promised ballot.
     pub ballot: Option<Ballot>,
+    /// A proposer that believes it is the leader.
     pub leader: bool,
     /// Milliseconds since its last register or heartbeat, when it was listed.
     pub last_seen_ms_ago: u64,
 }
 
 impl Member {
+    /// Its role, from its name.
     pub fn role(&self) -> Role {
         self.node.role
     }
@@ -122,7 +136,12 @@ impl Member {
 /// The registry full: a new member was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("discovery holds {0} members, its limit: {1} was not registered")]
-pub struct RegistryFull(pub usize, pub NodeId);
+pub struct RegistryFull(
+    /// The limit.
+    pub usize,
+    /// The node refused.
+    pub NodeId,
+);
 
 /// The members, with expiry computed against the `now` each call is given. No I/O, no
 /// clock of its own: the server passes its [`Clock`]'s time.
@@ -134,10 +153,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry listing members for `ttl` and holding at most `max_members` (at least 1).
     pub fn new(ttl: Duration, max_members: usize) -> Self {
         Registry { ttl, max_members: max_members.max(1), entries: BTreeMap::new() }
     }
 
+    /// How long a silent member stays listed.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }

@@ -101,8 +101,11 @@ impl Default for HttpLimits {
 /// One node loop of this process, as the HTTP server sees it.
 #[derive(Clone, Debug)]
 pub struct HttpNode {
+    /// Its name.
     pub id: NodeId,
+    /// Its loop, to ask for its status.
     pub ctrl: NodeControl,
+    /// Its loop's counters.
     pub metrics: Arc<NodeMetrics>,
     /// Its transport's listen address.
     pub listen: Option<SocketAddr>,
@@ -111,15 +114,18 @@ pub struct HttpNode {
 }
 
 impl HttpNode {
+    /// The loop behind `handle`, without a listen address or wire counters.
     pub fn new(handle: &NodeHandle) -> Self {
         HttpNode { id: handle.id, ctrl: handle.controller(), metrics: handle.metrics(), listen: None, wire: None }
     }
 
+    /// With its transport's listen address (as others reach it).
     pub fn with_listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
         self
     }
 
+    /// With its transport's counters.
     pub fn with_wire(mut self, stats: StatsHandle) -> Self {
         self.wire = Some(stats);
         self
@@ -142,20 +148,26 @@ pub struct HttpState {
     /// Members' HTTP addresses (`--http-peers`; host names are looked up at each fetch);
     /// this process's own nodes need none.
     pub http_peers: BTreeMap<NodeId, PeerAddr>,
+    /// The candidates the cluster was started with.
     pub candidates: Vec<String>,
     /// `tcp`, `zmq`, `mem`.
     pub transport: String,
+    /// The control channel's address, if it has one.
     pub control: Option<SocketAddr>,
     /// This server's own address (set by [`serve`]).
     pub http: Option<SocketAddr>,
     /// The simulated-fault layer shared by this process's transports.
     pub faults: Option<FaultHandle>,
+    /// The process's recent log lines.
     pub logs: Option<LogRing>,
+    /// When the process started serving (uptime).
     pub started: std::time::Instant,
+    /// The server's deadlines.
     pub limits: HttpLimits,
 }
 
 impl HttpState {
+    /// The pages of `nodes`, in a cluster of `cluster` members, on transport `transport`; no peers, addresses, faults or logs yet, default limits.
     pub fn new(nodes: Vec<HttpNode>, cluster: Vec<NodeId>, candidates: Vec<String>, transport: &str) -> Self {
         HttpState {
             nodes,
