@@ -148,7 +148,8 @@ fn drops(p: &mut Prom, i: &Inputs<'_>) {
 }
 
 fn wire(p: &mut Prom, i: &Inputs<'_>) {
-    let wire_families: [(&str, &str, fn(&WireStats) -> u64); 7] = [
+    type Family = (&'static str, &'static str, fn(&WireStats) -> u64);
+    let wire_families: [Family; 7] = [
         ("ballot_transport_frames_sent_total", "Frames written to peers.", |w| w.frames_sent),
         ("ballot_transport_frames_received_total", "Frames received and decoded.", |w| w.frames_received),
         ("ballot_transport_bytes_sent_total", "Bytes written to peers.", |w| w.bytes_sent),
@@ -180,7 +181,8 @@ fn traces(p: &mut Prom) {
 
 /// The node loops' own counters: steps, persists, storage errors, fsync latency.
 fn steps(p: &mut Prom, i: &Inputs<'_>) {
-    let counters: [(&str, &str, fn(&MetricsSnapshot) -> u64); 3] = [
+    type Family = (&'static str, &'static str, fn(&MetricsSnapshot) -> u64);
+    let counters: [Family; 3] = [
         ("ballot_steps_total", "Steps of the node loop (a batch of inputs, one persist, then sends).", |m| m.steps),
         ("ballot_persist_total", "Storage::persist calls (one group commit each).", |m| m.persist_calls),
         ("ballot_storage_errors_total", "Failed Storage::persist calls (the node stops on one).", |m| m.storage_errors),
