@@ -1,16 +1,33 @@
 //! The `/metrics` page: Prometheus text format 0.0.4, from the node loops' counters, the
 //! transports' and fault layer's counters, the roles' status and the trace exporter.
 
-use super::status::{fault_drops, wire_drops};
 use super::{statuses, HttpNode, HttpState, Shared};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ballot_core::Status;
 use ballot_runtime::metrics::MetricsSnapshot;
-use ballot_transports::WireStats;
+use ballot_transports::{FaultStats, WireStats};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// A transport's drops by reason, as `ballot_messages_dropped_total` labels them.
+fn wire_drops(w: &WireStats) -> [(&'static str, u64); 7] {
+    [
+        ("queue_full", w.dropped_queue_full),
+        ("oversized", w.dropped_oversized),
+        ("decode", w.dropped_decode),
+        ("version", w.dropped_version),
+        ("unreachable", w.dropped_unreachable),
+        ("truncated", w.truncated),
+        ("bad_handshake", w.bad_handshake),
+    ]
+}
+
+/// The fault layer's drops by reason.
+fn fault_drops(f: &FaultStats) -> [(&'static str, u64); 3] {
+    [("partition", f.dropped_partition), ("partition_inbound", f.dropped_inbound), ("random", f.dropped_random)]
+}
 
 /// Prometheus text exposition (format 0.0.4).
 struct Prom(String);

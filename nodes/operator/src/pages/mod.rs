@@ -8,14 +8,15 @@
 //! | `GET /status` | JSON: node, role, ballot, leader, chosen, applied, tally, candidates, transport counters, addresses, uptime; `nodes` lists every role the process runs (a replica runs three) |
 //! | `GET /cluster` | JSON: one row per cluster member, each fetched from its node's `/status` (server side, a deadline per peer) |
 //! | `GET /` | HTML overview of every member (role, up/down, ballot, leader, chosen, applied, tally), refreshed every second from `/cluster` |
-//! | `GET /logs` | the last [`LOG_LINES`] log lines as HTML (newest last, escaped); `?format=json` or `/logs.json` gives a JSON array |
+//! | `GET /logs` | the last [`LOG_LINES`](ballot_telemetry::log_ring::LOG_LINES) log lines as HTML (newest last, escaped); `?format=json` or `/logs.json` gives a JSON array |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //!
 //! Hardening: at most [`MAX_CONNECTIONS`] connections (more are closed at once), a
 //! deadline on reading the request head, on the whole connection, on reading a body and on
 //! every handler; bodies over [`MAX_BODY`] bytes get `413`; unknown paths `404`, wrong
 //! methods `405`, malformed requests `400` from hyper. Nothing a client sends reaches a
-//! `panic`.
+//! `panic`. [`serve`] ends on its shutdown future: no new connections, the requests in
+//! flight answered within [`HttpLimits::drain_deadline`].
 //!
 //! # Layout
 //! - `status`: the typed [`StatusPage`] and how it is built.

@@ -200,22 +200,6 @@ pub struct Addresses {
     pub http_peers: BTreeMap<String, String>,
 }
 
-pub(super) fn wire_drops(w: &WireStats) -> [(&'static str, u64); 7] {
-    [
-        ("queue_full", w.dropped_queue_full),
-        ("oversized", w.dropped_oversized),
-        ("decode", w.dropped_decode),
-        ("version", w.dropped_version),
-        ("unreachable", w.dropped_unreachable),
-        ("truncated", w.truncated),
-        ("bad_handshake", w.bad_handshake),
-    ]
-}
-
-pub(super) fn fault_drops(f: &FaultStats) -> [(&'static str, u64); 3] {
-    [("partition", f.dropped_partition), ("partition_inbound", f.dropped_inbound), ("random", f.dropped_random)]
-}
-
 impl From<&WireStats> for WireCounters {
     fn from(w: &WireStats) -> Self {
         WireCounters {
