@@ -453,7 +453,7 @@ async fn run(args: NodeArgs, logs: ballot_telemetry::log_ring::LogRing) -> Resul
             let sink: Arc<dyn FaultSink> = Arc::new(TransportFaults::new(faults.clone()));
             // A replica's control channel speaks for its first role (the proposer); all its
             // roles share one fault layer.
-            tokio::spawn(control::serve(listener, handles[0].0.controller(), Some(sink), std::future::pending()));
+            tokio::spawn(control::serve(listener, handles[0].0.controller(), Some(sink), wait_for_signal()));
             Some(local)
         }
         None => None,
@@ -472,7 +472,9 @@ async fn run(args: NodeArgs, logs: ballot_telemetry::log_ring::LogRing) -> Resul
                 ballot_operator::pages::HttpState::new(served, cluster, args.candidates.clone(), &transport);
             (state.http_peers, state.control, state.faults, state.logs) =
                 (http_peers, control_addr, Some(faults), Some(logs));
-            tokio::spawn(ballot_operator::pages::serve(listener, state, std::future::pending()));
+            // On a signal it stops accepting and answers the requests in flight while the
+            // node deregisters.
+            tokio::spawn(ballot_operator::pages::serve(listener, state, wait_for_signal()));
             tracing::info!(%local, "http pages");
             Some(local)
         }
