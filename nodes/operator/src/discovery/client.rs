@@ -199,7 +199,8 @@ impl DiscoveryClient {
             .map_err(|e| self.garbage(format!("could not build the request for {}: {e}", one_line(path, 80))))
     }
 
-    /// A failed exchange, in words that say what the server did.
+    /// A failed exchange, in words that say what the server did. A version or
+    /// Content-Length error has no predicate of its own in hyper: its message names it.
     fn broken(&self, e: &hyper::Error) -> DiscoveryError {
         let text = e.to_string();
         let what = if e.is_incomplete_message() {
