@@ -179,6 +179,8 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
+            // Shutdown first: once it fired, no connection is accepted.
+            biased;
             () = &mut shutdown => break,
             // Reap finished connections so the set does not grow.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
