@@ -14,7 +14,6 @@
 //! usage or the cluster cannot be reached at all (no discovery and no --peers, no node
 //! answers `status`); 3 the vote was refused (already voted, unknown candidate); 4 the vote is
 //! not confirmed (no quorum or no answer in time; retrying with the same request id is safe).
-
 //!
 //! # Layout
 //! - `connect`: finding the cluster (`--peers`, `--discovery`, `--http-peers`) and the
@@ -97,24 +96,25 @@ pub enum CliCommand {
 }
 
 /// What a command prints and how it exits.
-pub(crate) struct Outcome {
-    pub(crate) code: u8,
-    pub(crate) text: String,
-    pub(crate) json: serde_json::Value,
+struct Outcome {
+    code: u8,
+    text: String,
+    json: serde_json::Value,
 }
 
 /// Deadline of each call to discovery.
-pub(super) fn discovery_deadline(args: &CliArgs) -> Duration {
+fn discovery_deadline(args: &CliArgs) -> Duration {
     Duration::from_millis(args.timeout_ms.clamp(1, 2000))
 }
 
 /// Deadline of each node's `/status` (a node answers within about 1 s even when its loop
 /// is stuck).
-pub(super) fn status_deadline(args: &CliArgs) -> Duration {
+fn status_deadline(args: &CliArgs) -> Duration {
     Duration::from_millis(args.timeout_ms.clamp(1, 3000))
 }
 
-pub(super) fn submit_options(args: &CliArgs) -> SubmitOptions {
+/// How long a command waits for the cluster, and how often it retries.
+fn submit_options(args: &CliArgs) -> SubmitOptions {
     SubmitOptions {
         timeout: Duration::from_millis(args.timeout_ms),
         via: None,
@@ -122,7 +122,8 @@ pub(super) fn submit_options(args: &CliArgs) -> SubmitOptions {
     }
 }
 
-pub(super) async fn read_tally(client: &ClientHandle, args: &CliArgs) -> Result<(u64, Tally), ClientError> {
+/// The tally, read through the log: the slot it was read at, and the votes.
+async fn read_tally(client: &ClientHandle, args: &CliArgs) -> Result<(u64, Tally), ClientError> {
     let cmd = Command::Read { request_id: client.next_request_id(), client: client.id() };
     match client.submit(cmd, &submit_options(args)).await? {
         Reply::Read { slot, tally, .. } => Ok((slot, tally)),
@@ -130,7 +131,8 @@ pub(super) async fn read_tally(client: &ClientHandle, args: &CliArgs) -> Result<
     }
 }
 
-pub(super) fn unreachable_outcome(e: ClientError, what: &str) -> Outcome {
+/// `what` got no confirmed answer: exit code 4.
+fn unreachable_outcome(e: ClientError, what: &str) -> Outcome {
     let text = match e {
         ClientError::NoQuorum => format!("{what}: not confirmed: no majority of acceptors answered in time; try again"),
         _ => format!("{what}: the cluster did not answer in time; check --peers and that a majority of nodes is up"),
@@ -138,16 +140,19 @@ pub(super) fn unreachable_outcome(e: ClientError, what: &str) -> Outcome {
     Outcome { code: 4, json: serde_json::json!({"ok": false, "error": e.to_string(), "message": text}), text }
 }
 
-pub(super) fn usage_outcome(text: String) -> Outcome {
+/// A usage error: exit code 2.
+fn usage_outcome(text: String) -> Outcome {
     Outcome { code: 2, json: serde_json::json!({"ok": false, "error": "usage", "message": text}), text }
 }
 
-pub(super) fn tally_text(tally: &Tally) -> String {
+/// The tally as aligned `name  votes` lines.
+fn tally_text(tally: &Tally) -> String {
     let width = tally.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
     tally.iter().map(|(c, n)| format!("{c:<width$}  {n}")).collect::<Vec<_>>().join("\n")
 }
 
-pub(super) fn tally_json(slot: u64, tally: &Tally) -> serde_json::Value {
+/// The tally for `--json`: `{ok, slot, tally: {name: votes}}`.
+fn tally_json(slot: u64, tally: &Tally) -> serde_json::Value {
     let map: serde_json::Map<String, serde_json::Value> = tally.iter().map(|(c, n)| (c.clone(), (*n).into())).collect();
     serde_json::json!({"ok": true, "slot": slot, "tally": map})
 }
@@ -199,6 +204,7 @@ pub fn main_with(args: CliArgs) -> ExitCode {
     })
 }
 
+/// Prints the outcome (JSON, or text on stdout or stderr) and exits with its code.
 fn finish(args: &CliArgs, outcome: Outcome) -> ExitCode {
     if args.json {
         println!("{}", outcome.json);
