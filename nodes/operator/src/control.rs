@@ -176,41 +176,17 @@ pub async fn serve(
 ) {
     let (stop, stopping) = watch::channel(false);
     let mut conns = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            // Shutdown first: once it fired, no connection is accepted.
-            biased;
-            () = &mut shutdown => break,
-            // Reap finished connections so the set does not grow.
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::debug!(error = %e, "control: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    crate::server::accept_until(listener, shutdown, "control", &mut conns, |stream| {
         let (ctrl, faults, stopping) = (ctrl.clone(), faults.clone(), stopping.clone());
-        conns.spawn(async move {
+        Some(async move {
             let _ = connection(stream, ctrl, faults, stopping).await;
-        });
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    let drained = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(crate::DRAIN_DEADLINE, drained).await.is_err() {
-        tracing::warn!(
-            "control: {} connections still busy {:?} after shutdown; closing them",
-            conns.len(),
-            crate::DRAIN_DEADLINE
-        );
-        conns.abort_all();
-    }
+        })
+    })
+    .await;
+    let told = async {
+        let _ = stop.send(true);
+    };
+    crate::server::drain(&mut conns, told, crate::DRAIN_DEADLINE, "control").await;
 }
 
 async fn connection(

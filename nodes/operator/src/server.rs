@@ -8,7 +8,7 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -45,51 +45,71 @@ pub(crate) async fn run(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            // Shutdown first: once it fired, no connection is accepted.
-            biased;
-            () = &mut shutdown => break,
-            // Reap finished connections so the set does not grow.
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::debug!(error = %e, "{name}: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    accept_until(listener, shutdown, name, &mut conns, |stream| {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!("{name}: too many connections, closing a new one");
-            continue;
+            return None;
         };
         let svc = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         let limits = limits.clone();
-        conns.spawn(async move {
+        Some(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_deadline).max_buf_size(MAX_HEAD);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             let _ = tokio::time::timeout(limits.connection_lifetime, watcher.watch(conn)).await;
             drop(permit);
-        });
+        })
+    })
+    .await;
+    drain(&mut conns, graceful.shutdown(), limits.drain_deadline, name).await;
+}
+
+/// Accepts on `listener` until `shutdown` completes, then drops it. Each connection runs
+/// what `serve` makes of it (`None` closes it at once) as a task of `conns`; finished
+/// tasks are reaped on the way so the set does not grow.
+pub(crate) async fn accept_until<F>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    name: &str,
+    conns: &mut JoinSet<()>,
+    mut serve: impl FnMut(TcpStream) -> Option<F>,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            // Shutdown first: once it fired, no connection is accepted.
+            biased;
+            () = &mut shutdown => return,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                if let Some(task) = serve(stream) {
+                    conns.spawn(task);
+                }
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::debug!(error = %e, "{name}: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
-    drop(listener);
+}
+
+/// Once `told` (which tells the connections to finish) has run, waits for every task of
+/// `conns` within `deadline`, then aborts the rest.
+pub(crate) async fn drain(conns: &mut JoinSet<()>, told: impl Future<Output = ()>, deadline: Duration, name: &str) {
     let drained = async {
-        graceful.shutdown().await;
+        told.await;
         while conns.join_next().await.is_some() {}
     };
-    if tokio::time::timeout(limits.drain_deadline, drained).await.is_err() {
-        tracing::warn!(
-            "{name}: {} connections still open {:?} after shutdown; closing them",
-            conns.len(),
-            limits.drain_deadline
-        );
+    if tokio::time::timeout(deadline, drained).await.is_err() {
+        tracing::warn!("{name}: {} connections still open {deadline:?} after shutdown; closing them", conns.len());
         conns.abort_all();
     }
 }
