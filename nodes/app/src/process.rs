@@ -347,19 +347,14 @@ async fn run_discovery(args: NodeArgs) -> Result<(), String> {
         ttl: Duration::from_millis(args.ttl_ms.max(1)),
         ..ballot_operator::discovery::DiscoveryOptions::default()
     };
-    let server = tokio::spawn(ballot_operator::discovery::serve(listener, opts));
+    // On a signal the server stops accepting and drains its requests in flight.
+    let server = tokio::spawn(ballot_operator::discovery::serve(listener, opts, async {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+    }));
     tracing::info!(%local, "discovery listening");
     println!("ready discovery listen={local} control=-");
-    tokio::select! {
-        _ = wait_for_signal() => {}
-        r = server => return Err(match r {
-            Ok(Ok(())) => "the discovery server stopped".into(),
-            Ok(Err(e)) => format!("the discovery server failed: {e}"),
-            Err(e) => format!("the discovery server failed: {e}"),
-        }),
-    }
-    tracing::info!("stopping");
-    Ok(())
+    server.await.map_err(|e| format!("the discovery server failed: {e}"))
 }
 
 /// What a node of this process tells discovery now, or `None` if its loop did not answer
@@ -458,7 +453,7 @@ async fn run(args: NodeArgs, logs: ballot_telemetry::log_ring::LogRing) -> Resul
             let sink: Arc<dyn FaultSink> = Arc::new(TransportFaults::new(faults.clone()));
             // A replica's control channel speaks for its first role (the proposer); all its
             // roles share one fault layer.
-            tokio::spawn(control::serve(listener, handles[0].0.controller(), Some(sink)));
+            tokio::spawn(control::serve(listener, handles[0].0.controller(), Some(sink), wait_for_signal()));
             Some(local)
         }
         None => None,
@@ -477,7 +472,9 @@ async fn run(args: NodeArgs, logs: ballot_telemetry::log_ring::LogRing) -> Resul
                 ballot_operator::pages::HttpState::new(served, cluster, args.candidates.clone(), &transport);
             (state.http_peers, state.control, state.faults, state.logs) =
                 (http_peers, control_addr, Some(faults), Some(logs));
-            tokio::spawn(ballot_operator::pages::serve(listener, state));
+            // On a signal it stops accepting and answers the requests in flight while the
+            // node deregisters.
+            tokio::spawn(ballot_operator::pages::serve(listener, state, wait_for_signal()));
             tracing::info!(%local, "http pages");
             Some(local)
         }

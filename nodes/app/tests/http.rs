@@ -310,7 +310,7 @@ async fn start(logs: LogRing) -> Cluster {
         let mut state = HttpState::new(vec![HttpNode::new(&handles[&id])], cluster.clone(), candidates.clone(), "mem");
         state.http_peers = BTreeMap::from([(peer, peer_addr.into())]);
         state.logs = Some(logs.clone());
-        tokio::spawn(http::serve(listener, state));
+        tokio::spawn(http::serve(listener, state, std::future::pending()));
     }
     Cluster { handles, client, proposer_http, learner_http, _net: net }
 }
@@ -618,7 +618,7 @@ mod binary {
                 .find_map(|w| w.strip_prefix("http="))
                 .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| panic!("no http= in {line:?}"));
-            assert!(http_addr.map_or(true, |a| a == addr), "one HTTP server per process");
+            assert!(http_addr.is_none_or(|a| a == addr), "one HTTP server per process");
             http_addr = Some(addr);
         }
         let a = http_addr.expect("http address");

@@ -3,7 +3,7 @@
 //!
 //! One TCP listener per node; each connection carries request/reply frames:
 //! `[u32 big-endian length][rmp-serde body]`, at most [`MAX_CONTROL_FRAME`] bytes. Every
-//! read and write has a deadline; a bad frame closes that connection only.
+//! read (once a frame has begun) and write has a deadline; a bad frame closes that connection only.
 //!
 //! Faults set here are applied inside the node's transport (a wrapper that drops, delays,
 //! duplicates or blocks messages per peer). They are not a kernel-level partition: a
@@ -13,29 +13,39 @@
 use ballot_core::{Ballot, NodeId, Status, Value};
 use ballot_runtime::NodeControl;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 /// Largest control frame: a log page of big batches fits.
 pub const MAX_CONTROL_FRAME: usize = 64 << 20;
 /// Deadline of one read or write on the control channel.
 pub const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
 
+/// What a control client asks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ControlRequest {
+    /// The node's status.
     Status,
     /// Applied values after `after`, at most `max` (learners).
     Applied {
+        /// The last slot the client has.
         after: u64,
+        /// Values at most.
         max: u32,
     },
+    /// Simulate a fault (or heal).
     Faults(FaultCommand),
+    /// Answered `Ok`: the channel works.
     Ping,
     /// The ballot of the value accepted at `slot` (acceptors).
     AcceptedAt {
+        /// The log slot.
         slot: u64,
     },
 }
@@ -45,47 +55,82 @@ pub enum ControlRequest {
 pub enum FaultCommand {
     /// Block every link between the two sides, both ways.
     Partition {
+        /// One side.
         a: Vec<NodeId>,
+        /// The other side.
         b: Vec<NodeId>,
     },
     /// Block every message from a node of `from` to a node of `to`; the other way works.
     PartitionOneway {
+        /// The senders whose messages are blocked.
         from: Vec<NodeId>,
+        /// The receivers they are blocked towards.
         to: Vec<NodeId>,
     },
+    /// Block every link of this node, both ways.
     Isolate(NodeId),
     /// Remove every fault.
     Heal,
+    /// Drop each message with this probability (clamped to 0..=1).
     DropRate(f64),
+    /// Duplicate each message with this probability (clamped to 0..=1).
     DuplicateRate(f64),
+    /// Delay each message by a random time in the range.
     Delay {
+        /// Shortest delay, in milliseconds.
         min_ms: u64,
+        /// Longest delay, in milliseconds (at least `min_ms`).
         max_ms: u64,
     },
 }
 
+/// What the node answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ControlReply {
+    /// The node's status.
     Status(Status),
+    /// Applied values by slot.
     Applied(Vec<(u64, Value)>),
+    /// The ballot of the value accepted at the slot, if any.
     AcceptedAt(Option<Ballot>),
+    /// Done.
     Ok,
+    /// Not done: one line saying why.
     Error(String),
 }
 
 /// Whatever applies fault commands to a node's transport.
 pub trait FaultSink: Send + Sync + 'static {
+    /// Applies `cmd` at once.
     fn apply(&self, cmd: &FaultCommand);
 }
 
+/// Why a control exchange failed; each message is one line naming the address.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
+    /// The connection failed.
     #[error("control connection to {addr} failed: {source}")]
-    Io { addr: SocketAddr, source: std::io::Error },
+    Io {
+        /// The other end.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// No answer within the deadline.
     #[error("control channel of {addr} did not answer within {0:?}", CONTROL_DEADLINE)]
-    Timeout { addr: SocketAddr },
+    Timeout {
+        /// The other end.
+        addr: SocketAddr,
+    },
+    /// A frame over [`MAX_CONTROL_FRAME`].
     #[error("control frame of {len} bytes is over the {max} byte limit")]
-    Oversized { len: usize, max: usize },
+    Oversized {
+        /// Its announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame that is not a request or reply.
     #[error("control frame does not decode: {0}")]
     Decode(String),
 }
@@ -120,28 +165,57 @@ async fn read_frame<T: DeserializeOwned>(s: &mut TcpStream) -> Result<Option<T>,
     rmp_serde::from_slice(&body).map(Some).map_err(|e| ControlError::Decode(e.to_string()))
 }
 
-/// Serve control requests for the node behind `ctrl` until the listener fails.
-pub async fn serve(listener: TcpListener, ctrl: NodeControl, faults: Option<Arc<dyn FaultSink>>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { return };
-        let (ctrl, faults) = (ctrl.clone(), faults.clone());
-        tokio::spawn(async move {
-            let _ = connection(stream, ctrl, faults).await;
-        });
-    }
+/// Serve control requests for the node behind `ctrl` until `shutdown` completes; then
+/// stop accepting, let each connection finish the request it is reading or answering
+/// (idle ones close at once) within [`crate::DRAIN_DEADLINE`], and return.
+pub async fn serve(
+    listener: TcpListener,
+    ctrl: NodeControl,
+    faults: Option<Arc<dyn FaultSink>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop, stopping) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    crate::server::accept_until(listener, shutdown, "control", &mut conns, |stream| {
+        let (ctrl, faults, stopping) = (ctrl.clone(), faults.clone(), stopping.clone());
+        Some(async move {
+            let _ = connection(stream, ctrl, faults, stopping).await;
+        })
+    })
+    .await;
+    let told = async {
+        let _ = stop.send(true);
+    };
+    crate::server::drain(&mut conns, told, crate::DRAIN_DEADLINE, "control").await;
 }
 
 async fn connection(
     mut s: TcpStream,
     ctrl: NodeControl,
     faults: Option<Arc<dyn FaultSink>>,
+    mut stopping: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let addr =
         s.peer_addr().map_err(|source| ControlError::Io { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
     let _ = s.set_nodelay(true);
     loop {
-        // An idle connection is fine; it just holds a task.
-        let Some(req) = read_frame::<ControlRequest>(&mut s).await? else { return Ok(()) };
+        // An idle connection is fine; it just holds a task, until shutdown closes it. Once a
+        // request's first byte is here, the request is read and answered even during
+        // shutdown, within the deadlines.
+        let mut first = [0u8; 1];
+        tokio::select! {
+            biased;
+            seen = s.peek(&mut first) => match seen {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(source) => return Err(ControlError::Io { addr, source }),
+            },
+            _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+        }
+        let req = tokio::time::timeout(CONTROL_DEADLINE, read_frame::<ControlRequest>(&mut s))
+            .await
+            .map_err(|_| ControlError::Timeout { addr })?;
+        let Some(req) = req? else { return Ok(()) };
         let reply = answer(req, &ctrl, faults.as_deref()).await;
         tokio::time::timeout(CONTROL_DEADLINE, write_frame(&mut s, &reply))
             .await
@@ -182,6 +256,7 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
+    /// Connects within [`CONTROL_DEADLINE`].
     pub async fn connect(addr: SocketAddr) -> Result<Self, ControlError> {
         let stream = tokio::time::timeout(CONTROL_DEADLINE, TcpStream::connect(addr))
             .await
@@ -213,6 +288,7 @@ pub struct TransportFaults {
 }
 
 impl TransportFaults {
+    /// Faults applied to `handle`, none at first.
     pub fn new(handle: ballot_transports::FaultHandle) -> Self {
         TransportFaults { handle, current: std::sync::Mutex::new(Default::default()) }
     }
@@ -279,7 +355,12 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let node = learner();
         let sink = Arc::new(Recorded(Mutex::new(Vec::new())));
-        tokio::spawn(serve(listener, node.controller(), Some(sink.clone() as Arc<dyn FaultSink>)));
+        tokio::spawn(serve(
+            listener,
+            node.controller(),
+            Some(sink.clone() as Arc<dyn FaultSink>),
+            std::future::pending(),
+        ));
         let mut c = ControlClient::connect(addr).await.unwrap();
         let d = Duration::from_secs(10);
         assert_eq!(c.request(&ControlRequest::Ping, d).await.unwrap(), ControlReply::Ok);
@@ -301,7 +382,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let node = learner();
-        tokio::spawn(serve(listener, node.controller(), None));
+        tokio::spawn(serve(listener, node.controller(), None, std::future::pending()));
         let mut raw = TcpStream::connect(addr).await.unwrap();
         raw.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
         let mut buf = [0u8; 8];

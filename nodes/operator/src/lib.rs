@@ -7,7 +7,13 @@
 //!   HTTP) and its client.
 //! - [`control`]: a node process's control channel (status, applied log, simulated
 //!   faults), spoken by `chaos`.
+//! - `server` (private): the accept loop of the HTTP servers, with graceful shutdown.
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod control;
 pub mod discovery;
 pub mod pages;
+mod server;
+
+pub use server::DRAIN_DEADLINE;

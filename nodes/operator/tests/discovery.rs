@@ -39,7 +39,7 @@ async fn start(clock: &ManualClock) -> (SocketAddr, tokio::task::JoinHandle<()>)
     let at = listener.local_addr().unwrap();
     let opts = DiscoveryOptions { clock: clock.clock(), ..DiscoveryOptions::default() };
     let task = tokio::spawn(async move {
-        serve(listener, opts).await.unwrap();
+        serve(listener, opts, std::future::pending()).await;
     });
     (at, task)
 }
@@ -378,6 +378,7 @@ async fn the_client_reports_a_garbage_answer_in_one_line() {
         (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{\"ttl_ms\":".to_vec(), "cut short"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n".to_vec(), "Content-Length"),
         (b"HTTP/1.1 banana\r\n\r\n".to_vec(), "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n".to_vec(), "byte limit"),
         (b"".to_vec(), "closed without an answer"),
     ];
     for (answer, says) in cases {

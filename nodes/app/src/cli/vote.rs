@@ -1,0 +1,60 @@
+//! `ballot vote`: one vote, under a request id that makes a retry the same vote.
+
+use super::{read_tally, submit_options, unreachable_outcome, CliArgs, Outcome};
+use ballot_core::{Command, Reply, VoteError};
+use ballot_runtime::client::{ClientError, ClientHandle};
+
+pub(super) async fn vote(
+    client: &ClientHandle,
+    args: &CliArgs,
+    voter: &str,
+    candidate: &str,
+    request_id: Option<String>,
+) -> Outcome {
+    if voter.trim().is_empty() {
+        let text = "the voter id is empty: give --voter NAME".to_string();
+        return Outcome { code: 2, json: serde_json::json!({"ok": false, "error": "usage", "message": text}), text };
+    }
+    let request_id = request_id.unwrap_or_else(|| format!("vote/{voter}/{candidate}"));
+    let cmd = Command::Vote {
+        request_id: request_id.clone(),
+        client: client.id(),
+        voter: voter.to_string(),
+        candidate: candidate.to_string(),
+    };
+    match client.submit(cmd, &submit_options(args)).await {
+        Ok(Reply::Vote { slot, result: Ok(()), .. }) => Outcome {
+            code: 0,
+            text: format!("vote recorded (slot {slot})"),
+            json: serde_json::json!({"ok": true, "slot": slot, "request_id": request_id}),
+        },
+        Ok(Reply::Vote { slot, result: Err(VoteError::AlreadyVoted), .. }) => Outcome {
+            code: 3,
+            text: format!("already voted: {voter} has a vote counted; one vote per voter"),
+            json: serde_json::json!({"ok": false, "error": "already_voted", "slot": slot, "request_id": request_id}),
+        },
+        Ok(Reply::Vote { slot, result: Err(VoteError::UnknownCandidate), .. }) => {
+            let names = match read_tally(client, args).await {
+                Ok((_, t)) => t.into_iter().map(|(c, _)| c).collect::<Vec<_>>().join(", "),
+                Err(_) => "see `ballot candidates`".into(),
+            };
+            Outcome {
+                code: 3,
+                text: format!("unknown candidate '{candidate}': choose one of {names}"),
+                json: serde_json::json!({"ok": false, "error": "unknown_candidate", "slot": slot, "request_id": request_id}),
+            }
+        }
+        Ok(_) => unreachable_outcome(ClientError::Closed, "vote"),
+        Err(ClientError::TooLarge { size, limit }) => Outcome {
+            code: 3,
+            text: format!("vote refused: it is {size} bytes and the cluster takes at most {limit}; use a shorter voter id or candidate name"),
+            json: serde_json::json!({"ok": false, "error": "too_large", "size": size, "limit": limit, "request_id": request_id}),
+        },
+        Err(e) => {
+            let text = format!(
+                "vote not confirmed ({e}): it may still count; retrying with --request-id {request_id} is safe and never counts twice"
+            );
+            Outcome { code: 4, json: serde_json::json!({"ok": false, "error": e.to_string(), "request_id": request_id}), text }
+        }
+    }
+}
