@@ -10,7 +10,7 @@
 //! addresses to answer). Logs go to stderr through `tracing` (`RUST_LOG=debug`). SIGTERM
 //! and Ctrl-C stop the node cleanly. One line on stdout says it is ready:
 //! `ready <node> listen=<addr> control=<addr>`, with ` http=<addr>` after it when `--http`
-//! is given (see [`crate::http`] for the pages).
+//! is given (see [`ballot_operator::pages`] for the pages).
 //!
 //! Addresses are `IP:port` or `host:port` (`acceptor-1:7000`, a service name in docker).
 //! At start a node waits up to `--resolve-timeout-ms` for names to resolve (other
