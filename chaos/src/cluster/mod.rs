@@ -104,6 +104,21 @@ impl fmt::Display for TransportKind {
     }
 }
 
+/// For `--transport`: clap lists the possible values when one is unknown.
+impl clap::ValueEnum for TransportKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[TransportKind::Mem, TransportKind::Net(NetKind::Tcp), TransportKind::Net(NetKind::Zmq)]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            TransportKind::Mem => "mem",
+            TransportKind::Net(NetKind::Tcp) => "tcp",
+            TransportKind::Net(NetKind::Zmq) => "zmq",
+        }))
+    }
+}
+
 impl FromStr for TransportKind {
     type Err = String;
 
