@@ -126,3 +126,35 @@ pub(super) fn http_reach(http: SocketAddr, reach: Option<SocketAddr>) -> SocketA
         _ => http,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_address_registered_is_at_the_advertised_host() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(http_reach(a("0.0.0.0:8080"), Some(a("10.0.1.5:7000"))), a("10.0.1.5:8080"));
+        assert_eq!(http_reach(a("127.0.0.1:8080"), Some(a("10.0.1.5:7000"))), a("127.0.0.1:8080"));
+        assert_eq!(http_reach(a("0.0.0.0:8080"), Some(a("0.0.0.0:7000"))), a("0.0.0.0:8080"));
+        assert_eq!(http_reach(a("0.0.0.0:8080"), None), a("0.0.0.0:8080"));
+    }
+
+    #[test]
+    fn listen_flags_are_for_a_process_of_one_node() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let r = Resolved {
+            peers: BTreeMap::from([
+                (NodeId::proposer(1), Ok(a("10.0.0.1:7001"))),
+                (NodeId::acceptor(1), Err("no".into())),
+            ]),
+            listen: Some(a("0.0.0.0:7001")),
+            advertise: Some(a("10.0.0.9:0")),
+            http: None,
+        };
+        assert_eq!(r.endpoint_of(NodeId::proposer(1), 1).unwrap(), (a("0.0.0.0:7001"), Some(a("10.0.0.9:0"))));
+        assert_eq!(r.endpoint_of(NodeId::proposer(1), 3).unwrap(), (a("10.0.0.1:7001"), None));
+        let e = r.endpoint_of(NodeId::acceptor(1), 3).unwrap_err();
+        assert_eq!(e, "--peers: no (the address of acceptor-1, which this process runs)");
+    }
+}

@@ -169,3 +169,43 @@ pub(super) fn cluster_config(args: &NodeArgs, peers: &BTreeMap<NodeId, PeerAddr>
     }
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> NodeArgs {
+        NodeArgs::parse_from(["ballot-node"].iter().chain(extra))
+    }
+
+    #[test]
+    fn an_id_is_a_name_or_an_index_of_the_role() {
+        assert_eq!(ids_of(&args(&["--id", "acceptor-2"])).unwrap(), vec![NodeId::acceptor(2)]);
+        assert_eq!(ids_of(&args(&["--id", "2", "--role", "learner"])).unwrap(), vec![NodeId::learner(2)]);
+        let replica = vec![NodeId::proposer(3), NodeId::acceptor(3), NodeId::learner(3)];
+        assert_eq!(ids_of(&args(&["--id", "3", "--role", "replica"])).unwrap(), replica);
+        assert_eq!(
+            ids_of(&args(&["--id", "acceptor-2", "--role", "proposer"])).unwrap_err(),
+            "--id acceptor-2 is not a proposer"
+        );
+        assert!(ids_of(&args(&["--id", "0", "--role", "learner"])).unwrap_err().contains("is not a node index"));
+        assert!(ids_of(&args(&[])).unwrap_err().starts_with("--id is required"));
+    }
+
+    #[test]
+    fn the_configuration_is_what_peers_names_by_role() {
+        let peers = parse_peers(&["proposer-1=127.0.0.1:1".into(), "acceptor-1=127.0.0.1:2".into()]).unwrap();
+        let e = cluster_config(&args(&["--id", "proposer-1"]), &peers).unwrap_err();
+        assert!(e.contains("at least one proposer, one acceptor and one learner"), "{e}");
+        let mut peers = peers;
+        peers.insert(NodeId::learner(1), "127.0.0.1:3".parse().unwrap());
+        peers.insert(NodeId::client(1), "127.0.0.1:4".parse().unwrap());
+        let c =
+            cluster_config(&args(&["--id", "proposer-1", "--election-min-ms", "0", "--election-max-ms", "0"]), &peers)
+                .unwrap();
+        assert_eq!((c.proposers.len(), c.acceptors.len(), c.learners.len()), (1, 1, 1));
+        assert_eq!((c.timing.election_min_ms, c.timing.election_max_ms), (1, 1));
+        let e = cluster_config(&args(&["--id", "proposer-1", "--candidates", "ada,"]), &peers).unwrap_err();
+        assert_eq!(e, "--candidates: a candidate name is empty");
+    }
+}
