@@ -40,8 +40,9 @@ enum Cmd {
     },
     /// Run one cluster node (what chaos starts for --transport tcp|zmq; same flags as
     /// ballot-node).
+    /// Boxed: the node's flags are many times the size of the other commands'.
     #[command(hide = true)]
-    Node(ballot_app::process::NodeArgs),
+    Node(Box<ballot_app::process::NodeArgs>),
     /// Print performance figures on the in-memory transport (for docs/benchmarks.md).
     Bench {
         /// Votes per throughput run.
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
             }
             return bench_procs(transport, &voters, trials, skip_catch_up);
         }
-        Cmd::Node(args) => return ballot_app::process::main_with(args),
+        Cmd::Node(args) => return ballot_app::process::main_with(*args),
     };
     let files = match runner::collect_scenarios(&paths) {
         Ok(f) => f,

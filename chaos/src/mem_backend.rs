@@ -1,6 +1,7 @@
 //! The in-memory backend: every node a task on the scenario's runtime, the network a
 //! [`MemNetwork`], storage a [`MemStorage`] that outlives a killed node.
 
+use crate::cluster::Fault;
 use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
 use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
@@ -152,9 +153,10 @@ impl MemBackend {
         slot.paused = false;
     }
 
-    pub fn fault(&self, cmd: &FaultCommand) {
+    /// Applies a checked fault to the network as it is: [`Fault::new`] did the checking.
+    pub fn fault(&self, fault: &Fault) {
         let current = self.net.default_faults();
-        match cmd {
+        match fault.command() {
             FaultCommand::Partition { a, b } => self.net.partition(a, b),
             FaultCommand::PartitionOneway { from, to } => self.net.partition_one_way(from, to),
             FaultCommand::Isolate(n) => self.net.isolate(*n),

@@ -11,9 +11,10 @@
 //! script error, panic), and is started with PR_SET_PDEATHSIG so the kernel kills it if
 //! chaos itself dies (Ctrl-C, SIGKILL).
 
+use crate::cluster::Fault;
 use crate::invariants::Recorder;
 use ballot_core::{Config, NodeId, Status};
-use ballot_operator::control::{ControlClient, ControlReply, ControlRequest, FaultCommand};
+use ballot_operator::control::{ControlClient, ControlReply, ControlRequest};
 use ballot_operator::discovery::DiscoveryClient;
 use ballot_runtime::ClientHandle;
 use ballot_transports::NetKind;
@@ -47,7 +48,7 @@ pub struct ProcBackend {
     client_addr: SocketAddr,
     procs: RefCell<BTreeMap<NodeId, Proc>>,
     /// Faults in force since the last heal, replayed to a node that (re)starts or resumes.
-    faults: RefCell<Vec<FaultCommand>>,
+    faults: RefCell<Vec<Fault>>,
     recorder: Arc<Mutex<Recorder>>,
     /// Per learner, the last applied slot already fed to the recorder.
     pulled: RefCell<BTreeMap<NodeId, u64>>,
@@ -268,10 +269,9 @@ impl ProcBackend {
 
     /// Tell a node every fault in force, from a clean slate.
     async fn sync_faults(&self, id: NodeId) -> Result<(), String> {
-        let cmds: Vec<FaultCommand> =
-            std::iter::once(FaultCommand::Heal).chain(self.faults.borrow().iter().cloned()).collect();
-        for cmd in cmds {
-            match self.control(id, &ControlRequest::Faults(cmd)).await {
+        let faults: Vec<Fault> = std::iter::once(Fault::heal()).chain(self.faults.borrow().iter().cloned()).collect();
+        for fault in faults {
+            match self.control(id, &ControlRequest::Faults(fault.command().clone())).await {
                 Some(ControlReply::Ok) => {}
                 other => return Err(format!("{id} did not take a fault command: {other:?}")),
             }
@@ -328,18 +328,20 @@ impl ProcBackend {
         }
     }
 
-    pub async fn fault(&self, cmd: &FaultCommand) {
+    /// Sends a checked fault to every node's control channel as it is: [`Fault::new`] did
+    /// the checking.
+    pub async fn fault(&self, fault: &Fault) {
         {
             let mut f = self.faults.borrow_mut();
-            if *cmd == FaultCommand::Heal {
+            if fault.is_heal() {
                 f.clear();
             } else {
-                f.push(cmd.clone());
+                f.push(fault.clone());
             }
         }
         let ids: Vec<NodeId> = self.addrs.borrow().keys().copied().collect();
         for id in ids {
-            let _ = self.control(id, &ControlRequest::Faults(cmd.clone())).await;
+            let _ = self.control(id, &ControlRequest::Faults(fault.command().clone())).await;
         }
     }
 

@@ -242,12 +242,23 @@ fn dyn_eq(a: &Dynamic, b: &Dynamic) -> bool {
 }
 
 /// An engine with the whole scenario API registered.
+/// An engine with the whole scenario API registered.
 pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     let mut engine = Engine::new();
-    // A runaway loop in a script ends with an error instead of hanging CI.
+    // A runaway loop in a script ends with an error instead of hanging the run.
     engine.set_max_operations(200_000_000);
     engine.register_type_with_name::<ClusterRef>("Cluster");
+    register_scenario(&mut engine, ctx);
+    register_assertions(&mut engine, ctx);
+    register_reads(&mut engine);
+    register_votes(&mut engine);
+    register_node_verbs(&mut engine);
+    register_fault_verbs(&mut engine);
+    engine
+}
 
+/// `cluster`, the clock (`sleep`, `now_ms`, `virtual_time`, `eventually`), `seed` and `log`.
+fn register_scenario(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("cluster", move || new_cluster(&c, &Map::new()));
     let c = ctx.clone();
@@ -305,6 +316,10 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         c.log.record(|| format!("log {text}"));
         c.printed.borrow_mut().push(text);
     });
+}
+
+/// `assert`, `assert_eq` and `check` (every invariant): a failure stops the scenario.
+fn register_assertions(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     engine.register_fn("assert", move |cond: bool, msg: Dynamic| -> Res<()> {
         asserted(&c, cond, || msg.to_string());
@@ -342,6 +357,19 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         }
     });
 
+    engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
+        let _step = step(&c.ctx, "check", String::new);
+        let v = c.block_on(c.cluster.check());
+        if v.is_empty() {
+            Ok(())
+        } else {
+            throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; ")))
+        }
+    });
+}
+
+/// What a scenario reads of a cluster: nodes, leader, results, status, network counters.
+fn register_reads(engine: &mut Engine) {
     engine.register_fn("nodes", |c: &mut ClusterRef| -> Array {
         c.cluster.nodes().into_iter().map(|n| Dynamic::from(n.to_string())).collect()
     });
@@ -359,6 +387,58 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
             None => throw(&c.ctx, StopKind::Failure, format!("no leader within {n} ms")),
         }
     });
+    fn results(c: &mut ClusterRef, timeout_ms: i64) -> Res<Map> {
+        let _step = step(&c.ctx, "results", String::new);
+        let d = ms(&c.ctx, timeout_ms, "results timeout")?;
+        match c.block_on(c.cluster.results(d)) {
+            Ok(t) => Ok(tally_map(t)),
+            Err(e) => throw(&c.ctx, StopKind::Failure, format!("results: the read through the log failed ({e})")),
+        }
+    }
+    engine.register_fn("results", |c: &mut ClusterRef| results(c, 2000));
+    engine.register_fn("results", results);
+    engine.register_fn("results_at", |c: &mut ClusterRef, node: &str| -> Res<Map> {
+        let _step = step(&c.ctx, "results_at", || node.to_string());
+        let id = c.node(node)?;
+        if id.role != ballot_core::Role::Learner {
+            return usage(&c.ctx, UsageError(format!("results_at takes a learner, not '{node}'")));
+        }
+        match c.block_on(c.cluster.results_at(id)) {
+            Some(t) => Ok(tally_map(t)),
+            None => throw(&c.ctx, StopKind::Failure, format!("results_at: {node} is down or paused")),
+        }
+    });
+    engine.register_fn("status", |c: &mut ClusterRef, node: &str| -> Res<Dynamic> {
+        let id = c.node(node)?;
+        let Some(s) = c.block_on(c.cluster.status(id)) else { return Ok(Dynamic::UNIT) };
+        let mut m = Map::new();
+        m.insert("node".into(), node.into());
+        m.insert("role".into(), id.role.as_str().into());
+        if let Some(b) = s.ballot {
+            m.insert("ballot".into(), b.to_string().into());
+        }
+        m.insert("leader".into(), s.leader.map(|l| Dynamic::from(l.to_string())).unwrap_or(Dynamic::UNIT));
+        if let Some(x) = s.chosen {
+            m.insert("chosen".into(), (x as i64).into());
+        }
+        if let Some(x) = s.applied {
+            m.insert("applied".into(), (x as i64).into());
+        }
+        if let Some(x) = s.elections {
+            m.insert("elections".into(), (x as i64).into());
+        }
+        if let Some(t) = s.tally {
+            m.insert("tally".into(), tally_map(t).into());
+        }
+        Ok(m.into())
+    });
+    engine.register_fn("stats", |c: &mut ClusterRef| -> Map {
+        c.cluster.net_stats().into_iter().map(|(k, v)| (k.into(), Dynamic::from(v as i64))).collect()
+    });
+}
+
+/// `vote` and `vote_all`.
+fn register_votes(engine: &mut Engine) {
     engine.register_fn("vote", |c: &mut ClusterRef, voter: &str, candidate: &str| -> Map {
         let _step = step(&c.ctx, "vote", || format!("{voter} -> {candidate}"));
         outcome_map(c.block_on(c.cluster.vote(voter, candidate, &VoteOptions::default())))
@@ -409,51 +489,11 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     }
     engine.register_fn("vote_all", |c: &mut ClusterRef, votes: Array| vote_all(c, votes, Map::new()));
     engine.register_fn("vote_all", vote_all);
-    fn results(c: &mut ClusterRef, timeout_ms: i64) -> Res<Map> {
-        let _step = step(&c.ctx, "results", String::new);
-        let d = ms(&c.ctx, timeout_ms, "results timeout")?;
-        match c.block_on(c.cluster.results(d)) {
-            Ok(t) => Ok(tally_map(t)),
-            Err(e) => throw(&c.ctx, StopKind::Failure, format!("results: the read through the log failed ({e})")),
-        }
-    }
-    engine.register_fn("results", |c: &mut ClusterRef| results(c, 2000));
-    engine.register_fn("results", results);
-    engine.register_fn("results_at", |c: &mut ClusterRef, node: &str| -> Res<Map> {
-        let _step = step(&c.ctx, "results_at", || node.to_string());
-        let id = c.node(node)?;
-        if id.role != ballot_core::Role::Learner {
-            return usage(&c.ctx, UsageError(format!("results_at takes a learner, not '{node}'")));
-        }
-        match c.block_on(c.cluster.results_at(id)) {
-            Some(t) => Ok(tally_map(t)),
-            None => throw(&c.ctx, StopKind::Failure, format!("results_at: {node} is down or paused")),
-        }
-    });
-    engine.register_fn("status", |c: &mut ClusterRef, node: &str| -> Res<Dynamic> {
-        let id = c.node(node)?;
-        let Some(s) = c.block_on(c.cluster.status(id)) else { return Ok(Dynamic::UNIT) };
-        let mut m = Map::new();
-        m.insert("node".into(), node.into());
-        m.insert("role".into(), id.role.as_str().into());
-        if let Some(b) = s.ballot {
-            m.insert("ballot".into(), b.to_string().into());
-        }
-        m.insert("leader".into(), s.leader.map(|l| Dynamic::from(l.to_string())).unwrap_or(Dynamic::UNIT));
-        if let Some(x) = s.chosen {
-            m.insert("chosen".into(), (x as i64).into());
-        }
-        if let Some(x) = s.applied {
-            m.insert("applied".into(), (x as i64).into());
-        }
-        if let Some(x) = s.elections {
-            m.insert("elections".into(), (x as i64).into());
-        }
-        if let Some(t) = s.tally {
-            m.insert("tally".into(), tally_map(t).into());
-        }
-        Ok(m.into())
-    });
+}
+
+/// Node lifecycle: `add_learner`, `alive`, `kill`, `restart`, `pause`, `resume`, and the
+/// discovery service's (`kill("discovery")`, `discovery_leader`, ...).
+fn register_node_verbs(engine: &mut Engine) {
     engine.register_fn("add_learner", |c: &mut ClusterRef| -> Res<ImmutableString> {
         let _step = step(&c.ctx, "add_learner", String::new);
         match c.block_on(c.cluster.add_learner()) {
@@ -508,6 +548,12 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         c.block_on(c.cluster.resume(id));
         Ok(())
     });
+}
+
+/// Network faults: `isolate`, `partition`, `partition_oneway`, `heal`, `drop_rate`,
+/// `duplicate_rate`, `delay`. Rates and delays are checked by the cluster
+/// ([`crate::cluster::Fault::new`]), the one place fault commands are validated.
+fn register_fault_verbs(engine: &mut Engine) {
     engine.register_fn("isolate", |c: &mut ClusterRef, node: &str| -> Res<()> {
         let _step = step(&c.ctx, "isolate", || node.to_string());
         let id = c.node(node)?;
@@ -549,17 +595,4 @@ pub fn engine(ctx: &Rc<Ctx>) -> Engine {
         let (min, max) = (ms(&c.ctx, min, "delay")?, ms(&c.ctx, max, "delay")?);
         c.block_on(c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64)).or_else(|e| usage(&c.ctx, e))
     });
-    engine.register_fn("check", |c: &mut ClusterRef| -> Res<()> {
-        let _step = step(&c.ctx, "check", String::new);
-        let v = c.block_on(c.cluster.check());
-        if v.is_empty() {
-            Ok(())
-        } else {
-            throw(&c.ctx, StopKind::Failure, format!("invariant violated: {}", v.join("; ")))
-        }
-    });
-    engine.register_fn("stats", |c: &mut ClusterRef| -> Map {
-        c.cluster.net_stats().into_iter().map(|(k, v)| (k.into(), Dynamic::from(v as i64))).collect()
-    });
-    engine
 }

@@ -1,4 +1,4 @@
-//! `ballot-node`: one ballot node as an OS process. See `ballot_runtime::process`.
+//! `ballot-node`: one ballot node as an OS process. See `ballot_app::process`.
 
 use clap::Parser;
 

@@ -1,4 +1,4 @@
-//! `ballot`: vote and read results from the command line. See `ballot_runtime::cli`.
+//! `ballot`: vote and read results from the command line. See `ballot_app::cli`.
 
 use ballot_telemetry::{self as telemetry, TelemetryConfig};
 use clap::Parser;

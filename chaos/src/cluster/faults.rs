@@ -1,0 +1,145 @@
+//! Network faults: the one validation of fault commands ([`Fault::new`]) and the fault
+//! verbs of a cluster. Both backends take only a [`Fault`], so a command reaches the
+//! in-memory network or a node's control channel only once it has been checked here.
+
+use super::{Backend, Cluster, UsageError};
+use ballot_core::NodeId;
+use ballot_operator::control::FaultCommand;
+
+/// A fault command that passed [`Fault::new`]: every rate is a probability from 0.0 to
+/// 1.0 and no delay's min exceeds its max. A backend applies it as it is, with no
+/// clamping or checking of its own, so every transport sees the same faults for the same
+/// script.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault(FaultCommand);
+
+impl Fault {
+    /// Checks `cmd`; the error says what the script got wrong, in one line.
+    pub fn new(cmd: FaultCommand) -> Result<Fault, UsageError> {
+        match &cmd {
+            FaultCommand::DropRate(p) => probability("drop_rate", *p)?,
+            FaultCommand::DuplicateRate(p) => probability("duplicate_rate", *p)?,
+            FaultCommand::Delay { min_ms, max_ms } if min_ms > max_ms => {
+                return Err(UsageError(format!("delay({min_ms}, {max_ms}): min must not exceed max")));
+            }
+            // Cutting links and healing have nothing to check: any set of nodes is a cut.
+            FaultCommand::Delay { .. }
+            | FaultCommand::Partition { .. }
+            | FaultCommand::PartitionOneway { .. }
+            | FaultCommand::Isolate(_)
+            | FaultCommand::Heal => {}
+        }
+        Ok(Fault(cmd))
+    }
+
+    /// Removes every fault (always valid).
+    pub fn heal() -> Fault {
+        Fault(FaultCommand::Heal)
+    }
+
+    /// Cuts every link between the two sides, both ways (always valid).
+    pub fn partition(a: &[NodeId], b: &[NodeId]) -> Fault {
+        Fault(FaultCommand::Partition { a: a.to_vec(), b: b.to_vec() })
+    }
+
+    /// Cuts every link from a node of `from` to a node of `to`, one way (always valid).
+    pub fn partition_oneway(from: &[NodeId], to: &[NodeId]) -> Fault {
+        Fault(FaultCommand::PartitionOneway { from: from.to_vec(), to: to.to_vec() })
+    }
+
+    /// Cuts every link of `id` (always valid).
+    pub fn isolate(id: NodeId) -> Fault {
+        Fault(FaultCommand::Isolate(id))
+    }
+
+    pub fn command(&self) -> &FaultCommand {
+        &self.0
+    }
+
+    pub fn is_heal(&self) -> bool {
+        self.0 == FaultCommand::Heal
+    }
+}
+
+fn probability(what: &str, p: f64) -> Result<(), UsageError> {
+    // NaN is not in the range either.
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(UsageError(format!("{what} takes a probability from 0.0 to 1.0, not {p}")))
+    }
+}
+
+impl Cluster {
+    /// Applies a checked fault to every node: the one way in for every fault verb.
+    pub async fn fault(&self, fault: Fault) {
+        *self.faulty.borrow_mut() = !fault.is_heal();
+        match &self.backend {
+            Backend::Mem(b) => b.fault(&fault),
+            Backend::Proc(b) => {
+                self.log.record(|| format!("fault {:?}", fault.command()));
+                b.fault(&fault).await
+            }
+        }
+    }
+
+    pub async fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        self.fault(Fault::partition(a, b)).await
+    }
+
+    /// Cut every link from a node of `from` to a node of `to`, one way only.
+    pub async fn partition_oneway(&self, from: &[NodeId], to: &[NodeId]) {
+        self.fault(Fault::partition_oneway(from, to)).await
+    }
+
+    pub async fn isolate(&self, id: NodeId) {
+        self.fault(Fault::isolate(id)).await
+    }
+
+    pub async fn heal(&self) {
+        self.fault(Fault::heal()).await
+    }
+
+    pub async fn drop_rate(&self, p: f64) -> Result<(), UsageError> {
+        self.fault(Fault::new(FaultCommand::DropRate(p))?).await;
+        Ok(())
+    }
+
+    pub async fn duplicate_rate(&self, p: f64) -> Result<(), UsageError> {
+        self.fault(Fault::new(FaultCommand::DuplicateRate(p))?).await;
+        Ok(())
+    }
+
+    pub async fn delay(&self, min_ms: u64, max_ms: u64) -> Result<(), UsageError> {
+        self.fault(Fault::new(FaultCommand::Delay { min_ms, max_ms })?).await;
+        Ok(())
+    }
+
+    /// Whether a fault may be in force: a partition or link fault not healed since, or a
+    /// paused node.
+    pub(super) fn faults_active(&self) -> bool {
+        *self.faulty.borrow() || self.nodes().into_iter().any(|n| self.is_paused(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_probabilities_and_a_delay_is_a_range() {
+        for p in [0.0, 0.5, 1.0] {
+            assert!(Fault::new(FaultCommand::DropRate(p)).is_ok());
+            assert!(Fault::new(FaultCommand::DuplicateRate(p)).is_ok());
+        }
+        for p in [-0.1, 1.5, f64::NAN, f64::INFINITY] {
+            let e = Fault::new(FaultCommand::DropRate(p)).unwrap_err();
+            assert!(e.0.starts_with("drop_rate takes a probability from 0.0 to 1.0"), "{e}");
+            assert!(Fault::new(FaultCommand::DuplicateRate(p)).is_err());
+        }
+        assert!(Fault::new(FaultCommand::Delay { min_ms: 5, max_ms: 5 }).is_ok());
+        let e = Fault::new(FaultCommand::Delay { min_ms: 6, max_ms: 5 }).unwrap_err();
+        assert_eq!(e.0, "delay(6, 5): min must not exceed max");
+        assert!(Fault::new(FaultCommand::Heal).unwrap().is_heal());
+    }
+}
