@@ -16,19 +16,7 @@ pub struct Fault(FaultCommand);
 impl Fault {
     /// Checks `cmd`; the error says what the script got wrong, in one line.
     pub fn new(cmd: FaultCommand) -> Result<Fault, UsageError> {
-        match &cmd {
-            FaultCommand::DropRate(p) => probability("drop_rate", *p)?,
-            FaultCommand::DuplicateRate(p) => probability("duplicate_rate", *p)?,
-            FaultCommand::Delay { min_ms, max_ms } if min_ms > max_ms => {
-                return Err(UsageError(format!("delay({min_ms}, {max_ms}): min must not exceed max")));
-            }
-            // Cutting links and healing have nothing to check: any set of nodes is a cut.
-            FaultCommand::Delay { .. }
-            | FaultCommand::Partition { .. }
-            | FaultCommand::PartitionOneway { .. }
-            | FaultCommand::Isolate(_)
-            | FaultCommand::Heal => {}
-        }
+        cmd.validate().map_err(UsageError)?;
         Ok(Fault(cmd))
     }
 
@@ -58,15 +46,6 @@ impl Fault {
 
     pub fn is_heal(&self) -> bool {
         self.0 == FaultCommand::Heal
-    }
-}
-
-fn probability(what: &str, p: f64) -> Result<(), UsageError> {
-    // NaN is not in the range either.
-    if (0.0..=1.0).contains(&p) {
-        Ok(())
-    } else {
-        Err(UsageError(format!("{what} takes a probability from 0.0 to 1.0, not {p}")))
     }
 }
 

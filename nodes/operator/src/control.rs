@@ -71,9 +71,9 @@ pub enum FaultCommand {
     Isolate(NodeId),
     /// Remove every fault.
     Heal,
-    /// Drop each message with this probability (clamped to 0..=1).
+    /// Drop each message with this probability (0.0 to 1.0).
     DropRate(f64),
-    /// Duplicate each message with this probability (clamped to 0..=1).
+    /// Duplicate each message with this probability (0.0 to 1.0).
     DuplicateRate(f64),
     /// Delay each message by a random time in the range.
     Delay {
@@ -82,6 +82,34 @@ pub enum FaultCommand {
         /// Longest delay, in milliseconds (at least `min_ms`).
         max_ms: u64,
     },
+}
+
+impl FaultCommand {
+    /// The one check of a fault command, wherever it comes from (a scenario, a control
+    /// client): every rate is a probability from 0.0 to 1.0 (NaN is not), and no delay's
+    /// min exceeds its max. The error says what is wrong, in one line.
+    pub fn validate(&self) -> Result<(), String> {
+        let probability = |what: &str, p: f64| {
+            if (0.0..=1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(format!("{what} takes a probability from 0.0 to 1.0, not {p}"))
+            }
+        };
+        match self {
+            FaultCommand::DropRate(p) => probability("drop_rate", *p),
+            FaultCommand::DuplicateRate(p) => probability("duplicate_rate", *p),
+            FaultCommand::Delay { min_ms, max_ms } if min_ms > max_ms => {
+                Err(format!("delay({min_ms}, {max_ms}): min must not exceed max"))
+            }
+            // Cutting links and healing have nothing to check: any set of nodes is a cut.
+            FaultCommand::Delay { .. }
+            | FaultCommand::Partition { .. }
+            | FaultCommand::PartitionOneway { .. }
+            | FaultCommand::Isolate(_)
+            | FaultCommand::Heal => Ok(()),
+        }
+    }
 }
 
 /// What the node answers.
@@ -101,7 +129,8 @@ pub enum ControlReply {
 
 /// Whatever applies fault commands to a node's transport.
 pub trait FaultSink: Send + Sync + 'static {
-    /// Applies `cmd` at once.
+    /// Applies `cmd` at once. It has passed [`FaultCommand::validate`]: a sink applies it
+    /// as it is, with no clamping of its own.
     fn apply(&self, cmd: &FaultCommand);
 }
 
@@ -240,10 +269,13 @@ async fn answer(req: ControlRequest, ctrl: &NodeControl, faults: Option<&dyn Fau
             _ => ControlReply::Error("the node did not report its accepted ballot".into()),
         },
         ControlRequest::Faults(cmd) => match faults {
-            Some(f) => {
-                f.apply(&cmd);
-                ControlReply::Ok
-            }
+            Some(f) => match cmd.validate() {
+                Ok(()) => {
+                    f.apply(&cmd);
+                    ControlReply::Ok
+                }
+                Err(e) => ControlReply::Error(format!("fault refused: {e}")),
+            },
             None => ControlReply::Error("this node's transport does not simulate faults".into()),
         },
     }
@@ -306,15 +338,15 @@ impl FaultSink for TransportFaults {
                 self.handle.heal();
             }
             FaultCommand::DropRate(p) => {
-                current.drop = p.clamp(0.0, 1.0);
+                current.drop = *p;
                 self.handle.set_default_faults(current.clone());
             }
             FaultCommand::DuplicateRate(p) => {
-                current.duplicate = p.clamp(0.0, 1.0);
+                current.duplicate = *p;
                 self.handle.set_default_faults(current.clone());
             }
             FaultCommand::Delay { min_ms, max_ms } => {
-                let (min, max) = (Duration::from_millis(*min_ms), Duration::from_millis((*max_ms).max(*min_ms)));
+                let (min, max) = (Duration::from_millis(*min_ms), Duration::from_millis(*max_ms));
                 current.delay = Some((min, max));
                 self.handle.set_default_faults(current.clone());
             }
@@ -374,7 +406,18 @@ mod tests {
         }
         let cmd = FaultCommand::Isolate(NodeId::acceptor(2));
         assert_eq!(c.request(&ControlRequest::Faults(cmd.clone()), d).await.unwrap(), ControlReply::Ok);
-        assert_eq!(*sink.0.lock().unwrap(), vec![cmd]);
+        // A control client is untrusted: a command out of range is refused, never applied.
+        for bad in [
+            FaultCommand::DropRate(1.5),
+            FaultCommand::DuplicateRate(f64::NAN),
+            FaultCommand::Delay { min_ms: 9, max_ms: 1 },
+        ] {
+            match c.request(&ControlRequest::Faults(bad.clone()), d).await.unwrap() {
+                ControlReply::Error(e) => assert!(e.starts_with("fault refused: "), "{e}"),
+                other => panic!("{bad:?} was answered {other:?}"),
+            }
+        }
+        assert_eq!(*sink.0.lock().unwrap(), vec![cmd], "only the valid command reached the sink");
     }
 
     #[tokio::test]
