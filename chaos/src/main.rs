@@ -321,7 +321,7 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
     use ballot_chaos::bench;
     // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
     let _telemetry = start_tracing(None);
-    println!("chaos bench: {kind:?} node processes on 127.0.0.1, 3 proposers, 3 acceptors, 2 learners, fsync on");
+    println!("chaos bench: {kind} node processes on 127.0.0.1, 3 proposers, 3 acceptors, 2 learners, fsync on");
     for &n in voters {
         let n = n.max(1);
         let per = if n == 1 { 2000 } else { (64_000 / n).max(1) };
