@@ -23,12 +23,17 @@ pub enum StopKind {
 
 /// What every function of one scenario run shares.
 pub struct Ctx {
+    /// The scenario's tokio runtime (on mem, a current-thread one with a paused clock).
     pub rt: Runtime,
+    /// The seed every random choice of the run comes from.
     pub seed: u64,
+    /// Where the scenario's clusters run.
     pub transport: TransportKind,
     /// When the scenario started, on the runtime's clock.
     pub start: tokio::time::Instant,
+    /// The scenario's event log.
     pub log: EventLog,
+    /// Every cluster the script started, in order.
     pub clusters: RefCell<Vec<Rc<Cluster>>>,
     /// Set by our functions just before they throw, so the runner can tell a failed
     /// assertion (exit 1) from a broken script (exit 2).
