@@ -20,6 +20,8 @@ struct Slot {
     incarnation: u64,
 }
 
+/// Every node of a cluster as a task on the scenario's runtime, over one in-memory
+/// network, with a storage per node that outlives its task.
 pub struct MemBackend {
     config: Arc<Config>,
     seed: u64,
@@ -100,18 +102,22 @@ impl MemBackend {
         slot.paused = false;
     }
 
+    /// The in-process discovery registry, when the cluster has one.
     pub fn discovery(&self) -> Option<&Arc<MemDiscovery>> {
         self.discovery.as_ref()
     }
 
+    /// Whether `id` has a running task (started and not killed).
     pub fn is_alive(&self, id: NodeId) -> bool {
         self.slots.borrow().get(&id).is_some_and(|s| s.handle.is_some())
     }
 
+    /// Whether `id` is paused.
     pub fn is_paused(&self, id: NodeId) -> bool {
         self.slots.borrow().get(&id).is_some_and(|s| s.paused)
     }
 
+    /// Stop `id`'s task at once and take it off the network; its storage stays.
     pub fn kill(&self, id: NodeId) {
         let handle = self.slots.borrow_mut().get_mut(&id).and_then(|s| {
             s.paused = false;
@@ -123,6 +129,7 @@ impl MemBackend {
         self.net.unregister(id);
     }
 
+    /// Start `id` again from its storage, with a new incarnation's seed.
     pub fn restart(&self, id: NodeId) {
         self.start_node(id);
     }
@@ -135,6 +142,7 @@ impl MemBackend {
         self.start_node(id);
     }
 
+    /// Pause `id`'s task, when it is running.
     pub fn pause(&self, id: NodeId) {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(&id).expect("configured node");
@@ -144,6 +152,7 @@ impl MemBackend {
         }
     }
 
+    /// Resume `id`'s task.
     pub fn resume(&self, id: NodeId) {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(&id).expect("configured node");
@@ -170,6 +179,7 @@ impl MemBackend {
         }
     }
 
+    /// The status of `id`; `None` if it is down, paused or does not answer in time.
     pub async fn status(&self, id: NodeId) -> Option<Status> {
         if !self.is_alive(id) || self.is_paused(id) {
             return None;
@@ -197,6 +207,7 @@ impl MemBackend {
             .collect()
     }
 
+    /// The network's message counters, by name.
     pub fn stats(&self) -> BTreeMap<&'static str, u64> {
         let s = self.net.stats();
         BTreeMap::from([
@@ -210,10 +221,12 @@ impl MemBackend {
         ])
     }
 
+    /// The scenario's event log.
     pub fn log(&self) -> &EventLog {
         &self.log
     }
 
+    /// Stop every node's task.
     pub fn shutdown(&self) {
         for slot in self.slots.borrow_mut().values_mut() {
             if let Some(h) = slot.handle.take() {

@@ -38,6 +38,7 @@ struct Proc {
     incarnation: u64,
 }
 
+/// Every node of a cluster as its own OS process, with the client in this process.
 pub struct ProcBackend {
     config: Arc<Config>,
     kind: NetKind,
@@ -98,6 +99,8 @@ fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
 }
 
 impl ProcBackend {
+    /// Start every node (and discovery, when asked) as a process under a new run folder,
+    /// and a client, and wait until every node answers on its control channel.
     pub async fn start(
         config: Arc<Config>,
         kind: NetKind,
@@ -165,6 +168,7 @@ impl ProcBackend {
         Ok((backend, client))
     }
 
+    /// The run folder: every node's data dir and log file.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
     }
@@ -279,10 +283,12 @@ impl ProcBackend {
         Ok(())
     }
 
+    /// Whether `id`'s process is running (started and not killed); a paused one is.
     pub fn is_alive(&self, id: NodeId) -> bool {
         self.procs.borrow().get(&id).is_some_and(|p| p.child.is_some())
     }
 
+    /// Whether `id`'s process is stopped by `pause`.
     pub fn is_paused(&self, id: NodeId) -> bool {
         self.procs.borrow().get(&id).is_some_and(|p| p.paused)
     }
@@ -296,6 +302,7 @@ impl ProcBackend {
         }
     }
 
+    /// SIGKILL `id`'s process and reap it; its data dir stays.
     pub fn kill(&self, id: NodeId) {
         let child = self.procs.borrow_mut().get_mut(&id).and_then(|p| {
             p.paused = false;
@@ -307,11 +314,13 @@ impl ProcBackend {
         }
     }
 
+    /// Start `id` again on the same ports and data dir, and wait until it answers.
     pub async fn restart(&self, id: NodeId) -> Result<(), String> {
         self.spawn(id)?;
         self.wait_ready(id).await
     }
 
+    /// SIGSTOP `id`'s process.
     pub async fn pause(&self, id: NodeId) {
         self.signal(id, libc::SIGSTOP);
         if let Some(p) = self.procs.borrow_mut().get_mut(&id) {
@@ -319,6 +328,7 @@ impl ProcBackend {
         }
     }
 
+    /// SIGCONT `id`'s process, and send it the current faults if it was paused.
     pub async fn resume(&self, id: NodeId) {
         self.signal(id, libc::SIGCONT);
         let was_paused = self.procs.borrow_mut().get_mut(&id).map(|p| std::mem::replace(&mut p.paused, false));
@@ -345,6 +355,7 @@ impl ProcBackend {
         }
     }
 
+    /// The status of `id` over its control channel; `None` if it does not answer.
     pub async fn status(&self, id: NodeId) -> Option<Status> {
         match self.control(id, &ControlRequest::Status).await? {
             ControlReply::Status(s) => Some(s),
@@ -402,6 +413,7 @@ impl ProcBackend {
         out
     }
 
+    /// The scenario's event log.
     pub fn log(&self) -> &EventLog {
         &self.log
     }
@@ -417,6 +429,7 @@ impl ProcBackend {
         self.discovery.as_ref().map(|(a, _)| *a)
     }
 
+    /// SIGKILL the discovery process and reap it (a no-op when it is not running).
     pub fn kill_discovery(&self) {
         if let Some((_, child)) = &self.discovery {
             if let Some(mut c) = child.borrow_mut().take() {

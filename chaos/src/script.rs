@@ -1,6 +1,5 @@
-//! The scenario API: Rhai functions over [`Cluster`]. This is the only module that knows
-//! Rhai. Each call that waits (vote, sleep, results...) drives the scenario's runtime
-//! until it is done; between calls, virtual time stands still.
+//! The scenario API (the only module that knows Rhai): Rhai functions over [`Cluster`]. Each call that waits (vote,
+//! sleep, results...) drives the scenario's runtime until it is done; between calls, virtual time stands still.
 
 use crate::cluster::{Cluster, ClusterSpec, TransportKind, UsageError, VoteOptions, VoteOutcome};
 use ballot_core::{NodeId, Tally};
@@ -23,15 +22,19 @@ pub enum StopKind {
 
 /// What every function of one scenario run shares.
 pub struct Ctx {
+    /// The scenario's tokio runtime (on mem, a current-thread one with a paused clock).
     pub rt: Runtime,
+    /// The seed every random choice of the run comes from.
     pub seed: u64,
+    /// Where the scenario's clusters run.
     pub transport: TransportKind,
     /// When the scenario started, on the runtime's clock.
     pub start: tokio::time::Instant,
+    /// The scenario's event log.
     pub log: EventLog,
+    /// Every cluster the script started, in order.
     pub clusters: RefCell<Vec<Rc<Cluster>>>,
-    /// Set by our functions just before they throw, so the runner can tell a failed
-    /// assertion (exit 1) from a broken script (exit 2).
+    /// Set just before our functions throw: tells a failed assertion (exit 1) from a broken script (exit 2).
     pub stop: RefCell<Option<StopKind>>,
     /// Lines the script logged, echoed by the runner.
     pub printed: RefCell<Vec<String>>,
@@ -242,7 +245,6 @@ fn dyn_eq(a: &Dynamic, b: &Dynamic) -> bool {
 }
 
 /// An engine with the whole scenario API registered.
-/// An engine with the whole scenario API registered.
 pub fn engine(ctx: &Rc<Ctx>) -> Engine {
     let mut engine = Engine::new();
     // A runaway loop in a script ends with an error instead of hanging the run.
@@ -280,8 +282,7 @@ fn register_scenario(engine: &mut Engine, ctx: &Rc<Ctx>) {
         let _g = c.rt.enter();
         (tokio::time::Instant::now() - c.start).as_secs_f64() * 1000.0
     });
-    // True on mem: timing assertions are only meaningful on virtual time (on real
-    // processes a loaded machine stretches every wait).
+    // True on mem: timing assertions mean something only on virtual time (a loaded machine stretches real waits).
     let c = ctx.clone();
     engine.register_fn("virtual_time", move || c.transport == TransportKind::Mem);
     // eventually(ms, || cond): poll `cond` every 10 ms until it is true; fail the scenario

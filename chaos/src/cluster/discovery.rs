@@ -38,6 +38,7 @@ impl Cluster {
         }
     }
 
+    /// Stop the discovery service; an error when the cluster has none.
     pub fn kill_discovery(&self) -> Result<(), String> {
         match &self.backend {
             Backend::Mem(b) => b.discovery().ok_or_else(Self::no_discovery)?.kill(),
@@ -52,6 +53,8 @@ impl Cluster {
         Ok(())
     }
 
+    /// Start the discovery service again; an error when the cluster has none or it
+    /// cannot start.
     pub async fn restart_discovery(&self) -> Result<(), String> {
         self.log.record(|| "restart discovery".to_string());
         match &self.backend {

@@ -40,10 +40,12 @@ impl Fault {
         Fault(FaultCommand::Isolate(id))
     }
 
+    /// The checked command.
     pub fn command(&self) -> &FaultCommand {
         &self.0
     }
 
+    /// Whether it removes every fault.
     pub fn is_heal(&self) -> bool {
         self.0 == FaultCommand::Heal
     }
@@ -62,6 +64,7 @@ impl Cluster {
         }
     }
 
+    /// Cut every link between the nodes of `a` and those of `b`, both ways.
     pub async fn partition(&self, a: &[NodeId], b: &[NodeId]) {
         self.fault(Fault::partition(a, b)).await
     }
@@ -71,24 +74,31 @@ impl Cluster {
         self.fault(Fault::partition_oneway(from, to)).await
     }
 
+    /// Cut every link of `id`.
     pub async fn isolate(&self, id: NodeId) {
         self.fault(Fault::isolate(id)).await
     }
 
+    /// Remove every partition and link fault.
     pub async fn heal(&self) {
         self.fault(Fault::heal()).await
     }
 
+    /// Drop each message with probability `p`; an error if `p` is not in 0.0..=1.0.
     pub async fn drop_rate(&self, p: f64) -> Result<(), UsageError> {
         self.fault(Fault::new(FaultCommand::DropRate(p))?).await;
         Ok(())
     }
 
+    /// Deliver each message twice with probability `p`; an error if `p` is not in
+    /// 0.0..=1.0.
     pub async fn duplicate_rate(&self, p: f64) -> Result<(), UsageError> {
         self.fault(Fault::new(FaultCommand::DuplicateRate(p))?).await;
         Ok(())
     }
 
+    /// Delay each message by a random time from `min_ms` to `max_ms` milliseconds; an
+    /// error if `min_ms` exceeds `max_ms`.
     pub async fn delay(&self, min_ms: u64, max_ms: u64) -> Result<(), UsageError> {
         self.fault(Fault::new(FaultCommand::Delay { min_ms, max_ms })?).await;
         Ok(())

@@ -29,10 +29,15 @@ use tokio::time::Instant;
 /// What `cluster(#{...})` asks for.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
+    /// How many proposers to start (at least one).
     pub proposers: u16,
+    /// How many acceptors to start (at least one).
     pub acceptors: u16,
+    /// How many learners to start (at least one).
     pub learners: u16,
+    /// The names votes may go to (at least one).
     pub candidates: Vec<String>,
+    /// The nodes' timers (heartbeats, election and retry timeouts).
     pub timing: Timing,
     /// Run a discovery service that every node heart-beats to.
     pub discovery: bool,
@@ -54,19 +59,24 @@ impl Default for ClusterSpec {
 /// The outcome of one vote, as scenarios see it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VoteOutcome {
+    /// Whether the vote was applied.
     pub ok: bool,
     /// "" on success, else no_quorum, already_voted, unknown_candidate or timeout.
     pub error: String,
     /// The slot the vote was applied at (0 when it was not).
     pub slot: u64,
+    /// From submitting the vote to its answer (or giving up), in milliseconds.
     pub latency_ms: f64,
 }
 
 /// Options of one vote.
 #[derive(Clone, Debug, Default)]
 pub struct VoteOptions {
+    /// How long to wait for an answer (the client's default when None).
     pub timeout: Option<Duration>,
+    /// The proposer to send the vote to (the client's choice when None).
     pub via: Option<NodeId>,
+    /// The request id to send, to resend a vote as the same request (a new id when None).
     pub request_id: Option<String>,
     /// Resend after this long without an answer (the client's default when None).
     pub retry_every: Option<Duration>,
@@ -80,7 +90,9 @@ pub struct UsageError(pub String);
 /// Where the nodes run. The process backend is boxed: it is many times the size of the
 /// in-memory one.
 pub enum Backend {
+    /// Every node a task on the scenario's runtime, over the in-memory network.
     Mem(MemBackend),
+    /// Every node its own OS process, over tcp or zmq.
     Proc(Box<ProcBackend>),
 }
 
@@ -130,6 +142,8 @@ impl FromStr for TransportKind {
     }
 }
 
+/// A running cluster, on either backend, with the client scenarios vote through and the
+/// recorder the invariants are checked on.
 pub struct Cluster {
     config: Arc<Config>,
     log: EventLog,
@@ -199,14 +213,17 @@ impl Cluster {
         })
     }
 
+    /// The configuration the cluster started with (learners added since are not in it).
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The scenario's event log.
     pub fn log(&self) -> &EventLog {
         &self.log
     }
 
+    /// Where the nodes run.
     pub fn backend(&self) -> &Backend {
         &self.backend
     }
@@ -229,6 +246,7 @@ impl Cluster {
         Ok(id)
     }
 
+    /// Every node: configured, and joined since.
     pub fn nodes(&self) -> Vec<NodeId> {
         self.config.nodes().chain(self.joined.borrow().iter().copied()).collect()
     }
@@ -253,6 +271,7 @@ impl Cluster {
         Ok(id)
     }
 
+    /// Whether `id` is running (started and not killed); a paused node is alive.
     pub fn is_alive(&self, id: NodeId) -> bool {
         match &self.backend {
             Backend::Mem(b) => b.is_alive(id),
@@ -260,6 +279,7 @@ impl Cluster {
         }
     }
 
+    /// Whether `id` is paused (stopped by `pause`, not resumed or killed since).
     pub fn is_paused(&self, id: NodeId) -> bool {
         match &self.backend {
             Backend::Mem(b) => b.is_paused(id),
@@ -292,6 +312,8 @@ impl Cluster {
         }
     }
 
+    /// Freeze `id` (a no-op for a node that is not running): it keeps its state and
+    /// answers nothing until `resume`.
     pub async fn pause(&self, id: NodeId) {
         match &self.backend {
             Backend::Mem(b) => b.pause(id),
@@ -300,6 +322,7 @@ impl Cluster {
         self.log.record(|| format!("pause {id}"));
     }
 
+    /// Let a paused `id` run again.
     pub async fn resume(&self, id: NodeId) {
         match &self.backend {
             Backend::Mem(b) => b.resume(id),
@@ -333,6 +356,8 @@ impl Cluster {
         best.map(|(_, p)| p)
     }
 
+    /// Polls [`Cluster::leader`] every 10 ms until there is one; `None` when `within`
+    /// passes first.
     pub async fn wait_for_leader(&self, within: Duration) -> Option<NodeId> {
         let deadline = Instant::now() + within;
         loop {

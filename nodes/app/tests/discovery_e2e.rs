@@ -86,6 +86,122 @@ fn tally_of(stdout: &str) -> Json {
     v["tally"].clone()
 }
 
+/// Every node registered, with its data and HTTP addresses; only a proposer claims to lead.
+async fn all_registered_with_their_addresses(c: &Cluster, d: &DiscoveryClient) {
+    let members =
+        wait_members(d, "all six registered", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
+    let by = listed(&members);
+    for id in TWO_PROPOSERS {
+        assert_eq!(by[&id].addr, c.listen[&id], "{id}'s data address");
+        assert_eq!(by[&id].http, Some(c.http[&id]), "{id}'s HTTP address");
+        assert!(!by[&id].leader || id.role == Role::Proposer, "{:?}", by[&id]);
+    }
+}
+
+/// The CLI needs nothing but discovery: a vote, then `status --json` and the text table.
+async fn cli_through_discovery_alone(c: &Cluster, ds: &str, leader: NodeId) {
+    let (code, stdout, err) = ballot(&["--discovery", ds, "vote", "--voter", "alice", "--candidate", "ada"]).await;
+    assert_eq!(code, Some(0), "{stdout}{err}");
+    assert!(stdout.starts_with("vote recorded (slot "), "{stdout}");
+    assert!(err.is_empty(), "no warning when discovery answers: {err}");
+
+    let (code, stdout, err) = ballot(&["--discovery", ds, "status", "--json"]).await;
+    assert_eq!(code, Some(0), "{stdout}{err}");
+    let v: Json = serde_json::from_str(stdout.trim()).expect("status --json is JSON");
+    let rows = v["nodes"].as_array().expect("nodes");
+    assert_eq!(rows.len(), TWO_PROPOSERS.len(), "{stdout}");
+    for id in TWO_PROPOSERS {
+        let row =
+            rows.iter().find(|r| r["node"] == id.to_string().as_str()).unwrap_or_else(|| panic!("{id}: {stdout}"));
+        assert_eq!(row["reachable"], true, "{id}: {row}");
+        assert_eq!(row["role"], id.role.to_string().as_str(), "{row}");
+        assert_eq!(row["http"], c.http[&id].to_string().as_str(), "{row}");
+    }
+    let learner = rows.iter().find(|r| r["node"] == "learner-1").expect("learner row");
+    assert!(learner["tally"].is_object(), "{learner}");
+    // The text table too.
+    let (code, stdout, _) = ballot(&["--discovery", ds, "status"]).await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.lines().next().is_some_and(|h| h.starts_with("node") && h.contains("reachable")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with(&leader.to_string()) && l.contains(" yes ")), "{stdout}");
+}
+
+/// A read through the log, then the learner's own tally: the same counts. An acceptor
+/// has no local tally.
+async fn results_through_discovery(ds: &str) {
+    let (code, through_log, err) = ballot(&["--discovery", ds, "results", "--json"]).await;
+    assert_eq!(code, Some(0), "{through_log}{err}");
+    let (code, local, err) = ballot(&["--discovery", ds, "results", "--local", "learner-1", "--json"]).await;
+    assert_eq!(code, Some(0), "{local}{err}");
+    assert_eq!(tally_of(&local), tally_of(&through_log));
+    assert_eq!(tally_of(&local)["ada"], 1, "{local}");
+    let (code, _, err) = ballot(&["--discovery", ds, "results", "--local", "acceptor-1"]).await;
+    assert_eq!((code, err.lines().count()), (Some(2), 1), "{err}");
+    assert!(err.contains("not a learner"), "{err}");
+}
+
+/// SIGTERM: a node deregisters on its way out (the ttl is too long to expire it), and
+/// registers again when it restarts.
+async fn sigterm_deregisters(c: &mut Cluster, d: &DiscoveryClient) {
+    let a3 = NodeId::acceptor(3);
+    c.node(a3).signal(libc::SIGTERM);
+    assert!(c.node(a3).wait_exit().await.success(), "{}", c.node(a3).stderr());
+    wait_members(d, "acceptor-3 deregistered", |m| !listed(m).contains_key(&a3)).await;
+    c.restart(a3).await;
+    let http3 = c.http[&a3];
+    wait_members(d, "acceptor-3 back", |m| listed(m).get(&a3).is_some_and(|m| m.http == Some(http3))).await;
+}
+
+/// Discovery dies: nothing on the commit path notices, and the CLI falls back to
+/// `--peers` with one warning line (or fails in one line without them).
+async fn living_without_discovery(c: &mut Cluster, mut disc: NodeProc, ds: &str, peers: &str) {
+    disc.signal(libc::SIGKILL);
+    disc.wait_exit().await;
+    c.votes(3).await;
+    let (code, stdout, err) = ballot(&["--peers", peers, "vote", "--voter", "bob", "--candidate", "grace"]).await;
+    assert_eq!(code, Some(0), "{stdout}{err}");
+    let (code, stdout, err) =
+        ballot(&["--discovery", ds, "--peers", peers, "vote", "--voter", "carol", "--candidate", "linus"]).await;
+    assert_eq!(code, Some(0), "falls back to --peers: {stdout}{err}");
+    assert!(stdout.starts_with("vote recorded"), "{stdout}");
+    assert_eq!(err.lines().count(), 1, "one warning line: {err}");
+    assert!(err.starts_with("ballot: warning: ") && err.contains("--peers"), "{err}");
+    let (code, _, err) = ballot(&["--discovery", ds, "vote", "--voter", "dave", "--candidate", "ada"]).await;
+    assert_eq!((code, err.lines().count()), (Some(2), 1), "no discovery, no --peers: {err}");
+    assert!(err.contains(ds) && err.contains("no --peers"), "{err}");
+    c.all_alive_of(&TWO_PROPOSERS).await;
+    for id in TWO_PROPOSERS {
+        assert!(!c.node(id).stderr().contains("panicked"), "{id}");
+    }
+}
+
+/// Discovery comes back (normal ttl): the nodes register again; the leader dies; the new
+/// leader is named, the dead one never beyond the ttl. Returns discovery's process.
+async fn failover_named(c: &mut Cluster, d: &DiscoveryClient, ddir: &TempDir, daddr: SocketAddr) -> NodeProc {
+    let ds = daddr.to_string();
+    let mut disc = start_discovery(ddir, daddr, &[]);
+    disc.wait_ready().await;
+    wait_members(d, "all six registered again", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
+    let leader = wait_leader(c, d, None, Duration::MAX).await;
+    c.node(leader).signal(libc::SIGKILL);
+    c.node(leader).wait_exit().await;
+    let next = wait_leader(c, d, Some(leader), ballot_operator::discovery::DEFAULT_TTL).await;
+    assert_ne!(next, leader);
+    let (code, stdout, err) = ballot(&["--discovery", &ds, "vote", "--voter", "erin", "--candidate", "grace"]).await;
+    assert_eq!(code, Some(0), "after failover, through discovery: {stdout}{err}");
+    // The dead proposer shows as unreachable (while discovery still lists it) or is gone;
+    // either way status answers for the rest.
+    let (code, stdout, err) =
+        ballot(&["--discovery", &ds, "--http-peers", &format!("{leader}={}", c.http[&leader]), "status", "--json"])
+            .await;
+    assert_eq!(code, Some(0), "{stdout}{err}");
+    let v: Json = serde_json::from_str(stdout.trim()).expect("JSON");
+    let dead = v["nodes"].as_array().and_then(|r| r.iter().find(|r| r["node"] == leader.to_string().as_str()).cloned());
+    assert_eq!(dead.as_ref().map(|r| r["reachable"].clone()), Some(Json::Bool(false)), "{stdout}");
+    assert!(dead.is_some_and(|r| r["error"].is_string()), "{stdout}");
+    disc
+}
+
 #[tokio::test]
 async fn a_cluster_found_through_discovery_and_living_without_it() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -101,105 +217,13 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
         Cluster::start_with_args(Net::Tcp, &TWO_PROPOSERS, &["--discovery", &ds, "--http", "127.0.0.1:0"]).await;
     let peers = c.peers.clone();
 
-    // Every node registered, with its data and HTTP addresses.
-    let members =
-        wait_members(&d, "all six registered", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
-    let by = listed(&members);
-    for id in TWO_PROPOSERS {
-        assert_eq!(by[&id].addr, c.listen[&id], "{id}'s data address");
-        assert_eq!(by[&id].http, Some(c.http[&id]), "{id}'s HTTP address");
-        assert!(!by[&id].leader || id.role == Role::Proposer, "{:?}", by[&id]);
-    }
+    all_registered_with_their_addresses(&c, &d).await;
     let leader = wait_leader(&c, &d, None, Duration::MAX).await;
-
-    // The CLI needs nothing but discovery.
-    let (code, stdout, err) = ballot(&["--discovery", &ds, "vote", "--voter", "alice", "--candidate", "ada"]).await;
-    assert_eq!(code, Some(0), "{stdout}{err}");
-    assert!(stdout.starts_with("vote recorded (slot "), "{stdout}");
-    assert!(err.is_empty(), "no warning when discovery answers: {err}");
-
-    let (code, stdout, err) = ballot(&["--discovery", &ds, "status", "--json"]).await;
-    assert_eq!(code, Some(0), "{stdout}{err}");
-    let v: Json = serde_json::from_str(stdout.trim()).expect("status --json is JSON");
-    let rows = v["nodes"].as_array().expect("nodes");
-    assert_eq!(rows.len(), TWO_PROPOSERS.len(), "{stdout}");
-    for id in TWO_PROPOSERS {
-        let row =
-            rows.iter().find(|r| r["node"] == id.to_string().as_str()).unwrap_or_else(|| panic!("{id}: {stdout}"));
-        assert_eq!(row["reachable"], true, "{id}: {row}");
-        assert_eq!(row["role"], id.role.to_string().as_str(), "{row}");
-        assert_eq!(row["http"], c.http[&id].to_string().as_str(), "{row}");
-    }
-    let learner = rows.iter().find(|r| r["node"] == "learner-1").expect("learner row");
-    assert!(learner["tally"].is_object(), "{learner}");
-    // The text table too.
-    let (code, stdout, _) = ballot(&["--discovery", &ds, "status"]).await;
-    assert_eq!(code, Some(0));
-    assert!(stdout.lines().next().is_some_and(|h| h.starts_with("node") && h.contains("reachable")), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with(&leader.to_string()) && l.contains(" yes ")), "{stdout}");
-
-    // A read through the log, then the learner's own tally: the same counts.
-    let (code, through_log, err) = ballot(&["--discovery", &ds, "results", "--json"]).await;
-    assert_eq!(code, Some(0), "{through_log}{err}");
-    let (code, local, err) = ballot(&["--discovery", &ds, "results", "--local", "learner-1", "--json"]).await;
-    assert_eq!(code, Some(0), "{local}{err}");
-    assert_eq!(tally_of(&local), tally_of(&through_log));
-    assert_eq!(tally_of(&local)["ada"], 1, "{local}");
-    let (code, _, err) = ballot(&["--discovery", &ds, "results", "--local", "acceptor-1"]).await;
-    assert_eq!((code, err.lines().count()), (Some(2), 1), "{err}");
-    assert!(err.contains("not a learner"), "{err}");
-
-    // SIGTERM: a node deregisters on its way out (the ttl is too long to expire it).
-    let a3 = NodeId::acceptor(3);
-    c.node(a3).signal(libc::SIGTERM);
-    assert!(c.node(a3).wait_exit().await.success(), "{}", c.node(a3).stderr());
-    wait_members(&d, "acceptor-3 deregistered", |m| !listed(m).contains_key(&a3)).await;
-    c.restart(a3).await;
-    let http3 = c.http[&a3];
-    wait_members(&d, "acceptor-3 back", |m| listed(m).get(&a3).is_some_and(|m| m.http == Some(http3))).await;
-
-    // Discovery dies: nothing on the commit path notices.
-    disc.signal(libc::SIGKILL);
-    disc.wait_exit().await;
-    c.votes(3).await;
-    let (code, stdout, err) = ballot(&["--peers", &peers, "vote", "--voter", "bob", "--candidate", "grace"]).await;
-    assert_eq!(code, Some(0), "{stdout}{err}");
-    let (code, stdout, err) =
-        ballot(&["--discovery", &ds, "--peers", &peers, "vote", "--voter", "carol", "--candidate", "linus"]).await;
-    assert_eq!(code, Some(0), "falls back to --peers: {stdout}{err}");
-    assert!(stdout.starts_with("vote recorded"), "{stdout}");
-    assert_eq!(err.lines().count(), 1, "one warning line: {err}");
-    assert!(err.starts_with("ballot: warning: ") && err.contains("--peers"), "{err}");
-    let (code, _, err) = ballot(&["--discovery", &ds, "vote", "--voter", "dave", "--candidate", "ada"]).await;
-    assert_eq!((code, err.lines().count()), (Some(2), 1), "no discovery, no --peers: {err}");
-    assert!(err.contains(&ds) && err.contains("no --peers"), "{err}");
-    c.all_alive_of(&TWO_PROPOSERS).await;
-    for id in TWO_PROPOSERS {
-        assert!(!c.node(id).stderr().contains("panicked"), "{id}");
-    }
-
-    // Discovery comes back (normal ttl): the nodes register again; the leader dies; the
-    // new leader is named, the dead one never beyond the ttl.
-    let mut disc = start_discovery(&ddir, daddr, &[]);
-    disc.wait_ready().await;
-    wait_members(&d, "all six registered again", |m| TWO_PROPOSERS.iter().all(|id| listed(m).contains_key(id))).await;
-    let leader = wait_leader(&c, &d, None, Duration::MAX).await;
-    c.node(leader).signal(libc::SIGKILL);
-    c.node(leader).wait_exit().await;
-    let next = wait_leader(&c, &d, Some(leader), ballot_operator::discovery::DEFAULT_TTL).await;
-    assert_ne!(next, leader);
-    let (code, stdout, err) = ballot(&["--discovery", &ds, "vote", "--voter", "erin", "--candidate", "grace"]).await;
-    assert_eq!(code, Some(0), "after failover, through discovery: {stdout}{err}");
-    // The dead proposer shows as unreachable (while discovery still lists it) or is gone;
-    // either way status answers for the rest.
-    let (code, stdout, err) =
-        ballot(&["--discovery", &ds, "--http-peers", &format!("{leader}={}", c.http[&leader]), "status", "--json"])
-            .await;
-    assert_eq!(code, Some(0), "{stdout}{err}");
-    let v: Json = serde_json::from_str(stdout.trim()).expect("JSON");
-    let dead = v["nodes"].as_array().and_then(|r| r.iter().find(|r| r["node"] == leader.to_string().as_str()).cloned());
-    assert_eq!(dead.as_ref().map(|r| r["reachable"].clone()), Some(Json::Bool(false)), "{stdout}");
-    assert!(dead.is_some_and(|r| r["error"].is_string()), "{stdout}");
+    cli_through_discovery_alone(&c, &ds, leader).await;
+    results_through_discovery(&ds).await;
+    sigterm_deregisters(&mut c, &d).await;
+    living_without_discovery(&mut c, disc, &ds, &peers).await;
+    let _disc = failover_named(&mut c, &d, &ddir, daddr).await;
 }
 
 #[tokio::test]

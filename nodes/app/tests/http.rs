@@ -120,6 +120,95 @@ struct Sample {
     value: f64,
 }
 
+/// A metric or label name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+}
+
+/// A `# HELP` or `# TYPE` line (`rest` follows the `# `), each family declared once;
+/// any other comment is skipped.
+fn parse_comment(
+    rest: &str,
+    at: &dyn Fn() -> String,
+    helps: &mut BTreeMap<String, String>,
+    types: &mut BTreeMap<String, String>,
+) {
+    let mut w = rest.splitn(3, ' ');
+    match (w.next(), w.next(), w.next()) {
+        (Some("HELP"), Some(name), Some(help)) => {
+            assert!(valid_name(name), "{}", at());
+            assert!(helps.insert(name.into(), help.into()).is_none(), "HELP twice: {}", at());
+        }
+        (Some("TYPE"), Some(name), Some(kind)) => {
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{}", at());
+            assert!(types.insert(name.into(), kind.into()).is_none(), "TYPE twice: {}", at());
+        }
+        _ => {} // another comment
+    }
+}
+
+/// The labels `key="value",...}` of a sample (`body` follows its `{`), and what follows
+/// the `}`.
+fn parse_labels<'a>(body: &'a str, at: &dyn Fn() -> String) -> (BTreeMap<String, String>, &'a str) {
+    let mut labels = BTreeMap::new();
+    let mut chars = body.char_indices().peekable();
+    let end;
+    loop {
+        let (i, c) = chars.next().unwrap_or_else(|| panic!("unclosed labels: {}", at()));
+        if c == '}' {
+            end = i;
+            break;
+        }
+        if c == ',' {
+            continue;
+        }
+        let mut key = String::from(c);
+        loop {
+            let (_, c) = chars.next().unwrap_or_else(|| panic!("{}", at()));
+            if c == '=' {
+                break;
+            }
+            key.push(c);
+        }
+        assert!(valid_name(&key), "bad label name {key:?}: {}", at());
+        assert_eq!(chars.next().map(|x| x.1), Some('"'), "{}", at());
+        let mut value = String::new();
+        loop {
+            let (_, c) = chars.next().unwrap_or_else(|| panic!("unclosed value: {}", at()));
+            match c {
+                '"' => break,
+                '\\' => match chars.next().map(|x| x.1) {
+                    Some('n') => value.push('\n'),
+                    Some(c @ ('\\' | '"')) => value.push(c),
+                    _ => panic!("bad escape: {}", at()),
+                },
+                c => value.push(c),
+            }
+        }
+        assert!(labels.insert(key, value).is_none(), "label twice: {}", at());
+    }
+    (labels, &body[end + 1..])
+}
+
+/// The value of a sample and its optional timestamp, nothing after them.
+fn parse_value(rest: &str, at: &dyn Fn() -> String) -> f64 {
+    let mut w = rest.split_whitespace();
+    let value = w.next().unwrap_or_else(|| panic!("no value: {}", at()));
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().unwrap_or_else(|_| panic!("value is not a float: {}", at())),
+    };
+    if let Some(ts) = w.next() {
+        ts.parse::<i64>().unwrap_or_else(|_| panic!("bad timestamp: {}", at()));
+    }
+    assert!(w.next().is_none(), "trailing words: {}", at());
+    value
+}
+
 /// Parse the exposition strictly: `# HELP`/`# TYPE` lines, then samples
 /// `name{label="value",...} value`; every sample belongs to a family declared before it
 /// with both HELP and TYPE, each family is declared once.
@@ -127,30 +216,13 @@ fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut helps: BTreeMap<String, String> = BTreeMap::new();
     let mut samples = Vec::new();
-    let valid_name = |n: &str| {
-        !n.is_empty()
-            && n.chars()
-                .enumerate()
-                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
-    };
     for (no, line) in text.lines().enumerate() {
         let at = || format!("line {}: {line:?}", no + 1);
         if line.is_empty() {
             continue;
         }
         if let Some(rest) = line.strip_prefix("# ") {
-            let mut w = rest.splitn(3, ' ');
-            match (w.next(), w.next(), w.next()) {
-                (Some("HELP"), Some(name), Some(help)) => {
-                    assert!(valid_name(name), "{}", at());
-                    assert!(helps.insert(name.into(), help.into()).is_none(), "HELP twice: {}", at());
-                }
-                (Some("TYPE"), Some(name), Some(kind)) => {
-                    assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{}", at());
-                    assert!(types.insert(name.into(), kind.into()).is_none(), "TYPE twice: {}", at());
-                }
-                _ => {} // another comment
-            }
+            parse_comment(rest, &at, &mut helps, &mut types);
             continue;
         }
         assert!(!line.starts_with('#'), "{}", at());
@@ -159,59 +231,11 @@ fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
             None => panic!("no value: {}", at()),
         };
         assert!(valid_name(name), "bad metric name: {}", at());
-        let mut labels = BTreeMap::new();
-        let rest = if let Some(body) = rest.strip_prefix('{') {
-            let mut chars = body.char_indices().peekable();
-            let end;
-            loop {
-                let (i, c) = chars.next().unwrap_or_else(|| panic!("unclosed labels: {}", at()));
-                if c == '}' {
-                    end = i;
-                    break;
-                }
-                if c == ',' {
-                    continue;
-                }
-                let mut key = String::from(c);
-                loop {
-                    let (_, c) = chars.next().unwrap_or_else(|| panic!("{}", at()));
-                    if c == '=' {
-                        break;
-                    }
-                    key.push(c);
-                }
-                assert!(valid_name(&key), "bad label name {key:?}: {}", at());
-                assert_eq!(chars.next().map(|x| x.1), Some('"'), "{}", at());
-                let mut value = String::new();
-                loop {
-                    let (_, c) = chars.next().unwrap_or_else(|| panic!("unclosed value: {}", at()));
-                    match c {
-                        '"' => break,
-                        '\\' => match chars.next().map(|x| x.1) {
-                            Some('n') => value.push('\n'),
-                            Some(c @ ('\\' | '"')) => value.push(c),
-                            _ => panic!("bad escape: {}", at()),
-                        },
-                        c => value.push(c),
-                    }
-                }
-                assert!(labels.insert(key, value).is_none(), "label twice: {}", at());
-            }
-            &body[end + 1..]
-        } else {
-            rest
+        let (labels, rest) = match rest.strip_prefix('{') {
+            Some(body) => parse_labels(body, &at),
+            None => (BTreeMap::new(), rest),
         };
-        let mut w = rest.split_whitespace();
-        let value = w.next().unwrap_or_else(|| panic!("no value: {}", at()));
-        let value: f64 = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("value is not a float: {}", at())),
-        };
-        if let Some(ts) = w.next() {
-            ts.parse::<i64>().unwrap_or_else(|_| panic!("bad timestamp: {}", at()));
-        }
-        assert!(w.next().is_none(), "trailing words: {}", at());
+        let value = parse_value(rest, &at);
         let family = ["_bucket", "_sum", "_count"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).map(String::as_str) == Some("histogram")))
@@ -339,22 +363,8 @@ async fn vote(c: &Cluster, voter: &str, candidate: &str) {
     }
 }
 
-#[tokio::test]
-async fn pages_of_a_running_cluster() {
-    let (logs, _guard) = with_logs();
-    let c = start(logs.clone()).await;
-    let (pa, la) = (c.proposer_http, c.learner_http);
-
-    // Health.
-    let h = get(pa, "/healthz").await;
-    assert_eq!((h.status, h.body.as_str()), (200, "ok\n"));
-
-    // A leader, then two votes through it.
-    wait_json(pa, "/status", "proposer-1 leads", |j| j["is_leader"] == true).await;
-    vote(&c, "alice", "ada").await;
-    vote(&c, "bob", "grace").await;
-
-    // /status of the proposer.
+/// `/status` of the proposer: it leads, has chosen, and tells its addresses.
+async fn proposer_status(pa: SocketAddr, la: SocketAddr) {
     let s = get(pa, "/status").await;
     assert_eq!(s.status, 200);
     assert!(s.header("content-type").is_some_and(|t| t.starts_with("application/json")));
@@ -374,15 +384,19 @@ async fn pages_of_a_running_cluster() {
     assert!(s["uptime_seconds"].as_f64().is_some_and(|u| u >= 0.0));
     assert_eq!(s["nodes"].as_array().map(Vec::len), Some(1));
     assert!(s["messages"]["sent"].as_u64().is_some_and(|n| n > 0));
+}
 
-    // /status of the learner: the tally as applied.
+/// `/status` of the learner: the tally as applied.
+async fn learner_status(la: SocketAddr) {
     let l = wait_json(la, "/status", "two votes applied", |j| j["votes"] == 2).await;
     assert_eq!(l["role"], "learner");
     assert_eq!(l["tally"], serde_json::json!({"ada": 1, "grace": 1, "linus": 0}));
     assert!(l["applied"].as_u64().is_some_and(|a| a >= 1));
+}
 
-    // /cluster and the overview: every member; proposer and learner up (one of them
-    // fetched from the other server), acceptors without an HTTP address.
+/// `/cluster` and the overview: every member; proposer and learner up (one of them
+/// fetched from the other server), acceptors without an HTTP address.
+async fn cluster_and_overview(pa: SocketAddr, la: SocketAddr) {
     let cl = get(pa, "/cluster").await.json();
     let rows = cl["nodes"].as_array().expect("rows");
     let names: Vec<&str> = rows.iter().filter_map(|r| r["node"].as_str()).collect();
@@ -400,34 +414,43 @@ async fn pages_of_a_running_cluster() {
         assert!(page.body.contains(&format!("<td>{n}</td>")), "overview lacks {n}");
     }
     assert!(page.body.contains("setInterval(refresh,1000)"), "the overview refreshes itself");
+}
 
-    // /metrics on both servers.
+/// `/metrics` of `node` at `addr`: well formed, every family with its kind, and the
+/// per-node samples every node has.
+async fn metrics_of(addr: SocketAddr, node: &str) {
+    let m = get(addr, "/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
+    let (types, samples) = parse_prometheus(&m.body);
+    assert_eq!(check_histograms(&types, &samples), 1, "one fsync histogram for one node");
+    for (family, kind) in [
+        ("ballot_messages_sent_total", "counter"),
+        ("ballot_messages_received_total", "counter"),
+        ("ballot_messages_dropped_total", "counter"),
+        ("ballot_votes_committed_total", "counter"),
+        ("ballot_slots_applied", "gauge"),
+        ("ballot_elections_total", "counter"),
+        ("ballot_ballot_round", "gauge"),
+        ("ballot_is_leader", "gauge"),
+        ("ballot_fsync_seconds", "histogram"),
+        ("ballot_steps_total", "counter"),
+        ("ballot_persist_total", "counter"),
+    ] {
+        assert_eq!(types.get(family).map(String::as_str), Some(kind), "{family}");
+    }
+    assert_eq!(value_of(&samples, "ballot_up", &[("node", node)]), Some(1.0));
+    let persists = value_of(&samples, "ballot_persist_total", &[("node", node)]).expect("persist total");
+    assert!(persists >= 1.0);
+    assert_eq!(value_of(&samples, "ballot_fsync_seconds_count", &[("node", node)]), Some(persists));
+    assert!(value_of(&samples, "ballot_steps_total", &[("node", node)]).is_some_and(|v| v >= 1.0));
+}
+
+/// `/metrics` on both servers; the proposer's leadership and traffic, the learner's
+/// committed votes.
+async fn metrics_of_both(pa: SocketAddr, la: SocketAddr) {
     for (addr, node) in [(pa, "proposer-1"), (la, "learner-1")] {
-        let m = get(addr, "/metrics").await;
-        assert_eq!(m.status, 200);
-        assert!(m.header("content-type").is_some_and(|t| t.starts_with("text/plain; version=0.0.4")));
-        let (types, samples) = parse_prometheus(&m.body);
-        assert_eq!(check_histograms(&types, &samples), 1, "one fsync histogram for one node");
-        for (family, kind) in [
-            ("ballot_messages_sent_total", "counter"),
-            ("ballot_messages_received_total", "counter"),
-            ("ballot_messages_dropped_total", "counter"),
-            ("ballot_votes_committed_total", "counter"),
-            ("ballot_slots_applied", "gauge"),
-            ("ballot_elections_total", "counter"),
-            ("ballot_ballot_round", "gauge"),
-            ("ballot_is_leader", "gauge"),
-            ("ballot_fsync_seconds", "histogram"),
-            ("ballot_steps_total", "counter"),
-            ("ballot_persist_total", "counter"),
-        ] {
-            assert_eq!(types.get(family).map(String::as_str), Some(kind), "{family}");
-        }
-        assert_eq!(value_of(&samples, "ballot_up", &[("node", node)]), Some(1.0));
-        let persists = value_of(&samples, "ballot_persist_total", &[("node", node)]).expect("persist total");
-        assert!(persists >= 1.0);
-        assert_eq!(value_of(&samples, "ballot_fsync_seconds_count", &[("node", node)]), Some(persists));
-        assert!(value_of(&samples, "ballot_steps_total", &[("node", node)]).is_some_and(|v| v >= 1.0));
+        metrics_of(addr, node).await;
     }
     let (_, samples) = parse_prometheus(&get(pa, "/metrics").await.body);
     assert_eq!(value_of(&samples, "ballot_is_leader", &[("node", "proposer-1")]), Some(1.0));
@@ -441,8 +464,10 @@ async fn pages_of_a_running_cluster() {
     let (_, samples) = parse_prometheus(&get(la, "/metrics").await.body);
     assert_eq!(value_of(&samples, "ballot_votes_committed_total", &[("node", "learner-1")]), Some(2.0));
     assert!(value_of(&samples, "ballot_slots_applied", &[("node", "learner-1")]).is_some_and(|v| v >= 1.0));
+}
 
-    // /logs: the runtime's lines, newest last, escaped.
+/// `/logs`: the runtime's lines, newest last, escaped; the same as JSON.
+async fn logs_pages(pa: SocketAddr) {
     tracing::info!("probe <script>alert('x')</script> & \"quoted\"");
     let html = get(pa, "/logs").await;
     assert_eq!(html.status, 200);
@@ -465,8 +490,10 @@ async fn pages_of_a_running_cluster() {
         assert_eq!(last["level"], "INFO");
         assert!(lines.windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()));
     }
+}
 
-    // A paused node loop is unhealthy; resumed, healthy again.
+/// A paused node loop is unhealthy; resumed, healthy again.
+async fn paused_is_unhealthy(c: &Cluster, pa: SocketAddr, la: SocketAddr) {
     c.handles[&P1].pause();
     let h = get(pa, "/healthz").await;
     assert_eq!(h.status, 503, "{h:?}");
@@ -479,6 +506,29 @@ async fn pages_of_a_running_cluster() {
     assert_eq!(cl["nodes"][0]["up"], false, "{cl:#}");
     c.handles[&P1].resume();
     assert_eq!(get(pa, "/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn pages_of_a_running_cluster() {
+    let (logs, _guard) = with_logs();
+    let c = start(logs.clone()).await;
+    let (pa, la) = (c.proposer_http, c.learner_http);
+
+    // Health.
+    let h = get(pa, "/healthz").await;
+    assert_eq!((h.status, h.body.as_str()), (200, "ok\n"));
+
+    // A leader, then two votes through it.
+    wait_json(pa, "/status", "proposer-1 leads", |j| j["is_leader"] == true).await;
+    vote(&c, "alice", "ada").await;
+    vote(&c, "bob", "grace").await;
+
+    proposer_status(pa, la).await;
+    learner_status(la).await;
+    cluster_and_overview(pa, la).await;
+    metrics_of_both(pa, la).await;
+    logs_pages(pa).await;
+    paused_is_unhealthy(&c, pa, la).await;
 
     for (_, h) in c.handles {
         let _ = h.stop().await;
