@@ -4,7 +4,8 @@
 //! the seed, so a scenario and a seed give the same event log byte for byte.
 //!
 //! # Layout
-//! - [`cluster`]: a cluster on the in-memory network, with the fault verbs.
+//! - [`cluster`]: a cluster on either backend and the verbs scenarios use: faults (one
+//!   validation), votes, results, the progress check.
 //! - [`mem_backend`], [`proc_backend`]: where the nodes run: tasks on one runtime, or OS
 //!   processes over tcp or zmq.
 //! - [`discovery`]: discovery in scenarios (the real process on tcp/zmq, the same registry
