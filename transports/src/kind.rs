@@ -1,6 +1,13 @@
-//! [`NetKind`]: which network transport a process speaks, as a flag names it.
+//! [`NetKind`]: which network transport a process speaks, as a flag names it; and
+//! [`SocketTransport`], what code generic over the two needs of them.
 
+use crate::{NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, WireStats, ZmqTransport};
+use ballot_core::NodeId;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// The network transports a node process or client can speak. The in-memory network is
@@ -45,6 +52,71 @@ impl FromStr for NetKind {
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| UnknownNetKind(s.into()))
+    }
+}
+
+/// What the network transports share, for code generic over tcp and zmq (a node
+/// process, the CLI's endpoint, tests): bind, learn peers, say where to be answered, read
+/// the counters. Each method is the transport's own method of the same name.
+pub trait SocketTransport: Transport + Sized {
+    /// Which kind this is.
+    const KIND: NetKind;
+
+    /// Listens on `listen` as `id` (port 0 picks a free port), knowing no peer yet.
+    fn listen(id: NodeId, listen: SocketAddr, opts: NetOptions) -> impl Future<Output = io::Result<Self>> + Send;
+    /// Where `id` listens (an address, or a name looked up at each fresh connection).
+    fn set_peer(&self, id: NodeId, addr: PeerAddr);
+    /// The address this endpoint listens on.
+    fn local_addr(&self) -> SocketAddr;
+    /// The address stamped on outgoing messages as where to answer (`None`: none).
+    fn set_advertise(&mut self, addr: Option<SocketAddr>);
+    /// A handle to this endpoint's counters that outlives it.
+    fn stats_handle(&self) -> StatsHandle;
+    /// The counters now.
+    fn stats(&self) -> WireStats;
+}
+
+impl SocketTransport for TcpTransport {
+    const KIND: NetKind = NetKind::Tcp;
+    fn listen(id: NodeId, listen: SocketAddr, opts: NetOptions) -> impl Future<Output = io::Result<Self>> + Send {
+        TcpTransport::bind(id, listen, BTreeMap::new(), opts)
+    }
+    fn set_peer(&self, id: NodeId, addr: PeerAddr) {
+        TcpTransport::set_peer(self, id, addr)
+    }
+    fn local_addr(&self) -> SocketAddr {
+        TcpTransport::local_addr(self)
+    }
+    fn set_advertise(&mut self, addr: Option<SocketAddr>) {
+        TcpTransport::set_advertise(self, addr)
+    }
+    fn stats_handle(&self) -> StatsHandle {
+        TcpTransport::stats_handle(self)
+    }
+    fn stats(&self) -> WireStats {
+        TcpTransport::stats(self)
+    }
+}
+
+impl SocketTransport for ZmqTransport {
+    const KIND: NetKind = NetKind::Zmq;
+    fn listen(id: NodeId, listen: SocketAddr, opts: NetOptions) -> impl Future<Output = io::Result<Self>> + Send {
+        ZmqTransport::bind(id, listen, BTreeMap::new(), opts)
+    }
+    fn set_peer(&self, id: NodeId, addr: PeerAddr) {
+        ZmqTransport::set_peer(self, id, addr)
+    }
+    fn local_addr(&self) -> SocketAddr {
+        ZmqTransport::local_addr(self)
+    }
+    fn set_advertise(&mut self, addr: Option<SocketAddr>) {
+        ZmqTransport::set_advertise(self, addr)
+    }
+    fn stats_handle(&self) -> StatsHandle {
+        ZmqTransport::stats_handle(self)
+    }
+    fn stats(&self) -> WireStats {
+        ZmqTransport::stats(self)
     }
 }
 

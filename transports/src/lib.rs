@@ -7,7 +7,8 @@
 //! - [`addr`]: [`PeerAddr`], an IP address or a host name resolved at each fresh
 //!   connection.
 //! - [`envelope`]: what travels: sender, receiver, message, and room for a trace context.
-//! - [`kind`]: [`NetKind`], tcp or zmq, as flags name it.
+//! - [`kind`]: [`NetKind`], tcp or zmq, as flags name it; [`SocketTransport`], what
+//!   code generic over the two needs of them.
 //! - [`fault_model`]: [`FaultModel`], the cuts, link faults and seeded choices shared by
 //!   the in-memory network and [`Faulty`].
 //! - [`mem`]: the in-memory network.
@@ -44,7 +45,7 @@ pub use addr::{local_ip_toward, parse_peer_list, AddrError, PeerAddr, ResolveErr
 pub use envelope::{Envelope, SendError, TraceContext, Transport};
 pub use fault_model::{FaultModel, Route};
 pub use faults::{FaultHandle, FaultStats, Faulty};
-pub use kind::{NetKind, UnknownNetKind};
+pub use kind::{NetKind, SocketTransport, UnknownNetKind};
 pub use link::{NetOptions, StatsHandle, WireStats};
 pub use log::EventLog;
 pub use mem::{LinkFaults, MemNetwork, MemTransport, NetStats};

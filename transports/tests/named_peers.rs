@@ -7,9 +7,8 @@
 
 use ballot_core::{Message, NodeId};
 use ballot_transports::{
-    free_loopback_ports, Envelope, NetOptions, PeerAddr, TcpTransport, Transport, WireStats, ZmqTransport,
+    free_loopback_ports, Envelope, NetOptions, PeerAddr, SocketTransport, TcpTransport, ZmqTransport,
 };
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -23,41 +22,15 @@ fn opts() -> NetOptions {
     NetOptions { connect_timeout: Duration::from_millis(500), ..NetOptions::default() }
 }
 
-/// What the two transports must offer for these tests.
-trait Endpoint: Transport + Sized {
+/// What these tests need of a transport beyond [`SocketTransport`]: binding with the
+/// tests' short connect deadline.
+trait Endpoint: SocketTransport {
     async fn bind_at(id: NodeId, listen: SocketAddr) -> std::io::Result<Self> {
-        Self::bind_opts(id, listen, opts()).await
+        Self::listen(id, listen, opts()).await
     }
-    async fn bind_opts(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self>;
-    fn named(&self, id: NodeId, addr: PeerAddr);
-    fn counters(&self) -> WireStats;
-    fn advertise_as(&mut self, addr: Option<SocketAddr>);
-    fn listening(&self) -> SocketAddr;
 }
 
-macro_rules! endpoint {
-    ($t:ty) => {
-        impl Endpoint for $t {
-            async fn bind_opts(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self> {
-                <$t>::bind(id, listen, BTreeMap::new(), opts).await
-            }
-            fn named(&self, id: NodeId, addr: PeerAddr) {
-                self.set_peer(id, addr)
-            }
-            fn counters(&self) -> WireStats {
-                self.stats()
-            }
-            fn advertise_as(&mut self, addr: Option<SocketAddr>) {
-                self.set_advertise(addr)
-            }
-            fn listening(&self) -> SocketAddr {
-                self.local_addr()
-            }
-        }
-    };
-}
-endpoint!(TcpTransport);
-endpoint!(ZmqTransport);
+impl<T: SocketTransport> Endpoint for T {}
 
 /// Binds `listen`, retrying while the port is still held by an endpoint just dropped.
 async fn bind_retrying<T: Endpoint>(id: NodeId, listen: SocketAddr) -> T {
@@ -91,10 +64,10 @@ async fn found_again_after_restart<T: Endpoint>() {
     let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
     let mut acceptor = T::bind_at(a, at).await.unwrap();
     let proposer = T::bind_at(p, any()).await.unwrap();
-    proposer.named(a, named.clone());
+    proposer.set_peer(a, named.clone());
     let got = deliver(&proposer, &mut acceptor, "first delivery by name").await;
     assert_eq!(got.from, p);
-    let before = proposer.counters();
+    let before = proposer.stats();
     assert!(before.name_lookups >= 1, "{before:?}");
 
     // The peer dies and comes back; the old connection fails and the name is looked up
@@ -102,7 +75,7 @@ async fn found_again_after_restart<T: Endpoint>() {
     drop(acceptor);
     let mut acceptor: T = bind_retrying(a, at).await;
     deliver(&proposer, &mut acceptor, "delivery after the restart").await;
-    let after = proposer.counters();
+    let after = proposer.stats();
     assert!(after.name_lookups > before.name_lookups, "looked up again: {before:?} -> {after:?}");
     assert_eq!(after.name_lookup_failures, 0, "{after:?}");
 }
@@ -121,22 +94,22 @@ async fn unresolvable_then_moved<T: Endpoint>() {
     let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
     let proposer = T::bind_at(p, any()).await.unwrap();
     // .invalid never resolves (RFC 6761).
-    proposer.named(a, "nobody.invalid:7000".parse().unwrap());
+    proposer.set_peer(a, "nobody.invalid:7000".parse().unwrap());
     for i in 0..50 {
         let started = Instant::now();
         let _ = proposer.send(Envelope::new(p, a, Message::Progress { applied: i }));
         assert!(started.elapsed() < Duration::from_millis(100), "send waited {:?}", started.elapsed());
     }
     let end = Instant::now() + DEADLINE;
-    while proposer.counters().name_lookup_failures == 0 {
-        assert!(Instant::now() < end, "no failed lookup counted: {:?}", proposer.counters());
+    while proposer.stats().name_lookup_failures == 0 {
+        assert!(Instant::now() < end, "no failed lookup counted: {:?}", proposer.stats());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(proposer.counters().dropped_unreachable >= 1, "{:?}", proposer.counters());
+    assert!(proposer.stats().dropped_unreachable >= 1, "{:?}", proposer.stats());
     // Told the right address, it gets through.
     let mut acceptor = T::bind_at(a, any()).await.unwrap();
-    let real = acceptor.listening();
-    proposer.named(a, format!("localhost:{}", real.port()).parse().unwrap());
+    let real = acceptor.local_addr();
+    proposer.set_peer(a, format!("localhost:{}", real.port()).parse().unwrap());
     deliver(&proposer, &mut acceptor, "delivery once the name resolves").await;
 }
 
@@ -157,18 +130,18 @@ async fn reply_to_is_the_listen_address_or_what_is_advertised() {
     let target = acceptor.local_addr();
 
     let mut proposer = TcpTransport::bind_at(p, any()).await.unwrap();
-    proposer.named(a, target.into());
+    proposer.set_peer(a, PeerAddr::from(target));
     assert_eq!(proposer.advertise(), Some(proposer.local_addr()));
     assert_eq!(deliver(&proposer, &mut acceptor, "default").await.reply_to, Some(proposer.local_addr()));
 
     let elsewhere: SocketAddr = "10.1.2.3:7000".parse().unwrap();
-    proposer.advertise_as(Some(elsewhere));
+    proposer.set_advertise(Some(elsewhere));
     assert_eq!(deliver(&proposer, &mut acceptor, "advertised").await.reply_to, Some(elsewhere));
 
     // Bound to 0.0.0.0: nothing dialable to stamp unless told.
     let wildcard = TcpTransport::bind_at(NodeId::proposer(2), "0.0.0.0:0".parse().unwrap()).await.unwrap();
     assert_eq!(wildcard.advertise(), None);
-    wildcard.named(a, target.into());
+    wildcard.set_peer(a, PeerAddr::from(target));
     let got = deliver(&wildcard, &mut acceptor, "wildcard").await;
     assert_eq!((got.from, got.reply_to), (NodeId::proposer(2), None));
 }
@@ -180,18 +153,18 @@ async fn redials_when_a_named_peer_claims_a_new_address<T: Endpoint>() {
     let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
     let mut acceptor = T::bind_at(a, any()).await.unwrap();
     let mut proposer = T::bind_at(p, any()).await.unwrap();
-    proposer.named(a, format!("localhost:{}", acceptor.listening().port()).parse().unwrap());
-    acceptor.named(p, proposer.listening().into());
+    proposer.set_peer(a, format!("localhost:{}", acceptor.local_addr().port()).parse().unwrap());
+    acceptor.set_peer(p, PeerAddr::from(proposer.local_addr()));
     deliver(&proposer, &mut acceptor, "first delivery").await;
     deliver(&acceptor, &mut proposer, "an answer from where it resolves").await;
-    let before = proposer.counters();
+    let before = proposer.stats();
 
     // Claims another address (what a restarted Swarm task's messages do).
-    let elsewhere = SocketAddr::new([127, 0, 0, 9].into(), acceptor.listening().port());
-    acceptor.advertise_as(Some(elsewhere));
+    let elsewhere = SocketAddr::new([127, 0, 0, 9].into(), acceptor.local_addr().port());
+    acceptor.set_advertise(Some(elsewhere));
     assert_eq!(deliver(&acceptor, &mut proposer, "the claim").await.reply_to, Some(elsewhere));
     deliver(&proposer, &mut acceptor, "delivery after the redial").await;
-    let after = proposer.counters();
+    let after = proposer.stats();
     assert_eq!(after.name_lookups, before.name_lookups + 1, "looked up once more: {before:?} -> {after:?}");
     assert!(after.connections_closed > before.connections_closed, "{before:?} -> {after:?}");
 
@@ -200,7 +173,7 @@ async fn redials_when_a_named_peer_claims_a_new_address<T: Endpoint>() {
         deliver(&acceptor, &mut proposer, "the same claim").await;
         deliver(&proposer, &mut acceptor, "steady").await;
     }
-    assert_eq!(proposer.counters().name_lookups, after.name_lookups, "{:?}", proposer.counters());
+    assert_eq!(proposer.stats().name_lookups, after.name_lookups, "{:?}", proposer.stats());
 }
 
 #[tokio::test]
@@ -247,11 +220,11 @@ async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
         drop(held);
     });
     let mut proposer = T::bind_at(p, any()).await.unwrap();
-    proposer.named(a, at.into());
+    proposer.set_peer(a, PeerAddr::from(at));
     proposer.send(Envelope::new(p, a, Message::Progress { applied: 0 })).unwrap();
     let end = Instant::now() + DEADLINE;
-    while proposer.counters().connections_opened == 0 {
-        assert!(Instant::now() < end, "the proposer did not connect: {:?}", proposer.counters());
+    while proposer.stats().connections_opened == 0 {
+        assert!(Instant::now() < end, "the proposer did not connect: {:?}", proposer.stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();
@@ -259,7 +232,7 @@ async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
     // The acceptor's new life, at the same address. What the proposer sends still goes
     // into the old connection, and is lost.
     let mut acceptor: T = bind_retrying(a, at).await;
-    acceptor.named(p, proposer.listening().into());
+    acceptor.set_peer(p, PeerAddr::from(proposer.local_addr()));
     for n in 1..=5 {
         proposer.send(Envelope::new(p, a, Message::Progress { applied: n })).unwrap();
     }
@@ -277,9 +250,9 @@ async fn dials_a_restarted_peer_afresh_on_its_hello<T: Endpoint>(zmtp: bool) {
         }
         assert!(Instant::now() < end, "no Hello within {DEADLINE:?}");
     }
-    let before = proposer.counters();
+    let before = proposer.stats();
     deliver(&proposer, &mut acceptor, "delivery after the Hello").await;
-    let after = proposer.counters();
+    let after = proposer.stats();
     assert_eq!(
         after.connections_closed,
         before.connections_closed + 1,
@@ -309,20 +282,20 @@ async fn a_hello_cuts_the_backoff_short<T: Endpoint>() {
     let (p, a) = (NodeId::proposer(1), NodeId::acceptor(1));
     let minute = Duration::from_secs(60);
     let patient = NetOptions { connect_timeout: minute, backoff_min: minute, backoff_max: minute, ..opts() };
-    let mut proposer = T::bind_opts(p, any(), patient).await.unwrap();
-    proposer.named(a, at.into());
+    let mut proposer = T::listen(p, any(), patient).await.unwrap();
+    proposer.set_peer(a, PeerAddr::from(at));
     // Nobody listens there yet: the dial fails and the next one may wait a minute.
     proposer.send(Envelope::new(p, a, Message::Progress { applied: 1 })).unwrap();
     let end = Instant::now() + DEADLINE;
-    while proposer.counters().connect_failures == 0 {
-        assert!(Instant::now() < end, "the dial to nobody did not fail at once: {:?}", proposer.counters());
+    while proposer.stats().connect_failures == 0 {
+        assert!(Instant::now() < end, "the dial to nobody did not fail at once: {:?}", proposer.stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // This one waits out the back-off.
     proposer.send(Envelope::new(p, a, Message::Progress { applied: 2 })).unwrap();
 
     let mut acceptor: T = bind_retrying(a, at).await;
-    acceptor.named(p, proposer.listening().into());
+    acceptor.set_peer(p, PeerAddr::from(proposer.local_addr()));
     acceptor.send(Envelope::new(a, p, Message::Hello)).unwrap();
     let got = tokio::time::timeout(DEADLINE, proposer.recv()).await.expect("the Hello arrives").unwrap();
     assert_eq!((got.from, got.msg), (a, Message::Hello));

@@ -5,7 +5,7 @@ use super::{discovery_deadline, CliArgs};
 use ballot_core::{NodeId, Role};
 use ballot_operator::discovery::{DiscoveryClient, Member};
 use ballot_runtime::client::ClientHandle;
-use ballot_transports::{NetKind, NetOptions, PeerAddr, TcpTransport, Transport, ZmqTransport};
+use ballot_transports::{NetKind, NetOptions, PeerAddr, SocketTransport, TcpTransport, ZmqTransport};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -138,61 +138,25 @@ pub(super) async fn find_http(args: &CliArgs) -> Result<BTreeMap<NodeId, Option<
     Ok(nodes)
 }
 
-/// What the CLI needs of a network transport, for [`endpoint`].
-trait Endpoint: Transport + Sized {
-    async fn bind(me: NodeId, listen: SocketAddr) -> std::io::Result<Self>;
-    fn port(&self) -> u16;
-    fn advertise(&mut self, addr: SocketAddr);
-    fn peer(&self, id: NodeId, addr: PeerAddr);
-}
-
-impl Endpoint for TcpTransport {
-    async fn bind(me: NodeId, listen: SocketAddr) -> std::io::Result<Self> {
-        TcpTransport::bind(me, listen, BTreeMap::new(), NetOptions::default()).await
-    }
-    fn port(&self) -> u16 {
-        self.local_addr().port()
-    }
-    fn advertise(&mut self, addr: SocketAddr) {
-        self.set_advertise(Some(addr));
-    }
-    fn peer(&self, id: NodeId, addr: PeerAddr) {
-        self.set_peer(id, addr);
-    }
-}
-
-impl Endpoint for ZmqTransport {
-    async fn bind(me: NodeId, listen: SocketAddr) -> std::io::Result<Self> {
-        ZmqTransport::bind(me, listen, BTreeMap::new(), NetOptions::default()).await
-    }
-    fn port(&self) -> u16 {
-        self.local_addr().port()
-    }
-    fn advertise(&mut self, addr: SocketAddr) {
-        self.set_advertise(Some(addr));
-    }
-    fn peer(&self, id: NodeId, addr: PeerAddr) {
-        self.set_peer(id, addr);
-    }
-}
-
 /// The client endpoint on transport `T`: bound on `listen`, telling the nodes `advertise`
 /// (on 0.0.0.0), knowing the members at `peers`. Addresses are given after binding: a host
 /// name stays a name the transport looks up at each fresh connection.
-async fn endpoint<T: Endpoint>(
+async fn endpoint<T: SocketTransport>(
     me: NodeId,
     listen: SocketAddr,
     advertise: Option<IpAddr>,
     peers: BTreeMap<NodeId, PeerAddr>,
     proposers: Vec<NodeId>,
 ) -> Result<ClientHandle, String> {
-    let mut t = T::bind(me, listen).await.map_err(|e| format!("cannot listen on {listen} for answers: {e}"))?;
+    let mut t = T::listen(me, listen, NetOptions::default())
+        .await
+        .map_err(|e| format!("cannot listen on {listen} for answers: {e}"))?;
     if let Some(ip) = advertise {
-        let port = t.port();
-        t.advertise(SocketAddr::new(ip, port));
+        let port = t.local_addr().port();
+        t.set_advertise(Some(SocketAddr::new(ip, port)));
     }
     for (id, addr) in peers {
-        t.peer(id, addr);
+        t.set_peer(id, addr);
     }
     Ok(ClientHandle::spawn(t, proposers))
 }

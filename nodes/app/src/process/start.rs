@@ -7,7 +7,8 @@ use ballot_core::{Acceptor, Config, DurableState, Learner, Message, NodeId, Prop
 use ballot_disk::{DiskStorage, Identity};
 use ballot_runtime::{spawn_node, NodeHandle, NodeOptions};
 use ballot_transports::{
-    Envelope, FaultHandle, Faulty, NetKind, NetOptions, PeerAddr, StatsHandle, TcpTransport, Transport, ZmqTransport,
+    Envelope, FaultHandle, Faulty, NetKind, NetOptions, PeerAddr, SocketTransport, StatsHandle, TcpTransport,
+    Transport, ZmqTransport,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -61,12 +62,18 @@ pub(super) async fn start_one(shared: &Shared<'_>, plan: NodePlan) -> Result<Sta
     let bind_err = |e: std::io::Error| format!("{id} cannot listen on {listen}: {e}");
     let node = NodeParts { durable, storage, seed: shared.args.seed ^ (((id.role as u64) << 16) | id.index as u64) };
     match shared.args.transport {
-        NetKind::Tcp => {
-            start_on(TcpTransport::bind_for(id, listen, opts).await.map_err(bind_err)?, shared, &plan, node)
-        }
-        NetKind::Zmq => {
-            start_on(ZmqTransport::bind_for(id, listen, opts).await.map_err(bind_err)?, shared, &plan, node)
-        }
+        NetKind::Tcp => start_on(
+            <TcpTransport as SocketTransport>::listen(id, listen, opts).await.map_err(bind_err)?,
+            shared,
+            &plan,
+            node,
+        ),
+        NetKind::Zmq => start_on(
+            <ZmqTransport as SocketTransport>::listen(id, listen, opts).await.map_err(bind_err)?,
+            shared,
+            &plan,
+            node,
+        ),
     }
 }
 
@@ -75,52 +82,6 @@ struct NodeParts {
     durable: DurableState,
     storage: DiskStorage,
     seed: u64,
-}
-
-/// A socket transport a node can run on: what [`start_on`] needs of tcp and zmq alike.
-trait SocketTransport: Transport + Sized {
-    /// Listens on `listen`, knowing no peer yet.
-    async fn bind_for(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self>;
-    fn add_peer(&self, id: NodeId, addr: PeerAddr);
-    fn bound_addr(&self) -> SocketAddr;
-    fn stamp_advertise(&mut self, addr: Option<SocketAddr>);
-    fn wire_stats(&self) -> StatsHandle;
-}
-
-impl SocketTransport for TcpTransport {
-    async fn bind_for(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self> {
-        TcpTransport::bind(id, listen, BTreeMap::new(), opts).await
-    }
-    fn add_peer(&self, id: NodeId, addr: PeerAddr) {
-        self.set_peer(id, addr)
-    }
-    fn bound_addr(&self) -> SocketAddr {
-        self.local_addr()
-    }
-    fn stamp_advertise(&mut self, addr: Option<SocketAddr>) {
-        self.set_advertise(addr)
-    }
-    fn wire_stats(&self) -> StatsHandle {
-        self.stats_handle()
-    }
-}
-
-impl SocketTransport for ZmqTransport {
-    async fn bind_for(id: NodeId, listen: SocketAddr, opts: NetOptions) -> std::io::Result<Self> {
-        ZmqTransport::bind(id, listen, BTreeMap::new(), opts).await
-    }
-    fn add_peer(&self, id: NodeId, addr: PeerAddr) {
-        self.set_peer(id, addr)
-    }
-    fn bound_addr(&self) -> SocketAddr {
-        self.local_addr()
-    }
-    fn stamp_advertise(&mut self, addr: Option<SocketAddr>) {
-        self.set_advertise(addr)
-    }
-    fn wire_stats(&self) -> StatsHandle {
-        self.stats_handle()
-    }
 }
 
 /// Runs a node on a bound transport. Peers are given after binding, as they were
@@ -133,15 +94,15 @@ fn start_on<T: SocketTransport>(
 ) -> Result<Started, String> {
     let id = plan.id;
     for (&n, a) in shared.peers.iter().filter(|(&n, _)| n != id) {
-        t.add_peer(n, a.clone());
+        t.set_peer(n, a.clone());
     }
-    let addr = t.bound_addr();
+    let addr = t.local_addr();
     let advertise = advertised(addr, plan.advertise, plan.toward);
-    t.stamp_advertise(advertise);
+    t.set_advertise(advertise);
     if advertise.is_none() {
         tracing::warn!(node = %id, %addr, "listening on an unspecified address and no peer resolved: clients cannot be answered; give --advertise HOST:PORT");
     }
-    let stats = t.wire_stats();
+    let stats = t.stats_handle();
     let t = Faulty::new(t, shared.faults.clone());
     announce(&t, shared.peers.keys().copied());
     let actor = Actor { id, config: shared.config.clone(), durable: node.durable, seed: node.seed };
