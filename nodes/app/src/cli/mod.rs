@@ -24,6 +24,7 @@ use ballot_core::{Command, Reply, Tally};
 use ballot_runtime::client::{ClientError, ClientHandle, SubmitOptions};
 use ballot_transports::NetKind;
 use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -99,7 +100,45 @@ pub enum CliCommand {
 struct Outcome {
     code: u8,
     text: String,
-    json: serde_json::Value,
+    json: Answer,
+}
+
+/// What `--json` prints for every command: `ok`, then the fields that apply to it (the
+/// others are left out). Field names are part of the CLI's interface.
+#[derive(Default, serde::Serialize)]
+struct Answer {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slot: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tally: Option<BTreeMap<String, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidates: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reachable: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<status::StatusRow>>,
+}
+
+impl Answer {
+    /// A failure: `error` names it, `message` says it in a sentence.
+    fn failed(error: impl Into<String>, message: Option<String>) -> Answer {
+        Answer { error: Some(error.into()), message, ..Answer::default() }
+    }
 }
 
 /// Deadline of each call to discovery.
@@ -137,12 +176,12 @@ fn unreachable_outcome(e: ClientError, what: &str) -> Outcome {
         ClientError::NoQuorum => format!("{what}: not confirmed: no majority of acceptors answered in time; try again"),
         _ => format!("{what}: the cluster did not answer in time; check --peers and that a majority of nodes is up"),
     };
-    Outcome { code: 4, json: serde_json::json!({"ok": false, "error": e.to_string(), "message": text}), text }
+    Outcome { code: 4, json: Answer::failed(e.to_string(), Some(text.clone())), text }
 }
 
 /// A usage error: exit code 2.
 fn usage_outcome(text: String) -> Outcome {
-    Outcome { code: 2, json: serde_json::json!({"ok": false, "error": "usage", "message": text}), text }
+    Outcome { code: 2, json: Answer::failed("usage", Some(text.clone())), text }
 }
 
 /// The tally as aligned `name  votes` lines.
@@ -152,9 +191,8 @@ fn tally_text(tally: &Tally) -> String {
 }
 
 /// The tally for `--json`: `{ok, slot, tally: {name: votes}}`.
-fn tally_json(slot: u64, tally: &Tally) -> serde_json::Value {
-    let map: serde_json::Map<String, serde_json::Value> = tally.iter().map(|(c, n)| (c.clone(), (*n).into())).collect();
-    serde_json::json!({"ok": true, "slot": slot, "tally": map})
+fn tally_json(slot: u64, tally: &Tally) -> Answer {
+    Answer { ok: true, slot: Some(slot), tally: Some(tally.iter().cloned().collect()), ..Answer::default() }
 }
 
 /// The whole `main` of `ballot`.
@@ -207,7 +245,11 @@ pub fn main_with(args: CliArgs) -> ExitCode {
 /// Prints the outcome (JSON, or text on stdout or stderr) and exits with its code.
 fn finish(args: &CliArgs, outcome: Outcome) -> ExitCode {
     if args.json {
-        println!("{}", outcome.json);
+        println!(
+            "{}",
+            // Cannot fail: every field is a string, a number, a map with string keys or a list.
+            serde_json::to_string(&outcome.json).unwrap_or_default()
+        );
     } else if outcome.code == 0 {
         println!("{}", outcome.text);
     } else {

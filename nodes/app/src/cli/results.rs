@@ -4,7 +4,7 @@
 use super::connect::find_http;
 use super::status::fetch_statuses;
 use super::{
-    read_tally, status_deadline, tally_json, tally_text, unreachable_outcome, usage_outcome, CliArgs, Outcome,
+    read_tally, status_deadline, tally_json, tally_text, unreachable_outcome, usage_outcome, Answer, CliArgs, Outcome,
 };
 use ballot_core::{NodeId, Role, Tally};
 use ballot_runtime::client::ClientHandle;
@@ -39,7 +39,7 @@ pub(super) async fn results_local(args: &CliArgs, node: &str) -> Outcome {
         fetch_statuses(&one, status_deadline(args)).await.remove(&id).unwrap_or_else(|| Err("no answer".into()));
     let unreachable = |e: String| {
         let text = format!("results --local: {id} is unreachable: {e}");
-        Outcome { code: 4, json: serde_json::json!({"ok": false, "error": "unreachable", "message": text}), text }
+        Outcome { code: 4, json: Answer::failed("unreachable", Some(text.clone())), text }
     };
     match entry {
         Err(e) => unreachable(e),
@@ -48,9 +48,7 @@ pub(super) async fn results_local(args: &CliArgs, node: &str) -> Outcome {
             Some(t) => {
                 let tally: Tally = t.into_iter().collect();
                 let applied = e.applied.unwrap_or(0);
-                let mut json = tally_json(applied, &tally);
-                json["node"] = serde_json::json!(id.to_string());
-                json["applied"] = serde_json::json!(applied);
+                let json = Answer { node: Some(id.to_string()), applied: Some(applied), ..tally_json(applied, &tally) };
                 Outcome { code: 0, text: tally_text(&tally), json }
             }
         },

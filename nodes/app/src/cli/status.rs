@@ -1,7 +1,7 @@
 //! `ballot status`: every node's entry of its process's `/status` page, as a table.
 
 use super::connect::find_http;
-use super::{status_deadline, usage_outcome, CliArgs, Outcome};
+use super::{status_deadline, usage_outcome, Answer, CliArgs, Outcome};
 use ballot_core::NodeId;
 use ballot_operator::discovery::DiscoveryClient;
 use ballot_operator::pages::{NodeSummary, StatusPage};
@@ -57,7 +57,7 @@ async fn fetch_page(addr: PeerAddr, deadline: Duration) -> Result<StatusPage, St
 /// A node in the output of `ballot status --json`; its status fields are `null` when it
 /// is unreachable.
 #[derive(Serialize)]
-struct StatusRow {
+pub(super) struct StatusRow {
     node: String,
     role: String,
     http: Option<String>,
@@ -134,11 +134,11 @@ pub(super) async fn status(args: &CliArgs) -> Outcome {
         let why =
             statuses.values().find_map(|s| s.as_ref().err().cloned()).unwrap_or_else(|| "no nodes are known".into());
         let text = format!("status: no node answered ({} known; first: {why})", statuses.len());
-        return Outcome { code: 2, json: serde_json::json!({"ok": false, "error": text, "nodes": rows}), text };
+        return Outcome { code: 2, json: Answer { nodes: Some(rows), ..Answer::failed(text.clone(), None) }, text };
     }
     Outcome {
         code: 0,
         text: table(&rows),
-        json: serde_json::json!({"ok": true, "reachable": reachable, "nodes": rows}),
+        json: Answer { ok: true, reachable: Some(reachable), nodes: Some(rows), ..Answer::default() },
     }
 }

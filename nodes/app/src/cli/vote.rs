@@ -1,6 +1,6 @@
 //! `ballot vote`: one vote, under a request id that makes a retry the same vote.
 
-use super::{read_tally, submit_options, unreachable_outcome, CliArgs, Outcome};
+use super::{read_tally, submit_options, unreachable_outcome, Answer, CliArgs, Outcome};
 use ballot_core::{Command, Reply, VoteError};
 use ballot_runtime::client::{ClientError, ClientHandle};
 
@@ -13,7 +13,7 @@ pub(super) async fn vote(
 ) -> Outcome {
     if voter.trim().is_empty() {
         let text = "the voter id is empty: give --voter NAME".to_string();
-        return Outcome { code: 2, json: serde_json::json!({"ok": false, "error": "usage", "message": text}), text };
+        return Outcome { code: 2, json: Answer::failed("usage", Some(text.clone())), text };
     }
     let request_id = request_id.unwrap_or_else(|| format!("vote/{voter}/{candidate}"));
     let cmd = Command::Vote {
@@ -26,12 +26,12 @@ pub(super) async fn vote(
         Ok(Reply::Vote { slot, result: Ok(()), .. }) => Outcome {
             code: 0,
             text: format!("vote recorded (slot {slot})"),
-            json: serde_json::json!({"ok": true, "slot": slot, "request_id": request_id}),
+            json: Answer { ok: true, slot: Some(slot), request_id: Some(request_id), ..Answer::default() },
         },
         Ok(Reply::Vote { slot, result: Err(VoteError::AlreadyVoted), .. }) => Outcome {
             code: 3,
             text: format!("already voted: {voter} has a vote counted; one vote per voter"),
-            json: serde_json::json!({"ok": false, "error": "already_voted", "slot": slot, "request_id": request_id}),
+            json: Answer { slot: Some(slot), request_id: Some(request_id), ..Answer::failed("already_voted", None) },
         },
         Ok(Reply::Vote { slot, result: Err(VoteError::UnknownCandidate), .. }) => {
             let names = match read_tally(client, args).await {
@@ -41,20 +41,25 @@ pub(super) async fn vote(
             Outcome {
                 code: 3,
                 text: format!("unknown candidate '{candidate}': choose one of {names}"),
-                json: serde_json::json!({"ok": false, "error": "unknown_candidate", "slot": slot, "request_id": request_id}),
+                json: Answer { slot: Some(slot), request_id: Some(request_id), ..Answer::failed("unknown_candidate", None) },
             }
         }
         Ok(_) => unreachable_outcome(ClientError::Closed, "vote"),
         Err(ClientError::TooLarge { size, limit }) => Outcome {
             code: 3,
             text: format!("vote refused: it is {size} bytes and the cluster takes at most {limit}; use a shorter voter id or candidate name"),
-            json: serde_json::json!({"ok": false, "error": "too_large", "size": size, "limit": limit, "request_id": request_id}),
+            json: Answer {
+                size: Some(size),
+                limit: Some(limit),
+                request_id: Some(request_id),
+                ..Answer::failed("too_large", None)
+            },
         },
         Err(e) => {
             let text = format!(
                 "vote not confirmed ({e}): it may still count; retrying with --request-id {request_id} is safe and never counts twice"
             );
-            Outcome { code: 4, json: serde_json::json!({"ok": false, "error": e.to_string(), "request_id": request_id}), text }
+            Outcome { code: 4, json: Answer { request_id: Some(request_id), ..Answer::failed(e.to_string(), None) }, text }
         }
     }
 }
