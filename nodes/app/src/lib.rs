@@ -6,5 +6,7 @@
 //! - [`process`]: a node as an OS process: flags, transports, disk, signals.
 //! - [`cli`]: the `ballot` command: vote, results, candidates, status, interactive.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod cli;
 pub mod process;

@@ -35,12 +35,14 @@ mod results;
 mod status;
 mod vote;
 
+/// The `ballot` command line: where the cluster is, how to talk to it, and the command.
 #[derive(Parser, Debug)]
-#[command(name = "ballot", version, about = "Vote, and see results and cluster status")]
+#[command(name = "ballot", version, about = "Vote, and see results and cluster status", long_about = None)]
 pub struct CliArgs {
     /// Cluster nodes as name=host:port, comma-separated (the same list the nodes get).
     #[arg(long, value_delimiter = ',', global = true)]
     pub peers: Vec<String>,
+    /// The transport the cluster speaks: tcp or zmq.
     #[arg(long, default_value_t = NetKind::Tcp, global = true)]
     pub transport: NetKind,
     /// Give up after this long (each command).
@@ -63,16 +65,20 @@ pub struct CliArgs {
     /// `results --local` (added to what discovery lists).
     #[arg(long, value_delimiter = ',', global = true)]
     pub http_peers: Vec<String>,
+    /// What to do.
     #[command(subcommand)]
     pub cmd: CliCommand,
 }
 
+/// The commands of `ballot`.
 #[derive(Subcommand, Debug)]
 pub enum CliCommand {
     /// Cast a vote.
     Vote {
+        /// Who votes (one vote per voter).
         #[arg(long)]
         voter: String,
+        /// For whom.
         #[arg(long)]
         candidate: String,
         /// Name of this request; defaults to one derived from voter and candidate, so

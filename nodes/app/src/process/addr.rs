@@ -30,7 +30,7 @@ pub(super) struct AddrFlags {
 }
 
 impl AddrFlags {
-    pub fn parse(args: &NodeArgs) -> Result<AddrFlags, String> {
+    pub(crate) fn parse(args: &NodeArgs) -> Result<AddrFlags, String> {
         let flag = |name: &str, v: &Option<String>| -> Result<Option<PeerAddr>, String> {
             v.as_deref().map(|v| v.parse::<PeerAddr>().map_err(|e| format!("{name}: {e}"))).transpose()
         };
@@ -83,7 +83,7 @@ pub(super) async fn resolve_at_start(
 impl Resolved {
     /// One warning per peer outside this process whose name did not resolve: messages to
     /// it are dropped until it does.
-    pub fn warn_unresolved(&self, ours: &[NodeId]) {
+    pub(crate) fn warn_unresolved(&self, ours: &[NodeId]) {
         for (id, r) in &self.peers {
             if let Err(e) = r {
                 if !ours.contains(id) {
@@ -95,7 +95,7 @@ impl Resolved {
 
     /// Where this host's interface towards the others is (for a node on 0.0.0.0 without
     /// --advertise): the route to the first peer that resolved and is not in this process.
-    pub fn toward(&self, ours: &[NodeId]) -> Option<IpAddr> {
+    pub(crate) fn toward(&self, ours: &[NodeId]) -> Option<IpAddr> {
         self.peers
             .iter()
             .filter(|(id, _)| !ours.contains(id))
@@ -105,7 +105,11 @@ impl Resolved {
 
     /// Where node `id` of this process listens and what it advertises: `--listen` and
     /// `--advertise` for a process of one node, else its address in `--peers`.
-    pub fn endpoint_of(&self, id: NodeId, nodes_here: usize) -> Result<(SocketAddr, Option<SocketAddr>), String> {
+    pub(crate) fn endpoint_of(
+        &self,
+        id: NodeId,
+        nodes_here: usize,
+    ) -> Result<(SocketAddr, Option<SocketAddr>), String> {
         match self.listen {
             Some(l) if nodes_here == 1 => Ok((l, self.advertise)),
             _ => match &self.peers[&id] {

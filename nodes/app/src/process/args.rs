@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The flags of `ballot-node` (and `chaos node`): one node process.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "ballot-node", version, about = "Run one ballot node")]
+#[command(name = "ballot-node", version, about = "Run one ballot node", long_about = None)]
 pub struct NodeArgs {
     /// Node name (`proposer-1`), or its index when --role is given. Not used by
     /// `--role discovery`.
@@ -19,6 +20,7 @@ pub struct NodeArgs {
     /// from --peers), or discovery (the discovery server on --listen, nothing else).
     #[arg(long)]
     pub role: Option<RoleArg>,
+    /// The transport the cluster speaks: tcp or zmq.
     #[arg(long, default_value_t = NetKind::Tcp)]
     pub transport: NetKind,
     /// Address to listen on, IP:port or host:port (a name is resolved at start and the
@@ -45,6 +47,7 @@ pub struct NodeArgs {
     /// for `--role discovery`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The names one can vote for, comma-separated (the same list on every node).
     #[arg(long, value_delimiter = ',', default_value = "ada,grace,linus")]
     pub candidates: Vec<String>,
     /// Name of the cluster: a data dir of another cluster is refused.
@@ -62,6 +65,7 @@ pub struct NodeArgs {
     /// A follower runs for leader after a random silence in this range, ms.
     #[arg(long, default_value_t = 150)]
     pub election_min_ms: u64,
+    /// The upper end of that range, ms.
     #[arg(long, default_value_t = 300)]
     pub election_max_ms: u64,
     /// Largest frame accepted or sent, in bytes.
@@ -94,12 +98,18 @@ pub struct NodeArgs {
     pub trace_sample_ratio: Option<f64>,
 }
 
+/// What a node process runs (`--role`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
+    /// A proposer.
     Proposer,
+    /// An acceptor.
     Acceptor,
+    /// A learner.
     Learner,
+    /// All three roles, each at its own address.
     Replica,
+    /// The discovery server.
     Discovery,
 }
 

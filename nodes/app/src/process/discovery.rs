@@ -61,7 +61,7 @@ pub(super) struct Heartbeats {
 impl Heartbeats {
     /// Registers every member at `at` and heart-beats each from its own task; `http` is
     /// the HTTP address each registration carries.
-    pub fn start(at: &PeerAddr, members: Vec<Member>, http: Option<SocketAddr>) -> Heartbeats {
+    pub(crate) fn start(at: &PeerAddr, members: Vec<Member>, http: Option<SocketAddr>) -> Heartbeats {
         let client = DiscoveryClient::new(at.clone());
         let tasks = members
             .into_iter()
@@ -79,7 +79,7 @@ impl Heartbeats {
 
     /// Stops the beats and deregisters `nodes`, within [`DEREGISTER_DEADLINE`] in all
     /// (a discovery that does not answer only costs a warning).
-    pub async fn stop(self, nodes: &[NodeId]) {
+    pub(crate) async fn stop(self, nodes: &[NodeId]) {
         self.tasks.iter().for_each(|b| b.abort());
         let client = DiscoveryClient::new(self.at.clone()).with_deadline(DEREGISTER_DEADLINE);
         let gone = futures_util::future::join_all(nodes.iter().map(|&id| client.deregister(id)));
