@@ -25,7 +25,7 @@ impl NetKind {
     pub const ALL: [NetKind; 2] = [NetKind::Tcp, NetKind::Zmq];
 
     /// The name flags and logs use: `tcp` or `zmq`.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             NetKind::Tcp => "tcp",
             NetKind::Zmq => "zmq",

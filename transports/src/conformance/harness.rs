@@ -3,6 +3,7 @@
 
 use super::{within, Harness};
 use crate::envelope::Transport;
+use crate::kind::SocketTransport;
 use crate::link::{StatsHandle, WireStats};
 use crate::mem::MemNetwork;
 use crate::tcp::TcpTransport;
@@ -39,24 +40,37 @@ impl Harness for MemHarness {
     }
 }
 
-/// What [`NetHarness`] needs of a socket transport.
+/// What [`NetHarness`] needs of a socket transport: [`SocketTransport`], plus the raw
+/// framing the byte-level cases write.
 #[async_trait]
-pub trait NetNode: Transport + Sized {
+pub trait NetNode: SocketTransport {
     /// The transport's short name (`tcp`, `zmq`).
-    const NAME: &'static str;
+    const NAME: &'static str = Self::KIND.name();
     /// Binds `id` at `listen`, knowing `peers`.
     async fn bind_node(
         id: NodeId,
         listen: SocketAddr,
         peers: BTreeMap<NodeId, SocketAddr>,
         opts: NetOptions,
-    ) -> std::io::Result<Self>;
+    ) -> std::io::Result<Self> {
+        let t = Self::listen(id, listen, opts).await?;
+        for (peer, addr) in peers {
+            t.set_peer(peer, addr.into());
+        }
+        Ok(t)
+    }
     /// The address it listens on.
-    fn addr(&self) -> SocketAddr;
+    fn addr(&self) -> SocketAddr {
+        self.local_addr()
+    }
     /// Adds a peer or changes its address.
-    fn add_peer(&self, id: NodeId, addr: SocketAddr);
+    fn add_peer(&self, id: NodeId, addr: SocketAddr) {
+        self.set_peer(id, addr.into())
+    }
     /// Its counters, readable after it is dropped.
-    fn counters(&self) -> StatsHandle;
+    fn counters(&self) -> StatsHandle {
+        self.stats_handle()
+    }
     /// What a raw client sends before its first frame (a handshake; none for TCP).
     fn preamble() -> Vec<u8> {
         Vec::new()
@@ -67,48 +81,10 @@ pub trait NetNode: Transport + Sized {
     }
 }
 
-#[async_trait]
-impl NetNode for TcpTransport {
-    const NAME: &'static str = "tcp";
-    async fn bind_node(
-        id: NodeId,
-        listen: SocketAddr,
-        peers: BTreeMap<NodeId, SocketAddr>,
-        opts: NetOptions,
-    ) -> std::io::Result<Self> {
-        TcpTransport::bind(id, listen, peers, opts).await
-    }
-    fn addr(&self) -> SocketAddr {
-        self.local_addr()
-    }
-    fn add_peer(&self, id: NodeId, addr: SocketAddr) {
-        self.set_peer(id, addr)
-    }
-    fn counters(&self) -> StatsHandle {
-        self.stats_handle()
-    }
-}
+impl NetNode for TcpTransport {}
 
 #[async_trait]
 impl NetNode for ZmqTransport {
-    const NAME: &'static str = "zmq";
-    async fn bind_node(
-        id: NodeId,
-        listen: SocketAddr,
-        peers: BTreeMap<NodeId, SocketAddr>,
-        opts: NetOptions,
-    ) -> std::io::Result<Self> {
-        ZmqTransport::bind(id, listen, peers, opts).await
-    }
-    fn addr(&self) -> SocketAddr {
-        self.local_addr()
-    }
-    fn add_peer(&self, id: NodeId, addr: SocketAddr) {
-        self.set_peer(id, addr)
-    }
-    fn counters(&self) -> StatsHandle {
-        self.stats_handle()
-    }
     fn preamble() -> Vec<u8> {
         let mut p = zmtp::greeting().to_vec();
         p.extend(zmtp::ready("PUSH"));
