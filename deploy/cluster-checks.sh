@@ -76,11 +76,12 @@ wait_cluster() {
   wait_for 30 "a leader listed by discovery" curl -fsS -m 2 "$discovery/leader"
 }
 
-# vote N: voter-N votes, retried (same request id, so it never counts twice) until
-# recorded.
+# vote N: voter-N votes, retried under one request id (so it never counts twice) until
+# recorded. Without --request-id each command would be a new request (a random id), and a
+# retry of a vote that counted unconfirmed would be refused as a second vote.
 vote() {
   local voter="voter-$1" candidate="${candidates[$(($1 % 3))]}" deadline=$((SECONDS + 60)) out
-  until out=$(cli vote --voter "$voter" --candidate "$candidate" 2>&1); do
+  until out=$(cli vote --voter "$voter" --candidate "$candidate" --request-id "req-$voter" 2>&1); do
     [ "$SECONDS" -lt "$deadline" ] || fail "vote $voter -> $candidate: $out"
     sleep 1
   done
@@ -110,14 +111,31 @@ check_learners() {
   done
 }
 
+# check_authenticated LOGS...: every node's "listening" line names the transport's
+# mechanism (mutual TLS on tcp, CURVE on zmq), never insecure; LOGS is the command that
+# prints the nodes' logs.
+check_authenticated() {
+  local want n count
+  case "$BALLOT_TRANSPORT" in zmq) want=curve ;; *) want=mtls ;; esac
+  for n in "${!http[@]}"; do
+    count=$("$@" "$n" 2>&1 | grep -c "listening node=$n .*auth=\"$want\"" || true)
+    [ "$count" -ge 1 ] || fail "$n does not say it listens with auth=\"$want\""
+  done
+  say "every node listens with auth=\"$want\""
+}
+
 # The end-to-end story: votes, a repeated vote, the kill of an acceptor and of the leader,
 # votes again, and every vote counted exactly once. Leaves the name of the killed leader
 # in $leader.
 run_checks() {
   local i
   for i in 1 2 3 4 5 6; do vote "$i"; done
-  # The same vote again is the same request: answered, never counted twice.
-  cli vote --voter voter-1 --candidate "${candidates[1]}" >/dev/null
+  # The same request again is answered as the first time, never counted twice; a new
+  # request from the same voter is refused as a second vote (exit 3).
+  cli vote --voter voter-1 --candidate "${candidates[1]}" --request-id req-voter-1 >/dev/null
+  local rc=0 out
+  out=$(cli vote --voter voter-1 --candidate "${candidates[2]}" 2>&1) || rc=$?
+  [ "$rc" -eq 3 ] && echo "$out" | grep -q "already voted" || fail "a second vote of voter-1: exit $rc, $out"
   check_tally "6 votes, one repeated"
 
   leader=$(curl -fsS -m 2 "$discovery/leader" | jq -r .node)

@@ -68,5 +68,7 @@ kill_nodes() {
 
 wait_cluster 60
 say "cluster up in $((SECONDS - up_started)) s"
+node_log() { dc logs --no-color "$1"; }
+check_authenticated node_log
 run_checks
 say "PASS in $((SECONDS - start)) s ($BALLOT_TRANSPORT)"

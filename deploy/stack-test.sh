@@ -108,14 +108,14 @@ up_started=$SECONDS
 out=$(deploy/stack-file.sh | docker stack deploy --resolve-image never -c - "$stack" 2>&1) ||
   fail "docker stack deploy failed: $out"
 
-# The CLI in a one-off container on the stack's (attachable) network; it tells the nodes
-# its address there.
+# The CLI in a one-off container on the stack's (attachable) network, with the client
+# credentials from the stack's certs volume; it tells the nodes its address there.
 peers=$(sed -n 's/^x-peers: &peers "\(.*\)"$/\1/p' docker-compose.yml)
 [ -n "$peers" ] || fail "no x-peers line in docker-compose.yml"
 cli() {
-  timeout 120 docker run --rm --network "${stack}_ballot" --entrypoint /ballot "$BALLOT_IMAGE" \
-    --transport "$BALLOT_TRANSPORT" --peers "$peers" --discovery discovery:7000 --listen 0.0.0.0:0 \
-    --timeout-ms 15000 "$@"
+  timeout 120 docker run --rm --network "${stack}_ballot" -v "${stack}_certs:/certs:ro" --entrypoint /ballot \
+    "$BALLOT_IMAGE" --transport "$BALLOT_TRANSPORT" --peers "$peers" --discovery discovery:7000 \
+    --listen 0.0.0.0:0 --certs /certs --timeout-ms 15000 "$@"
 }
 task_of() { docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_$1"; }
 kill_nodes() {
@@ -127,6 +127,8 @@ address_of() { curl -fsS -m 2 "$discovery/members" | jq -r --arg n "$1" '.member
 
 wait_cluster 90
 say "stack up in $((SECONDS - up_started)) s"
+node_log() { docker service logs --raw "${stack}_$1"; }
+check_authenticated node_log
 before=$(address_of acceptor-1)
 run_checks
 

@@ -118,16 +118,19 @@ fn real_runtime() -> tokio::runtime::Runtime {
 }
 
 /// `voters` clients, each casting `per_voter` votes in turn, against a 3-proposer,
-/// 3-acceptor, 2-learner cluster of node processes with fsync on.
+/// 3-acceptor, 2-learner cluster of node processes with fsync on; with credentials
+/// (mutual TLS on tcp) unless `insecure`.
 pub fn proc_throughput(
     transport: TransportKind,
     voters: usize,
     per_voter: usize,
     seed: u64,
+    insecure: bool,
 ) -> Result<ProcFigures, String> {
     let rt = real_runtime();
     rt.block_on(async {
-        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
+        let spec = ClusterSpec { insecure, ..ClusterSpec::default() };
+        let c = Cluster::start(spec, seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
         c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
         let opts = VoteOptions { timeout: Some(Duration::from_secs(10)), ..VoteOptions::default() };
         let t0 = Instant::now();
@@ -166,7 +169,8 @@ pub fn proc_throughput(
 }
 
 /// Kill -9 the leader while `load` voters keep voting; time from the kill to the first
-/// vote committed after it, `trials` times. Returns the times in ms, sorted.
+/// vote committed after it, `trials` times. Returns the times in ms, sorted. Nodes run
+/// with credentials unless `insecure`.
 /// With `client_retry` set, the probe vote retries at the client's own period instead
 /// of every 20 ms: what a voter sees (client failover).
 pub fn failover(
@@ -175,10 +179,12 @@ pub fn failover(
     load: usize,
     seed: u64,
     client_retry: Option<Duration>,
+    insecure: bool,
 ) -> Result<Vec<f64>, String> {
     let rt = real_runtime();
     rt.block_on(async {
-        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
+        let spec = ClusterSpec { insecure, ..ClusterSpec::default() };
+        let c = Cluster::start(spec, seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
         c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
         let done = std::cell::Cell::new(false);
         let background = join_all((0..load).map(|v| {
@@ -229,8 +235,8 @@ pub fn failover(
 
 /// A learner that was down while `votes` votes were committed is restarted; returns the
 /// time from its restart until it has applied everything the other learner has (ms) and
-/// the number of slots it had to catch up.
-pub fn catch_up(transport: TransportKind, votes: usize, seed: u64) -> Result<(f64, u64), String> {
+/// the number of slots it had to catch up. Nodes run with credentials unless `insecure`.
+pub fn catch_up(transport: TransportKind, votes: usize, seed: u64, insecure: bool) -> Result<(f64, u64), String> {
     let rt = if transport == TransportKind::Mem {
         tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime")
     } else {
@@ -238,7 +244,8 @@ pub fn catch_up(transport: TransportKind, votes: usize, seed: u64) -> Result<(f6
     };
     let _g = rt.enter();
     rt.block_on(async {
-        let c = Cluster::start(ClusterSpec::default(), seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
+        let spec = ClusterSpec { insecure, ..ClusterSpec::default() };
+        let c = Cluster::start(spec, seed, EventLog::new(false), transport).await.map_err(|e| e.0)?;
         c.wait_for_leader(Duration::from_secs(10)).await.ok_or("no leader")?;
         let behind = c.config().learners[1];
         let ahead = c.config().learners[0];

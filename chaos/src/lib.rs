@@ -11,7 +11,9 @@
 //! - [`discovery`]: discovery in scenarios (the real process on tcp/zmq, the same registry
 //!   in-process on mem).
 //! - [`invariants`]: agreement, validity, durability, no double count, convergence.
-//! - [`script`]: the Rhai scenario API (the only module that knows Rhai).
+//! - [`script`]: the Rhai scenario API.
+//! - [`sandbox`]: the limits every script runs under (sizes, operations, nesting, no
+//!   `eval`, imports only from below the scenario's folder).
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
 //! - [`bench`]: throughput and scenario-suite figures for `chaos bench`.
 
@@ -24,6 +26,7 @@ pub mod invariants;
 pub mod mem_backend;
 pub mod proc_backend;
 pub mod runner;
+pub mod sandbox;
 pub mod script;
 
 pub use cluster::{Cluster, ClusterSpec, TransportKind, VoteOptions, VoteOutcome};

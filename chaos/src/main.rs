@@ -67,12 +67,32 @@ enum Cmd {
         /// tcp/zmq: skip the catch-up figure.
         #[arg(long)]
         skip_catch_up: bool,
+        /// tcp/zmq: the throughput figures with credentials (`on`: mutual TLS on tcp, CURVE on zmq),
+        /// without (`off`: nodes run --insecure), or both (`on,off`: interleaved over
+        /// --runs rounds, medians, and the ratio). Catch-up and failover use the first.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![Auth::On])]
+        auth: Vec<Auth>,
         /// tcp/zmq: the cost of tracing instead: votes/s of the first --voters figure with
         /// tracing off, and exporting to an in-process OTLP collector at 100% and 1%
         /// sampling, interleaved over --runs rounds (medians and ratios).
         #[arg(long)]
         tracing_cost: bool,
     },
+}
+
+/// `chaos bench --auth`: node processes with credentials or with `--insecure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Auth {
+    /// A fresh credentials folder per run: mutual TLS on tcp.
+    On,
+    /// `--insecure`.
+    Off,
+}
+
+impl std::fmt::Display for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if *self == Auth::On { "on" } else { "off" })
+    }
 }
 
 fn random_seed() -> u64 {
@@ -88,14 +108,20 @@ fn main() -> ExitCode {
         Cmd::Run { paths, transport, seed, log, junit, otlp_endpoint } => {
             (paths, transport, seed, log, junit, otlp_endpoint)
         }
-        Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost } => {
+        Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost, auth } => {
             if transport == TransportKind::Mem {
                 return bench(votes, &voters, runs.max(1), scenarios);
             }
             if cost {
                 return tracing_cost(transport, voters.first().copied().unwrap_or(64), runs.max(1));
             }
-            return bench_procs(transport, &voters, trials, skip_catch_up);
+            // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
+            let _telemetry = start_tracing(None);
+            let rounds = if auth.len() > 1 { runs.max(1) } else { 1 };
+            if let Err(code) = bench_throughput(transport, &voters, &auth, rounds) {
+                return code;
+            }
+            return bench_procs(transport, trials, skip_catch_up, auth.first() == Some(&Auth::Off));
         }
         Cmd::Node(args) => return ballot_app::process::main_with(*args),
     };
@@ -203,7 +229,7 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
             return ExitCode::from(2);
         }
     }
-    match bench::catch_up(TransportKind::Mem, 100_000, 13) {
+    match bench::catch_up(TransportKind::Mem, 100_000, 13, false) {
         Ok((ms, slots)) => println!(
             "catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"
         ),
@@ -317,33 +343,64 @@ fn tracing_cost(transport: TransportKind, voters: usize, rounds: usize) -> ExitC
     ExitCode::SUCCESS
 }
 
-fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usize, skip_catch_up: bool) -> ExitCode {
+/// The throughput figures on node processes: each of `voters` with each of `auth`,
+/// interleaved over `rounds` (medians of votes/s, p50 and p99), and with both `on` and
+/// `off` the ratio of secure to insecure votes/s.
+fn bench_throughput(
+    kind: ballot_chaos::TransportKind,
+    voters: &[usize],
+    auth: &[Auth],
+    rounds: usize,
+) -> Result<(), ExitCode> {
     use ballot_chaos::bench;
-    // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
-    let _telemetry = start_tracing(None);
     println!("chaos bench: {kind} node processes on 127.0.0.1, 3 proposers, 3 acceptors, 2 learners, fsync on");
-    for &n in voters {
-        let n = n.max(1);
-        let per = if n == 1 { 2000 } else { (64_000 / n).max(1) };
-        match bench::proc_throughput(kind, n, per, 11) {
-            Ok(f) => {
-                let not_ok: String = f.not_ok.iter().map(|(e, n)| format!(" {e}={n}")).collect();
-                println!(
-                    "voters={n:<4} committed={:<6} votes/s={:.0} latency p50={:.2}ms p99={:.2}ms{}",
-                    f.committed,
-                    f.votes_per_sec(),
-                    f.percentile(50.0),
-                    f.percentile(99.0),
-                    if not_ok.is_empty() { String::new() } else { format!(" not ok:{not_ok}") }
-                )
-            }
-            Err(e) => {
-                eprintln!("chaos: bench failed: {e}");
-                return ExitCode::from(1);
+    let mut figures: std::collections::BTreeMap<(usize, String), Vec<bench::ProcFigures>> = Default::default();
+    for round in 0..rounds {
+        for &n in voters {
+            let n = n.max(1);
+            let per = if n == 1 { 2000 } else { (64_000 / n).max(1) };
+            for &a in auth {
+                let f = bench::proc_throughput(kind, n, per, 11 + round as u64, a == Auth::Off).map_err(|e| {
+                    eprintln!("chaos: bench failed: {e}");
+                    ExitCode::from(1)
+                })?;
+                if rounds > 1 {
+                    println!("  round {round} voters={n} auth={a} votes/s={:.0}", f.votes_per_sec());
+                }
+                figures.entry((n, a.to_string())).or_default().push(f);
             }
         }
     }
-    match (!skip_catch_up).then(|| bench::catch_up(kind, 100_000, 13)) {
+    for &n in voters {
+        let n = n.max(1);
+        for &a in auth {
+            let runs = &figures[&(n, a.to_string())];
+            let f = &runs[0];
+            let not_ok: String = f.not_ok.iter().map(|(e, n)| format!(" {e}={n}")).collect();
+            println!(
+                "voters={n:<4} auth={a:<3} committed={:<6} votes/s={:.0} latency p50={:.2}ms p99={:.2}ms{}",
+                f.committed,
+                median(runs.iter().map(|f| f.votes_per_sec()).collect()),
+                median(runs.iter().map(|f| f.percentile(50.0)).collect()),
+                median(runs.iter().map(|f| f.percentile(99.0)).collect()),
+                if not_ok.is_empty() { String::new() } else { format!(" not ok:{not_ok}") }
+            );
+        }
+        if let (Some(on), Some(off)) = (figures.get(&(n, "on".into())), figures.get(&(n, "off".into()))) {
+            let rate = |v: &Vec<bench::ProcFigures>| median(v.iter().map(|f| f.votes_per_sec()).collect());
+            println!(
+                "voters={n:<4} secure/insecure votes/s = {:.2} (medians of {rounds} rounds)",
+                rate(on) / rate(off)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Catch-up and failover on node processes (`insecure`: nodes run --insecure).
+fn bench_procs(kind: ballot_chaos::TransportKind, trials: usize, skip_catch_up: bool, insecure: bool) -> ExitCode {
+    use ballot_chaos::bench;
+    match (!skip_catch_up).then(|| bench::catch_up(kind, 100_000, 13, insecure)) {
         None => {}
         Some(Ok((ms, slots))) => println!(
             "catch-up: a learner restarted 100,000 votes ({slots} slots) behind has caught up {ms:.0} ms after its restart (process start included)"
@@ -359,7 +416,7 @@ fn bench_procs(kind: ballot_chaos::TransportKind, voters: &[usize], trials: usiz
             ("failover (probe every 20 ms)", None),
             ("client failover (client's own retry period)", Some(client_retry)),
         ] {
-            match bench::failover(kind, trials, 8, 12, retry) {
+            match bench::failover(kind, trials, 8, 12, retry, insecure) {
                 Ok(t) => println!(
                     "{what}: kill -9 of the leader under 8 voters' load -> next committed vote: trials={} p50={:.0}ms p99={:.0}ms min={:.0}ms max={:.0}ms",
                     t.len(),

@@ -4,9 +4,9 @@
 use crate::cluster::Fault;
 use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
-use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Role, Status, Storage};
+use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Refusal, Role, Status, Storage};
 use ballot_operator::control::FaultCommand;
-use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, NodeOptions, Observer};
+use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, NodeMetrics, NodeOptions, Observer};
 use ballot_transports::{EventLog, LinkFaults, MemNetwork};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -18,6 +18,14 @@ struct Slot {
     handle: Option<NodeHandle>,
     paused: bool,
     incarnation: u64,
+    /// The counters of every incarnation so far (they outlive its task).
+    metrics: Vec<Arc<NodeMetrics>>,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0, metrics: Vec::new() }
+    }
 }
 
 /// Every node of a cluster as a task on the scenario's runtime, over one in-memory
@@ -53,11 +61,11 @@ impl MemBackend {
         discovery: Option<Arc<MemDiscovery>>,
     ) -> (Self, ClientHandle) {
         let net = MemNetwork::new(mix(seed), log.clone());
-        let client = ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone());
-        let slots = config
-            .nodes()
-            .map(|id| (id, Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0 }))
-            .collect();
+        let client =
+            ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone(), config.nodes().collect());
+        // Request ids reach the event log: drawn from the run's seed, so it replays.
+        client.seed_request_ids(mix(seed ^ 0x00C1_1E47));
+        let slots = config.nodes().map(|id| (id, Slot::new())).collect();
         let backend = MemBackend { config, seed, net, log, slots: RefCell::new(slots), recorder, discovery };
         for id in backend.config.nodes().collect::<Vec<_>>() {
             backend.start_node(id);
@@ -98,8 +106,33 @@ impl MemBackend {
         if let Some(d) = &self.discovery {
             d.spawn_heartbeat(id, handle.controller());
         }
+        slot.metrics.push(handle.metrics());
         slot.handle = Some(handle);
         slot.paused = false;
+    }
+
+    /// Send `msg` to `to` as `from`, from outside the cluster (a test's forgery).
+    #[doc(hidden)]
+    pub fn forge_for_test(&self, from: NodeId, to: NodeId, msg: ballot_core::Message) {
+        // Injected, not sent through a registered transport: registering `from` would
+        // take over the inbox of the real node of that name.
+        self.net.inject_for_test(ballot_transports::Envelope::new(from, to, msg));
+    }
+
+    /// What each node refused so far, over all its incarnations: `(node, reason, count)`
+    /// for every count above zero.
+    pub fn refusals(&self) -> Vec<(NodeId, Refusal, u64)> {
+        let mut out = Vec::new();
+        for (&id, slot) in self.slots.borrow().iter() {
+            let mut sum = [0u64; Refusal::ALL.len()];
+            for m in &slot.metrics {
+                for (i, (_, n)) in m.snapshot().refused.iter().enumerate() {
+                    sum[i] += n;
+                }
+            }
+            out.extend(Refusal::ALL.iter().zip(sum).filter(|(_, n)| *n > 0).map(|(&r, n)| (id, r, n)));
+        }
+        out
     }
 
     /// The in-process discovery registry, when the cluster has one.
@@ -136,9 +169,7 @@ impl MemBackend {
 
     /// Start a node that was not in the configuration (a learner joining).
     pub fn add(&self, id: NodeId) {
-        self.slots
-            .borrow_mut()
-            .insert(id, Slot { storage: MemStorage::new(), handle: None, paused: false, incarnation: 0 });
+        self.slots.borrow_mut().insert(id, Slot::new());
         self.start_node(id);
     }
 
@@ -162,6 +193,14 @@ impl MemBackend {
         slot.paused = false;
     }
 
+    /// Runs `id`'s timers at `factor` times the true rate, when it is running (a paused
+    /// node takes it when it resumes). The factor passed `check_clock_rate`.
+    pub fn set_clock_rate(&self, id: NodeId, factor: f64) {
+        if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
+            h.controller().set_clock_rate(factor);
+        }
+    }
+
     /// Applies a checked fault to the network as it is: [`Fault::new`] did the checking.
     pub fn fault(&self, fault: &Fault) {
         let current = self.net.default_faults();
@@ -176,6 +215,7 @@ impl MemBackend {
                 let d = (Duration::from_millis(*min_ms), Duration::from_millis(*max_ms));
                 self.net.set_default_faults(LinkFaults { delay: Some(d), ..current })
             }
+            FaultCommand::Messages(rule) => self.net.add_rule(rule.clone()),
         }
     }
 
@@ -218,6 +258,7 @@ impl MemBackend {
             ("dropped_down", s.dropped_down),
             ("duplicated", s.duplicated),
             ("dropped_oversized", s.dropped_oversized),
+            ("dropped_rule", s.dropped_rule),
         ])
     }
 

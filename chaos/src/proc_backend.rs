@@ -7,6 +7,15 @@
 //! sockets stay up; messages are discarded on their way out and in). Every node learns the
 //! current faults again when it restarts or resumes.
 //!
+//! Every run makes a fresh credentials folder in its run folder (`certs/`, made as `ballot
+//! certs` makes them, see [`ballot_transports::auth`], for the configured nodes and
+//! [`SPARE_LEARNERS`] learners that may join): every node and discovery get `--certs`
+//! (mutual TLS on tcp, CURVE on zmq, tokens on the control channel and discovery), and the
+//! client here runs as the `client` identity and sends the operator's token, so every
+//! scenario runs on an authenticated cluster without knowing it. A learner added past the
+//! spares gets its own credentials from the same CA then. `ClusterSpec::insecure` runs
+//! the nodes with `--insecure` instead (for `chaos bench --auth off`).
+//!
 //! No orphans: every child is killed and reaped when the backend is dropped (pass, fail,
 //! script error, panic), and is started with PR_SET_PDEATHSIG so the kernel kills it if
 //! chaos itself dies (Ctrl-C, SIGKILL).
@@ -17,6 +26,7 @@ use ballot_core::{Config, NodeId, Status};
 use ballot_operator::control::{ControlClient, ControlReply, ControlRequest};
 use ballot_operator::discovery::DiscoveryClient;
 use ballot_runtime::ClientHandle;
+use ballot_transports::auth::{self, Credentials, Identity};
 use ballot_transports::NetKind;
 use ballot_transports::{EventLog, NetOptions, TcpTransport, ZmqTransport};
 use std::cell::RefCell;
@@ -31,6 +41,8 @@ use std::time::Duration;
 const START_DEADLINE: Duration = Duration::from_secs(15);
 /// Deadline of one control request.
 const CONTROL_DEADLINE: Duration = Duration::from_millis(1000);
+/// Learners beyond the configured ones that a run's credentials cover (`add_learner`).
+pub const SPARE_LEARNERS: u16 = 4;
 
 struct Proc {
     child: Option<Child>,
@@ -56,6 +68,24 @@ pub struct ProcBackend {
     log: EventLog,
     /// The discovery process, when the cluster has one: its address and process.
     discovery: Option<(SocketAddr, RefCell<Option<Child>>)>,
+    /// The run's credentials folder (`--certs` of every node); `None` runs the nodes with
+    /// `--insecure`.
+    certs: Option<PathBuf>,
+    /// The operator's token, the first frame of every control connection (`None`:
+    /// insecure, the channel is open).
+    operator_token: Option<String>,
+}
+
+/// Writes the run's credentials into `dir`: every configured node, [`SPARE_LEARNERS`]
+/// more learners, a client and the operator. Returns the client's credentials (for the
+/// backend's own client transport) and the operator's token.
+fn make_credentials(dir: &Path, config: &Config) -> Result<(Arc<Credentials>, String), String> {
+    let spare = (1..=SPARE_LEARNERS).map(|i| NodeId::learner(config.learners.len() as u16 + i));
+    let ids: Vec<NodeId> = config.nodes().chain(spare).collect();
+    ballot_transports::auth::generate(dir, &ids).map_err(|e| format!("cannot make the run's credentials: {e}"))?;
+    let load = |who| Credentials::load(dir, who).map_err(|e| e.to_string());
+    let operator = load(Identity::Operator)?;
+    Ok((Arc::new(load(Identity::Client)?), operator.token))
 }
 
 /// How to start a node: `BALLOT_NODE_BIN`, else this `chaos` binary's `node` command, else
@@ -100,14 +130,15 @@ fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
 
 impl ProcBackend {
     /// Start every node (and discovery, when asked) as a process under a new run folder,
-    /// and a client, and wait until every node answers on its control channel.
+    /// and a client, and wait until every node answers on its control channel. `secure`:
+    /// with a fresh credentials folder (else `--insecure`).
     pub async fn start(
         config: Arc<Config>,
         kind: NetKind,
         seed: u64,
         log: EventLog,
         recorder: Arc<Mutex<Recorder>>,
-        with_discovery: bool,
+        (with_discovery, secure): (bool, bool),
     ) -> Result<(Self, ClientHandle), String> {
         let program = node_program()?;
         static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -119,22 +150,31 @@ impl ProcBackend {
         let addrs: BTreeMap<NodeId, (SocketAddr, SocketAddr)> =
             ids.iter().enumerate().map(|(i, &id)| (id, (ports[2 * i], ports[2 * i + 1]))).collect();
         let peers: BTreeMap<NodeId, SocketAddr> = addrs.iter().map(|(&id, &(a, _))| (id, a)).collect();
+        let certs = secure.then(|| run_dir.join("certs"));
+        // The client proves the `client` identity as the nodes prove theirs.
+        let mut client_opts = NetOptions::default();
+        let mut operator_token = None;
+        if let Some(dir) = &certs {
+            let (client_creds, token) = make_credentials(dir, &config)?;
+            client_opts.credentials = Some(client_creds);
+            operator_token = Some(token);
+        }
         let client_id = NodeId::client(1);
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let (client, client_addr) = match kind {
             NetKind::Tcp => {
-                let t = TcpTransport::bind(client_id, any, peers, NetOptions::default())
+                let t = TcpTransport::bind(client_id, any, peers, client_opts)
                     .await
                     .map_err(|e| format!("client cannot listen: {e}"))?;
                 let a = t.local_addr();
-                (ClientHandle::spawn(t, config.proposers.clone()), a)
+                (ClientHandle::spawn(t, config.proposers.clone(), ids.clone()), a)
             }
             NetKind::Zmq => {
-                let t = ZmqTransport::bind(client_id, any, peers, NetOptions::default())
+                let t = ZmqTransport::bind(client_id, any, peers, client_opts)
                     .await
                     .map_err(|e| format!("client cannot listen: {e}"))?;
                 let a = t.local_addr();
-                (ClientHandle::spawn(t, config.proposers.clone()), a)
+                (ClientHandle::spawn(t, config.proposers.clone(), ids.clone()), a)
             }
         };
         let procs = ids.iter().map(|&id| (id, Proc { child: None, paused: false, incarnation: 0 })).collect();
@@ -152,6 +192,8 @@ impl ProcBackend {
             pulled: RefCell::new(BTreeMap::new()),
             log,
             discovery: None,
+            certs,
+            operator_token,
         };
         let mut backend = backend;
         if with_discovery {
@@ -171,6 +213,14 @@ impl ProcBackend {
     /// The run folder: every node's data dir and log file.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// `--certs DIR` of every process of the run, or `--insecure`.
+    fn certs_args(&self) -> Vec<std::ffi::OsString> {
+        match &self.certs {
+            Some(dir) => vec!["--certs".into(), dir.clone().into_os_string()],
+            None => vec!["--insecure".into()],
+        }
     }
 
     fn spawn(&self, id: NodeId) -> Result<(), String> {
@@ -222,6 +272,7 @@ impl ProcBackend {
                     .map(|(a, _)| vec!["--discovery".to_string(), a.to_string()])
                     .unwrap_or_default(),
             )
+            .args(self.certs_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -239,7 +290,7 @@ impl ProcBackend {
         let control = self.addrs.borrow()[&id].1;
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
         loop {
-            if let Ok(mut c) = ControlClient::connect(control).await {
+            if let Ok(mut c) = ControlClient::connect(control, self.operator_token.as_deref()).await {
                 if let Ok(ControlReply::Ok) = c.request(&ControlRequest::Ping, CONTROL_DEADLINE).await {
                     return self.sync_faults(id).await;
                 }
@@ -267,7 +318,7 @@ impl ProcBackend {
             return None;
         }
         let addr = self.addrs.borrow().get(&id)?.1;
-        let mut c = ControlClient::connect(addr).await.ok()?;
+        let mut c = ControlClient::connect(addr, self.operator_token.as_deref()).await.ok()?;
         c.request(req, CONTROL_DEADLINE).await.ok()
     }
 
@@ -338,6 +389,12 @@ impl ProcBackend {
         }
     }
 
+    /// Tells `id` to run its timers at `factor` times the true rate, over its control
+    /// channel; a node that is down or paused gets it from the cluster when it comes back.
+    pub async fn set_clock_rate(&self, id: NodeId, factor: f64) {
+        let _ = self.control(id, &ControlRequest::ClockRate { factor }).await;
+    }
+
     /// Sends a checked fault to every node's control channel as it is: [`Fault::new`] did
     /// the checking.
     pub async fn fault(&self, fault: &Fault) {
@@ -375,6 +432,11 @@ impl ProcBackend {
     /// its own data dir; the others learn its address from its first messages.
     pub async fn add(&self, id: NodeId) -> Result<(), String> {
         let ports = free_ports(2).map_err(|e| format!("cannot find free ports: {e}"))?;
+        // Past the spare learners made at the start, a joining node gets its own
+        // credentials now (its CURVE key then reaches only nodes started later).
+        if let Some(dir) = self.certs.as_ref().filter(|dir| Credentials::load(dir, Identity::of(id)).is_err()) {
+            auth::issue(dir, Identity::of(id)).map_err(|e| format!("cannot make credentials for {id}: {e}"))?;
+        }
         self.addrs.borrow_mut().insert(id, (ports[0], ports[1]));
         self.procs.borrow_mut().insert(id, Proc { child: None, paused: false, incarnation: 0 });
         self.spawn(id)?;
@@ -455,6 +517,7 @@ impl ProcBackend {
         cmd.args(&self.program.1)
             .args(["--role", "discovery", "--listen"])
             .arg(addr.to_string())
+            .args(self.certs_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));

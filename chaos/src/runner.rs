@@ -105,10 +105,10 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
         printed: Vec::new(),
         run_dir: None,
     };
-    let source = match std::fs::read_to_string(path) {
+    let source = match read_script(path) {
         Ok(s) => s,
         Err(e) => {
-            result.verdict = Verdict::ScriptError(format!("{display}: cannot read: {e}"));
+            result.verdict = Verdict::ScriptError(format!("{display}: {e}"));
             return result;
         }
     };
@@ -137,7 +137,8 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
         stop: RefCell::new(None),
         printed: RefCell::new(Vec::new()),
     });
-    let engine = script::engine(&ctx);
+    let mut engine = script::engine(&ctx);
+    crate::sandbox::confine(&mut engine, path, &ctx);
     let _guard = ctx.rt.enter();
     // With tracing on, the scenario is the root span of its trace and every step a child
     // (script.rs); disabled (and free) otherwise.
@@ -158,6 +159,16 @@ pub fn run_scenario(path: &Path, cfg: &RunConfig) -> ScenarioResult {
     ctx.clusters.borrow_mut().clear();
     result.wall_secs = wall.elapsed().as_secs_f64();
     result
+}
+
+/// The script's text, refused past [`crate::sandbox::MAX_SCRIPT_BYTES`] before it is read.
+fn read_script(path: &Path) -> Result<String, String> {
+    let max = crate::sandbox::MAX_SCRIPT_BYTES;
+    let len = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?.len();
+    if len > max {
+        return Err(format!("the script is {len} bytes, over the {max} byte limit"));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// Compile and run the script, then check every cluster's invariants at the end.
@@ -229,7 +240,8 @@ fn classify(file: &str, err: &EvalAltResult, stop: Option<StopKind>) -> Verdict 
     // and the line.
     let mut inner = err;
     let mut pos = err.position();
-    while let EvalAltResult::ErrorInFunctionCall(_, _, e, p) = inner {
+    // So are errors in an imported module (their text would span two lines).
+    while let EvalAltResult::ErrorInFunctionCall(_, _, e, p) | EvalAltResult::ErrorInModule(_, e, p) = inner {
         if !p.is_none() {
             pos = *p;
         }
@@ -250,6 +262,18 @@ fn classify(file: &str, err: &EvalAltResult, stop: Option<StopKind>) -> Verdict 
         EvalAltResult::ErrorRuntime(..) => Verdict::Fail(msg),
         EvalAltResult::ErrorTooManyOperations(_) => {
             Verdict::ScriptError(format!("{file}{line}: the script ran too long (endless loop?)"))
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => Verdict::ScriptError(format!(
+            "{file}{line}: {} over the script limits ({})",
+            crate::sandbox::what_grew(what),
+            crate::sandbox::limits_line()
+        )),
+        EvalAltResult::ErrorStackOverflow(_) => Verdict::ScriptError(format!(
+            "{file}{line}: calls nested deeper than {} levels",
+            crate::sandbox::MAX_CALL_LEVELS
+        )),
+        EvalAltResult::ErrorTooManyModules(_) => {
+            Verdict::ScriptError(format!("{file}{line}: more than {} modules imported", crate::sandbox::MAX_MODULES))
         }
         _ => Verdict::ScriptError(msg),
     }

@@ -68,6 +68,10 @@ fn broken_scripts_exit_2_with_file_line() {
         ("wrong_type.rhai", 3, "vote"),
         ("unknown_function.rhai", 2, "explode"),
         ("bad_option.rhai", 1, "unknown cluster option 'learner'"),
+        ("unknown_message_type.rhai", 3, "drop_messages: unknown message type 'Acept': one of Request, Replies,"),
+        ("bad_rule_key.rhai", 2, "delay_messages: unknown key 'count': use type, from, to, slot, ms"),
+        ("bad_clock_rate.rhai", 3, "clock_rate takes a factor from 0.1 to 10 (1.0 is a true clock), not 0"),
+        ("clock_rate_unknown_node.rhai", 2, "unknown node 'proposer-9'"),
     ] {
         let o = chaos(&["run", &fixture(file), "--seed", "1"]);
         let out = stdout(&o);

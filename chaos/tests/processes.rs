@@ -99,9 +99,20 @@ fn no_node_outlives_a_pass_a_failure_or_a_broken_script() {
 }
 
 fn stop_chaos_mid_run(signal: i32) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = chaos();
+    // A shell without job control starts background commands with SIGINT ignored, and
+    // that is inherited: chaos started under one would never see the Ctrl-C. Give it the
+    // default action, as a terminal would.
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut child = Guard(
-        chaos()
-            .args(["run", "chaos/tests/fixtures/long_running.rhai", "--transport", "tcp", "--seed", "4"])
+        cmd.args(["run", "chaos/tests/fixtures/long_running.rhai", "--transport", "tcp", "--seed", "4"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -118,7 +129,11 @@ fn stop_chaos_mid_run(signal: i32) {
     unsafe {
         libc::kill(pid as libc::pid_t, signal);
     }
-    let _ = child.0.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.0.try_wait().expect("wait for chaos").is_none() {
+        assert!(std::time::Instant::now() < deadline, "chaos did not exit within 30 s of signal {signal}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(survivors(pid), Vec::<u32>::new(), "signal {signal}: node processes left behind");
 }
 

@@ -79,3 +79,33 @@ fn each_liveness_scenario_fails_without_its_rule() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On mem nobody forges, so a message one node refuses for breaking a sender rule was
+/// sent by another node of ours: the run fails on it and names the node and the reason.
+/// (The check found joined learners sending `Progress` to acceptors in learner_join.rhai.)
+/// A refusal a client may honestly cause, a vote over its limits, does not fail the run.
+#[test]
+fn a_message_refused_for_its_sender_fails_a_run_on_mem() {
+    use ballot_chaos::cluster::{Cluster, ClusterSpec, TransportKind};
+    use ballot_core::{Command, Message, NodeId};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("runtime");
+    rt.block_on(async {
+        let log = ballot_transports::EventLog::new(false);
+        let c = Cluster::start(ClusterSpec::default(), 5, log, TransportKind::Mem).await.expect("cluster");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let leader = c.leader().await.expect("a leader within 2 s of virtual time");
+        let long = Command::Vote {
+            request_id: "r".into(),
+            client: NodeId::client(7),
+            voter: "v".repeat(ballot_core::MAX_VOTER_BYTES + 1),
+            candidate: "ada".into(),
+        };
+        c.forge_for_test(NodeId::client(7), leader, Message::Request(vec![long]));
+        assert_eq!(c.check().await, Vec::<String>::new(), "a client's vote over its limits is no bug of ours");
+        c.forge_for_test(NodeId::learner(9), NodeId::acceptor(1), Message::Progress { applied: 0 });
+        c.forge_for_test(NodeId::proposer(1), NodeId::learner(1), Message::Learn { entries: Vec::new() });
+        let got = c.check().await.join("; ");
+        assert!(got.contains("acceptor-1 refused 1 message(s) as not_a_configured_learner"), "{got}");
+        assert!(got.contains("learner-1 refused 1 message(s) as not_an_acceptor"), "{got}");
+    });
+}

@@ -1,10 +1,11 @@
 //! The acceptor: promises and accepts, and remembers both durably.
 
 use crate::actor::{Actor, Status};
+use crate::auth::{check_sender, Refusal};
 use crate::command::value_size;
-use crate::config::Config;
+use crate::config::{Config, MAX_JOINED_LEARNERS};
 use crate::effect::{Outbox, Timer};
-use crate::ids::{Ballot, NodeId, Role};
+use crate::ids::{Ballot, NodeId};
 use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,8 +23,8 @@ pub struct Acceptor {
     to_proposers: BTreeMap<NodeId, (Ballot, Vec<u64>)>,
     to_learners: Vec<AcceptedEntry>,
     /// Learners that joined after the cluster was configured (they asked to catch up):
-    /// they get `Learn` messages too. Learners never count toward a quorum, so a joiner
-    /// cannot change what is chosen.
+    /// they get `Learn` messages too, at most [`MAX_JOINED_LEARNERS`] of them. Learners
+    /// never count toward a quorum, so a joiner cannot change what is chosen.
     joined: BTreeSet<NodeId>,
     /// Leader stickiness: the highest ballot whose own proposer was heard (a heartbeat or
     /// an accept at a ballot at least our promise) in the current lease period, and in the
@@ -147,8 +148,12 @@ impl Actor for Acceptor {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
+        if let Err(reason) = check_sender(&self.config, self.id, from, &msg) {
+            out.refuse(from, msg.kind(), reason);
+            return;
+        }
         match msg {
-            Message::Prepare { ballot, req, from_slot, to_slot } if from.role == Role::Proposer => {
+            Message::Prepare { ballot, req, from_slot, to_slot } => {
                 // The leader's lease: refuse to be taken over by anyone but the leader
                 // itself while the leader is heard (the Nack names the leader's ballot).
                 let lease = self.lease.max(self.heard_leader);
@@ -167,7 +172,7 @@ impl Actor for Acceptor {
                     out.send(from, Message::Nack { ballot, promised: self.promised });
                 }
             }
-            Message::Heartbeat { ballot, .. } if from.role == Role::Proposer => {
+            Message::Heartbeat { ballot, .. } => {
                 // Check-quorum: the leader counts this answer as "a majority still hears
                 // me"; a stale leader is told it was overtaken.
                 if ballot >= self.promised {
@@ -177,7 +182,7 @@ impl Actor for Acceptor {
                     out.send(from, Message::Nack { ballot, promised: self.promised });
                 }
             }
-            Message::Accept { ballot, slot, value } if from.role == Role::Proposer => {
+            Message::Accept { ballot, slot, value } => {
                 if ballot < self.promised {
                     out.send(from, Message::Nack { ballot, promised: self.promised });
                     return;
@@ -204,8 +209,12 @@ impl Actor for Acceptor {
                 entry.1.push(slot);
                 self.to_learners.push(AcceptedEntry { slot, ballot, value });
             }
-            Message::CatchUp { applied } if from.role == Role::Learner => {
-                if !self.config.learners.contains(&from) {
+            Message::CatchUp { applied } => {
+                if !self.config.learners.contains(&from) && !self.joined.contains(&from) {
+                    if self.joined.len() >= MAX_JOINED_LEARNERS {
+                        out.refuse(from, "CatchUp", Refusal::TooManyLearners);
+                        return;
+                    }
                     self.joined.insert(from);
                 }
                 let (entries, _) = self.page(applied.saturating_add(1), u64::MAX, self.config.timing.catch_up_batch);
@@ -213,11 +222,11 @@ impl Actor for Acceptor {
                     out.send(from, Message::Learn { entries });
                 }
             }
-            Message::Progress { applied } if self.config.learners.contains(&from) => {
+            Message::Progress { applied } => {
                 self.learner_applied.insert(from, applied);
                 self.compact(out);
             }
-            // Anything else is not for an acceptor, or is stale: ignore it.
+            // `Hello`: nothing to do (the sender rule refused every other kind).
             _ => {}
         }
     }
@@ -543,10 +552,16 @@ mod tests {
         assert!(out.is_empty());
         a.on_message(NodeId::learner(2), Message::Progress { applied: 5 }, &mut out);
         assert!(out.is_empty());
-        // A learner that is not configured does not count.
+        // A learner that is not configured does not count: it is refused.
         a.on_message(NodeId::learner(9), Message::Progress { applied: 0 }, &mut out);
         a.on_message(NodeId::learner(2), Message::Progress { applied: 20 }, &mut out);
-        assert_eq!(out.take(), vec![Effect::Persist(PersistOp::Compact { upto: 20 })]);
+        assert_eq!(
+            out.take(),
+            vec![
+                Effect::Refused { from: NodeId::learner(9), kind: "Progress", reason: Refusal::NotAConfiguredLearner },
+                Effect::Persist(PersistOp::Compact { upto: 20 })
+            ]
+        );
         assert!(a.accepted(20).is_none() && a.accepted(21).is_some());
         // Phase 1 from slot 1 hears the mark and gets only what is left.
         a.on_message(
@@ -616,7 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_from_wrong_roles_are_ignored() {
+    fn messages_from_wrong_roles_are_refused() {
         let mut a = acceptor();
         let mut out = Outbox::new();
         a.on_message(
@@ -630,7 +645,13 @@ mod tests {
             &mut out,
         );
         a.flush(&mut out);
-        assert!(out.is_empty());
+        assert_eq!(
+            out.take(),
+            vec![
+                Effect::Refused { from: NodeId::client(1), kind: "Prepare", reason: Refusal::NotAProposer },
+                Effect::Refused { from: NodeId::learner(1), kind: "Accept", reason: Refusal::NotAProposer },
+            ]
+        );
         assert_eq!(a.promised(), Ballot::ZERO);
     }
 

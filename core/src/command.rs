@@ -39,6 +39,41 @@ pub enum Command {
 /// value and every message that carries one stays far below the frame limit.
 pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
+/// Longest voter id, in bytes. The ballot box keeps every counted voter's id for good,
+/// so its length bounds what one vote costs a learner's memory and snapshot.
+pub const MAX_VOTER_BYTES: usize = 256;
+
+/// Longest candidate name a command may carry, in bytes (a longer one can never be a
+/// configured candidate, so it is refused before it reaches the log).
+pub const MAX_CANDIDATE_BYTES: usize = 256;
+
+/// Longest request id, in bytes. The ballot box keeps the first outcome of every vote
+/// request under its id for good (that is what makes a retry safe), so this bounds the
+/// memory each vote costs. The runtime client's ids are about 45 bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// A command field over its limit ([`MAX_VOTER_BYTES`], [`MAX_CANDIDATE_BYTES`],
+/// [`MAX_REQUEST_ID_BYTES`]): the command is refused, never proposed or applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the {field} is {len} bytes and the cluster takes at most {limit}")]
+pub struct TooLong {
+    /// Which field: `voter id`, `candidate name` or `request id`.
+    pub field: &'static str,
+    /// Its length, in bytes.
+    pub len: usize,
+    /// The most the cluster takes, in bytes.
+    pub limit: usize,
+}
+
+impl TooLong {
+    fn check(field: &'static str, value: &str, limit: usize) -> Result<(), TooLong> {
+        if value.len() > limit {
+            return Err(TooLong { field, len: value.len(), limit });
+        }
+        Ok(())
+    }
+}
+
 /// Bytes a command or value costs on the wire beyond its strings (field tags, lengths,
 /// node id): an upper bound, so sums of [`Command::size`] never undercount.
 const COMMAND_OVERHEAD: usize = 32;
@@ -51,6 +86,23 @@ impl Command {
                 Command::Vote { request_id, voter, candidate, .. } => request_id.len() + voter.len() + candidate.len(),
                 Command::Read { request_id, .. } => request_id.len(),
             }
+    }
+
+    /// The first field over its limit, if any: voter, candidate, request id.
+    pub fn check_lengths(&self) -> Result<(), TooLong> {
+        if let Command::Vote { voter, candidate, .. } = self {
+            TooLong::check("voter id", voter, MAX_VOTER_BYTES)?;
+            TooLong::check("candidate name", candidate, MAX_CANDIDATE_BYTES)?;
+        }
+        TooLong::check("request id", self.request_id(), MAX_REQUEST_ID_BYTES)
+    }
+
+    /// `Vote` or `Read`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Vote { .. } => "Vote",
+            Command::Read { .. } => "Read",
+        }
     }
 
     /// The client's name for this request.
@@ -115,14 +167,16 @@ pub enum Reply {
         /// The request answered.
         request_id: RequestId,
     },
-    /// The command is larger than [`MAX_COMMAND_BYTES`]: refused at once, never proposed.
-    /// Final: retrying the same command gets the same answer.
+    /// The command is larger than [`MAX_COMMAND_BYTES`], or one of its fields is over its
+    /// own limit (then `size` is the field's length and `limit` the field's limit, see
+    /// [`Command::check_lengths`]): refused at once, never proposed or counted. Final:
+    /// retrying the same command gets the same answer.
     TooLarge {
         /// The request answered.
         request_id: RequestId,
-        /// The command's size by [`Command::size`], in bytes.
+        /// The command's size by [`Command::size`] (or the long field's length), in bytes.
         size: usize,
-        /// The limit, [`MAX_COMMAND_BYTES`].
+        /// The limit: [`MAX_COMMAND_BYTES`], or the field's.
         limit: usize,
     },
 }

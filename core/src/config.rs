@@ -121,6 +121,10 @@ impl Config {
     }
 }
 
+/// Most learners that are not configured (they joined a running cluster) one acceptor
+/// sends `Learn` to, and one learner keeps as peers: what made-up names can cost a node.
+pub const MAX_JOINED_LEARNERS: usize = 16;
+
 /// The smallest majority of `n`: 3 -> 2, 4 -> 3, 5 -> 3.
 pub const fn majority(n: usize) -> usize {
     n / 2 + 1

@@ -1,6 +1,7 @@
 //! What a role asks its runtime to do. Roles never act; they push effects into an
 //! [`Outbox`] and the runtime carries them out (see the contract in `ballot-nodes`).
 
+use crate::auth::Refusal;
 use crate::command::Value;
 use crate::ids::NodeId;
 use crate::msg::Message;
@@ -57,6 +58,17 @@ pub enum Effect {
         /// Its chosen value.
         value: Value,
     },
+    /// The role refused a message (or a command in one) from `from`: nothing changed
+    /// because of it. The runtime counts refusals by reason and logs them, rate-limited.
+    Refused {
+        /// Who sent it (as the transport says), or, for a command of a chosen value that a
+        /// learner will not count, the client that sent the command.
+        from: NodeId,
+        /// The message's kind ([`Message::kind`]) or, for a command, `Vote` or `Read`.
+        kind: &'static str,
+        /// Why.
+        reason: Refusal,
+    },
 }
 
 /// Effects produced by one step, in order.
@@ -90,6 +102,10 @@ impl Outbox {
     /// Push [`Effect::Decided`].
     pub fn decided(&mut self, slot: u64, value: Value) {
         self.effects.push(Effect::Decided { slot, value });
+    }
+    /// Push [`Effect::Refused`].
+    pub fn refuse(&mut self, from: NodeId, kind: &'static str, reason: Refusal) {
+        self.effects.push(Effect::Refused { from, kind, reason });
     }
     /// Take every effect pushed so far, leaving the outbox empty.
     pub fn take(&mut self) -> Vec<Effect> {

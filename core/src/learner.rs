@@ -2,10 +2,11 @@
 //! voting state machine, answers clients, and fills its own gaps.
 
 use crate::actor::{Actor, Status};
+use crate::auth::{check_sender, Refusal};
 use crate::command::{value_size, Reply, Value};
-use crate::config::Config;
+use crate::config::{Config, MAX_JOINED_LEARNERS};
 use crate::effect::{Outbox, Timer};
-use crate::ids::{Ballot, NodeId, Role};
+use crate::ids::{Ballot, NodeId};
 use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
 use crate::voting::VotingState;
@@ -51,13 +52,22 @@ pub struct Learner {
     snapshot_sent: BTreeMap<NodeId, u64>,
 }
 
+/// One `Message::Snapshot`, as the learner takes it apart.
+struct SnapshotPart {
+    applied: u64,
+    part: u32,
+    parts: u32,
+    state: VotingState,
+}
+
 /// Most parts one snapshot may claim (4 GiB at [`PAGE_BYTES`] each): bounds what a peer
 /// can make us hold for one transfer.
 const MAX_SNAPSHOT_PARTS: u32 = 4096;
 
-/// The parts of one snapshot received so far. The split of a state is deterministic and
-/// every learner's state at one slot is the same, so parts may come from several peers.
+/// The parts of one snapshot received so far, all from one peer: a part from anyone else
+/// is never merged into it, so one sender cannot fill in another's transfer.
 struct Assembly {
+    from: NodeId,
     applied: u64,
     parts: u32,
     got: BTreeSet<u32>,
@@ -158,9 +168,15 @@ impl Learner {
     }
 
     /// Take a peer's state machine as of slot `applied`: it is the result of applying the
-    /// chosen slots, which are the same for every learner.
-    fn adopt(&mut self, applied: u64, state: VotingState, out: &mut Outbox) {
-        if applied <= self.applied() || state.candidates() != self.config.candidates.as_slice() {
+    /// chosen slots, which are the same for every learner. Only a state that applying a log
+    /// can produce, for our candidates ([`VotingState::adoptable`]): anything else is
+    /// refused, and ours stays as it was.
+    fn adopt(&mut self, from: NodeId, applied: u64, state: VotingState, out: &mut Outbox) {
+        if applied <= self.applied() {
+            return;
+        }
+        if !state.adoptable(&self.config.candidates, applied) {
+            out.refuse(from, "Snapshot", Refusal::BadSnapshot);
             return;
         }
         self.state = state;
@@ -176,14 +192,17 @@ impl Learner {
 
     /// One part of a snapshot: start (or restart, for a newer one) the assembly,
     /// merge the part, and adopt the state once every part is in and it adds up.
-    fn on_snapshot_part(&mut self, applied: u64, part: u32, parts: u32, state: VotingState, out: &mut Outbox) {
-        if applied <= self.applied() || parts == 0 || parts > MAX_SNAPSHOT_PARTS || part >= parts {
+    fn on_snapshot_part(&mut self, from: NodeId, snap: SnapshotPart, out: &mut Outbox) {
+        let SnapshotPart { applied, part, parts, state } = snap;
+        if parts == 0 || parts > MAX_SNAPSHOT_PARTS || part >= parts {
+            out.refuse(from, "Snapshot", Refusal::BadSnapshot);
+            return;
+        }
+        if applied <= self.applied() {
             return;
         }
         if parts == 1 {
-            if state.consistent() {
-                self.adopt(applied, state, out);
-            }
+            self.adopt(from, applied, state, out);
             return;
         }
         let same = self.assembly.as_ref().is_some_and(|a| a.applied == applied && a.parts == parts);
@@ -191,27 +210,29 @@ impl Learner {
             if self.assembly.as_ref().is_some_and(|a| a.applied > applied) {
                 return; // an older snapshot than the one under way
             }
-            self.assembly =
-                Some(Assembly { applied, parts, got: BTreeSet::new(), state: state.emptied(), fresh: true });
+            let state = state.emptied();
+            self.assembly = Some(Assembly { from, applied, parts, got: BTreeSet::new(), state, fresh: true });
         }
         let Some(a) = &mut self.assembly else { return };
+        if a.from != from {
+            return; // another peer's transfer of the same state: ours is under way
+        }
         a.fresh = true;
-        if a.got.contains(&part) || !a.state.merge(state) {
+        if a.got.contains(&part) {
+            return;
+        }
+        if !a.state.merge(state) {
+            out.refuse(from, "Snapshot", Refusal::BadSnapshot);
             return;
         }
         a.got.insert(part);
         if a.got.len() as u32 == a.parts {
             let a = self.assembly.take().expect("just used");
-            if a.state.consistent() {
-                self.adopt(a.applied, a.state, out);
-            }
+            self.adopt(from, a.applied, a.state, out);
         }
     }
 
     fn on_learn(&mut self, from: NodeId, entries: Vec<AcceptedEntry>) {
-        if !self.config.acceptors.contains(&from) {
-            return;
-        }
         let quorum = self.config.quorum();
         for AcceptedEntry { slot, ballot, value } in entries {
             self.known = self.known.max(slot);
@@ -235,10 +256,32 @@ impl Learner {
         }
     }
 
+    /// A peer learner says it applied up to `applied`. Joined learners (not configured)
+    /// are remembered up to [`MAX_JOINED_LEARNERS`]; one more is refused (false), so made-up
+    /// names cannot make this learner talk to thousands of peers each period.
+    fn note_peer(&mut self, from: NodeId, kind: &'static str, applied: u64, out: &mut Outbox) -> bool {
+        let joined = |id: &NodeId| !self.config.learners.contains(id);
+        if joined(&from)
+            && !self.peers.contains_key(&from)
+            && self.peers.keys().filter(|id| joined(id)).count() >= MAX_JOINED_LEARNERS
+        {
+            out.refuse(from, kind, Refusal::TooManyLearners);
+            return false;
+        }
+        self.known = self.known.max(applied);
+        self.peers.insert(from, applied);
+        true
+    }
+
     fn apply_ready(&mut self, out: &mut Outbox) {
         while let Some(value) = self.chosen.remove(&self.applied().saturating_add(1)) {
             let slot = self.applied().saturating_add(1);
             for cmd in value.iter() {
+                if cmd.check_lengths().is_err() {
+                    // Chosen, so applied like every learner applies it: answered and not
+                    // counted (see `VotingState::apply`). A proposer let it through.
+                    out.refuse(cmd.client(), cmd.kind(), Refusal::TooLong);
+                }
                 let (client, reply) = self.state.apply(slot, cmd);
                 self.replies.entry(client).or_default().push(reply);
             }
@@ -275,9 +318,13 @@ impl Actor for Learner {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
+        if let Err(reason) = check_sender(&self.config, self.id, from, &msg) {
+            out.refuse(from, msg.kind(), reason);
+            return;
+        }
         match msg {
             Message::Learn { entries } => self.on_learn(from, entries),
-            Message::Chosen { entries } if from.role == Role::Learner && from != self.id => {
+            Message::Chosen { entries } => {
                 // Another learner applied these, so they are chosen: take them as they are.
                 for (slot, value) in entries {
                     self.known = self.known.max(slot);
@@ -286,15 +333,16 @@ impl Actor for Learner {
                     }
                 }
             }
-            Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {
+            Message::Heartbeat { ballot, chosen } => {
                 self.known = self.known.max(chosen);
                 self.leader = Some(ballot.leader());
             }
-            Message::Progress { applied } if from.role == Role::Learner && from != self.id => {
+            Message::Progress { applied } => {
                 // Slots up to there exist; remember who is how far, to ask the most
                 // advanced learner when behind.
-                self.known = self.known.max(applied);
-                self.peers.insert(from, applied);
+                if !self.note_peer(from, "Progress", applied, out) {
+                    return;
+                }
                 if applied > self.applied().saturating_add(self.config.timing.catch_up_batch as u64)
                     && self.assembly.is_none()
                 {
@@ -302,9 +350,10 @@ impl Actor for Learner {
                     out.send(from, Message::CatchUp { applied: self.applied() });
                 }
             }
-            Message::CatchUp { applied } if from.role == Role::Learner && from != self.id => {
-                self.known = self.known.max(applied);
-                self.peers.insert(from, applied);
+            Message::CatchUp { applied } => {
+                if !self.note_peer(from, "CatchUp", applied, out) {
+                    return;
+                }
                 // (The asker may be ahead of us: a learner that just restarted asks everyone.)
                 let far = applied < self.base
                     || self.applied().saturating_sub(applied) > self.config.timing.catch_up_batch as u64;
@@ -329,8 +378,8 @@ impl Actor for Learner {
                     out.send(from, Message::Chosen { entries });
                 }
             }
-            Message::Snapshot { applied, part, parts, state } if from.role == Role::Learner && from != self.id => {
-                self.on_snapshot_part(applied, part, parts, state, out);
+            Message::Snapshot { applied, part, parts, state } => {
+                self.on_snapshot_part(from, SnapshotPart { applied, part, parts, state }, out);
             }
             _ => {}
         }
@@ -385,8 +434,14 @@ impl Actor for Learner {
         }
         // Learners tell each other how far they are: a learner that missed every message
         // about some slots, with no leader left to announce them, still finds out. The
-        // acceptors hear it too, and forget what every learner has applied.
-        for l in self.peer_learners().into_iter().chain(self.config.acceptors.iter().copied()) {
+        // acceptors hear it too from a configured learner, and forget what every
+        // configured learner has applied; a learner that joined is not waited for there
+        // (acceptors refuse its `Progress`), so it tells only the learners.
+        let acceptors = match self.config.learners.contains(&self.id) {
+            true => self.config.acceptors.clone(),
+            false => Vec::new(),
+        };
+        for l in self.peer_learners().into_iter().chain(acceptors) {
             out.send(l, Message::Progress { applied });
         }
     }
@@ -418,6 +473,7 @@ mod tests {
     use super::*;
     use crate::command::{Command, VoteError};
     use crate::effect::Effect;
+    use crate::ids::Role;
 
     fn config() -> Arc<Config> {
         Arc::new(Config::new(2, 3, 2, vec!["ada".into(), "grace".into()]))
@@ -713,6 +769,30 @@ mod tests {
         }
         assert_eq!(behind.applied(), 60);
         assert_eq!(behind.state(), ahead.state());
+    }
+
+    /// Acceptors count only configured learners' progress and refuse a joined one's (an
+    /// in-memory chaos run of learner_join.rhai failed on those refusals): a learner that
+    /// joined sends `Progress` to learners only.
+    #[test]
+    fn a_joined_learner_tells_its_progress_to_learners_only() {
+        let progress_to = |id: NodeId| {
+            let mut l = Learner::new(id, config_with(256, 1000), DurableState::default());
+            let mut out = Outbox::new();
+            l.on_timer(Timer::CatchUp, &mut out);
+            let mut to: Vec<Role> = out
+                .take()
+                .into_iter()
+                .filter_map(|e| match e {
+                    Effect::Send { to, msg: Message::Progress { .. } } => Some(to.role),
+                    _ => None,
+                })
+                .collect();
+            to.dedup();
+            to
+        };
+        assert_eq!(progress_to(NodeId::learner(1)), vec![Role::Learner, Role::Acceptor], "configured");
+        assert_eq!(progress_to(NodeId::learner(9)), vec![Role::Learner], "joined");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`storage`]: what must survive a crash, the `Storage` trait and `MemStorage`.
 //! - [`voting`]: the replicated ballot box (one vote per voter, idempotent request ids).
 //! - [`actor`]: the `Actor` trait and node status.
+//! - [`auth`]: who may send what (the sender rule every role applies) and why a message
+//!   is refused.
 //! - [`proposer`], [`acceptor`], [`learner`]: the three roles.
 //!   Inside [`proposer`]: `recovery` (phase 1 and the paged read-back of accepted values)
 //!   and `queue` (client commands on their way to a slot).
@@ -23,6 +25,7 @@
 
 pub mod acceptor;
 pub mod actor;
+pub mod auth;
 pub mod command;
 pub mod config;
 pub mod effect;
@@ -35,7 +38,11 @@ pub mod voting;
 
 pub use acceptor::Acceptor;
 pub use actor::{Actor, Status};
-pub use command::{value_size, Command, Reply, RequestId, Tally, Value, VoteError, MAX_COMMAND_BYTES};
+pub use auth::{check_sender, Refusal};
+pub use command::{
+    value_size, Command, Reply, RequestId, Tally, TooLong, Value, VoteError, MAX_CANDIDATE_BYTES, MAX_COMMAND_BYTES,
+    MAX_REQUEST_ID_BYTES, MAX_VOTER_BYTES,
+};
 pub use config::{majority, Config, Rules, Timing};
 pub use effect::{Effect, Outbox, Timer};
 pub use ids::{Ballot, NodeId, Role};

@@ -172,6 +172,24 @@ impl Message {
         }
     }
 
+    /// Every name [`Message::kind`] gives.
+    pub const KINDS: [&'static str; 14] = [
+        "Request",
+        "Replies",
+        "Heartbeat",
+        "Prepare",
+        "Promise",
+        "Accept",
+        "Accepted",
+        "Learn",
+        "Nack",
+        "CatchUp",
+        "Chosen",
+        "Hello",
+        "Progress",
+        "Snapshot",
+    ];
+
     /// A short name for logs.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -3,7 +3,7 @@
 
 use ballot_core::{
     AcceptedEntry, Actor, Ballot, Command, Config, DurableState, Effect, Message, NodeId, Outbox, PersistOp, Proposer,
-    Reply, Timer, Value,
+    Refusal, Reply, Timer, Value,
 };
 use std::sync::Arc;
 
@@ -67,6 +67,10 @@ fn noop() -> Value {
 
 fn send(to: NodeId, msg: Message) -> Effect {
     Effect::Send { to, msg }
+}
+
+fn refused(from: NodeId, kind: &'static str, reason: Refusal) -> Effect {
+    Effect::Refused { from, kind, reason }
 }
 
 fn set_timer(timer: Timer, min_ms: u64, max_ms: u64) -> Effect {
@@ -273,11 +277,15 @@ fn promises_that_do_not_count_are_ignored() {
     // A promise for another ballot (an older or someone else's prepare).
     p.on_message(A2, promise(Ballot::new(1, 2), vec![]), &mut out);
     p.on_message(A2, promise(Ballot::new(0, 1), vec![]), &mut out);
-    // Promises from nodes that are not configured acceptors.
+    assert_eq!(out.take(), vec![]);
+    // Promises from nodes that are not configured acceptors are refused.
     p.on_message(NodeId::acceptor(4), promise(b, vec![]), &mut out);
     p.on_message(P2, promise(b, vec![]), &mut out);
     p.on_message(C1, promise(b, vec![]), &mut out);
-    assert_eq!(out.take(), vec![]);
+    assert_eq!(
+        out.take(),
+        [NodeId::acceptor(4), P2, C1].map(|from| refused(from, "Promise", Refusal::NotAnAcceptor)).to_vec()
+    );
     assert!(!p.is_leader());
 
     // A real second promise still elects.
@@ -346,8 +354,9 @@ fn the_leader_batches_queued_requests_into_a_window_of_slots() {
 
     let cmds: Vec<Command> = (1..=8).map(|n| vote(if n % 2 == 1 { C1 } else { C2 }, n)).collect();
     // Requests are only queued; proposing waits for the end of the step.
-    p.on_message(C1, Message::Request(cmds[..5].to_vec()), &mut out);
-    p.on_message(C2, Message::Request(cmds[5..].to_vec()), &mut out);
+    for cmd in &cmds {
+        p.on_message(cmd.client(), Message::Request(vec![cmd.clone()]), &mut out);
+    }
     assert_eq!(out.take(), vec![]);
 
     // max_batch = 3 commands per slot, window = 2 slots.
@@ -360,14 +369,18 @@ fn the_leader_batches_queued_requests_into_a_window_of_slots() {
     p.flush(&mut out);
     assert_eq!(out.take(), vec![]);
 
-    // One acceptor is not a majority; Accepted from others or for other ballots is ignored.
+    // One acceptor is not a majority; Accepted for other ballots is ignored, from others
+    // refused.
     p.on_message(A1, accepted(b, &[1]), &mut out);
     p.on_message(A1, accepted(b, &[1]), &mut out);
     p.on_message(A2, accepted(Ballot::new(0, 2), &[1]), &mut out);
     p.on_message(NodeId::acceptor(4), accepted(b, &[1]), &mut out);
     p.on_message(P2, accepted(b, &[1]), &mut out);
     p.flush(&mut out);
-    assert_eq!(out.take(), vec![]);
+    assert_eq!(
+        out.take(),
+        [NodeId::acceptor(4), P2].map(|from| refused(from, "Accepted", Refusal::NotAnAcceptor)).to_vec()
+    );
     assert_eq!(p.chosen(), 0);
 
     // A majority for slot 1 frees one place in the window.
@@ -417,7 +430,9 @@ fn retransmit_resends_to_the_missing_acceptors_and_tells_clients_once() {
     let b = elect(&mut p, &mut out);
     let cmds = [vote(C1, 1), vote(C2, 2), vote(C1, 3)];
     let v = batch(&cmds);
-    p.on_message(C1, Message::Request(cmds.to_vec()), &mut out);
+    for cmd in &cmds {
+        p.on_message(cmd.client(), Message::Request(vec![cmd.clone()]), &mut out);
+    }
     p.flush(&mut out);
     assert_eq!(out.take(), accepts(&ACCEPTORS, b, 1, &v));
     p.on_message(A2, accepted(b, &[1]), &mut out);
@@ -567,10 +582,14 @@ fn nacks_that_do_not_concern_the_current_ballot_are_ignored() {
 
     // A late nack for the earlier ballot 1.1.
     p.on_message(A1, Message::Nack { ballot: Ballot::new(1, 1), promised: Ballot::new(1, 3) }, &mut out);
-    // A nack from a node that is not an acceptor.
+    assert_eq!(out.take(), vec![]);
+    // A nack from a node that is not an acceptor is refused.
     p.on_message(P3, Message::Nack { ballot: b2, promised: Ballot::new(9, 3) }, &mut out);
     p.on_message(NodeId::acceptor(4), Message::Nack { ballot: b2, promised: Ballot::new(9, 3) }, &mut out);
-    assert_eq!(out.take(), vec![]);
+    assert_eq!(
+        out.take(),
+        [P3, NodeId::acceptor(4)].map(|from| refused(from, "Nack", Refusal::NotAnAcceptor)).to_vec()
+    );
     assert!(p.is_leader());
     assert_eq!(p.ballot(), b2);
 }
@@ -669,10 +688,13 @@ fn stale_heartbeats_are_ignored() {
     assert_eq!(out.take(), vec![]);
     assert!(p.is_leader());
 
-    // A heartbeat whose ballot is not its sender's, or not from a proposer, is ignored.
+    // A heartbeat whose ballot is not its sender's, or not from a proposer, is refused.
     p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(9, 3), chosen: 0 }, &mut out);
     p.on_message(A1, Message::Heartbeat { ballot: Ballot::new(9, 3), chosen: 0 }, &mut out);
-    assert_eq!(out.take(), vec![]);
+    assert_eq!(
+        out.take(),
+        vec![refused(P2, "Heartbeat", Refusal::NotBallotOwner), refused(A1, "Heartbeat", Refusal::NotAProposer)]
+    );
     assert!(p.is_leader());
 }
 
@@ -811,15 +833,18 @@ fn a_too_large_command_is_refused_at_once_and_never_proposed() {
 fn batches_are_cut_by_encoded_size() {
     let mut c = Config::new(3, 3, 2, vec!["ada".into()]);
     c.timing.window = 64;
+    c.timing.max_batch = usize::MAX;
     let mut p = Proposer::new(P1, Arc::new(c), DurableState::default());
     let mut out = Outbox::new();
     elect(&mut p, &mut out);
-    // 100 commands of 50 kB: 5 MB, which must not go in one slot.
-    let cmds: Vec<Command> = (0..100)
+    // 12,000 commands of about 400 bytes (names at their limits): 4.8 MB, which must not
+    // go in one slot.
+    let n = 12_000;
+    let cmds: Vec<Command> = (0..n)
         .map(|i| Command::Vote {
-            request_id: format!("r{i}"),
+            request_id: format!("{i:0>width$}", width = ballot_core::MAX_REQUEST_ID_BYTES),
             client: C1,
-            voter: format!("{i}{}", "v".repeat(50_000)),
+            voter: format!("{i:v>width$}", width = ballot_core::MAX_VOTER_BYTES),
             candidate: "ada".into(),
         })
         .collect();
@@ -833,7 +858,7 @@ fn batches_are_cut_by_encoded_size() {
         })
         .collect();
     assert!(batches.len() >= 5, "{} batches", batches.len());
-    assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 100, "every command proposed once");
+    assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), n, "every command proposed once");
     for b in &batches {
         assert!(
             ballot_core::value_size(b) <= ballot_core::PAGE_BYTES,

@@ -11,9 +11,10 @@
 //! generator in a fixed order (drop, then duplicate, then one delay per copy), so a run
 //! with the same seed and the same sends replays exactly.
 
-use ballot_core::NodeId;
+use ballot_core::{Message, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -28,6 +29,62 @@ pub struct LinkFaults {
     pub delay: Option<(Duration, Duration)>,
 }
 
+/// A fault on the messages that match it, decided on the decoded message: "the next two
+/// `Accept`s of slot 3 from proposer-1 to acceptor-2". Every field left `None` matches
+/// anything.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageRule {
+    /// The message's kind ([`Message::kind`]: `Accept`, `Promise`, ...).
+    pub kind: Option<String>,
+    /// Its sender.
+    pub from: Option<NodeId>,
+    /// Its receiver.
+    pub to: Option<NodeId>,
+    /// A slot it concerns ([`concerns_slot`]).
+    pub slot: Option<u64>,
+    /// What becomes of a match.
+    pub action: RuleAction,
+}
+
+/// What a [`MessageRule`] does to the messages it matches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RuleAction {
+    /// Drop them: the next `count` (then the rule is spent), or all (`None`).
+    Drop {
+        /// How many more to drop.
+        count: Option<u64>,
+    },
+    /// Deliver each this much later (on top of any link delay).
+    Delay {
+        /// The extra delay.
+        ms: u64,
+    },
+}
+
+impl MessageRule {
+    /// Whether `msg` from `from` to `to` is one this rule is about.
+    pub fn matches(&self, from: NodeId, to: NodeId, msg: &Message) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == msg.kind())
+            && self.from.is_none_or(|f| f == from)
+            && self.to.is_none_or(|t| t == to)
+            && self.slot.is_none_or(|s| concerns_slot(msg, s))
+    }
+}
+
+/// Whether `msg` carries something about `slot`: an `Accept` of it, an `Accepted` or a
+/// `Learn`, `Chosen` or `Promise` entry of it. A message about no slot in particular
+/// (a `Heartbeat`, a `Request`) concerns none.
+pub fn concerns_slot(msg: &Message, slot: u64) -> bool {
+    match msg {
+        Message::Accept { slot: s, .. } => *s == slot,
+        Message::Accepted { slots, .. } => slots.contains(&slot),
+        Message::Learn { entries } => entries.iter().any(|e| e.slot == slot),
+        Message::Promise { accepted, .. } => accepted.iter().any(|e| e.slot == slot),
+        Message::Chosen { entries } => entries.iter().any(|(s, _)| *s == slot),
+        _ => false,
+    }
+}
+
 /// What becomes of one message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -35,6 +92,8 @@ pub enum Route {
     Cut,
     /// Lost to the link's drop probability.
     DroppedRandom,
+    /// Dropped by a [`MessageRule`].
+    DroppedRule,
     /// Delivered once, or twice when duplicated: one entry per copy, with the delay that
     /// copy waits (`None`: at once).
     Deliver {
@@ -58,6 +117,8 @@ pub struct FaultModel {
     isolated: BTreeSet<NodeId>,
     default_faults: LinkFaults,
     link_faults: BTreeMap<(NodeId, NodeId), LinkFaults>,
+    /// Applied in the order they were added; a spent drop rule is removed.
+    rules: Vec<MessageRule>,
     rng: ChaCha8Rng,
 }
 
@@ -69,6 +130,7 @@ impl FaultModel {
             isolated: BTreeSet::new(),
             default_faults: LinkFaults::default(),
             link_faults: BTreeMap::new(),
+            rules: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -101,12 +163,23 @@ impl FaultModel {
         self.isolated.insert(id);
     }
 
-    /// Remove every partition, isolation and link fault.
+    /// Remove every partition, isolation, link fault and message rule.
     pub fn heal(&mut self) {
         self.blocked.clear();
         self.isolated.clear();
         self.default_faults = LinkFaults::default();
         self.link_faults.clear();
+        self.rules.clear();
+    }
+
+    /// Adds a rule on the messages it matches (after the ones already there).
+    pub fn add_rule(&mut self, rule: MessageRule) {
+        self.rules.push(rule);
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &[MessageRule] {
+        &self.rules
     }
 
     /// Faults for every link without its own setting.
@@ -135,12 +208,39 @@ impl FaultModel {
             && (self.blocked.contains(&(from, to)) || self.isolated.contains(&from) || self.isolated.contains(&to))
     }
 
-    /// Decides the fate of one message from `from` to `to`. Draws from the generator
-    /// only for faults that are set: the drop draw, then the duplicate draw, then one
-    /// delay draw per copy (none when the delay range is a single value).
-    pub fn route(&mut self, from: NodeId, to: NodeId) -> Route {
+    /// Decides the fate of one message `msg` from `from` to `to`. A cut link drops it
+    /// first; then the first drop rule that matches (one fewer left to drop); then the
+    /// link's faults, which draw from the generator only when they are set: the drop
+    /// draw, the duplicate draw, one delay draw per copy (none when the delay range is a
+    /// single value); then every matching delay rule adds its delay to each copy. Rules
+    /// draw nothing, so adding one changes no other message's fate.
+    pub fn route(&mut self, from: NodeId, to: NodeId, msg: &Message) -> Route {
         if self.cut(from, to) {
             return Route::Cut;
+        }
+        let mut extra = Duration::ZERO;
+        let (mut dropped, mut spent) = (false, None);
+        for (i, r) in self.rules.iter_mut().enumerate() {
+            if !r.matches(from, to, msg) {
+                continue;
+            }
+            match &mut r.action {
+                RuleAction::Drop { count } => {
+                    if let Some(n) = count {
+                        *n = n.saturating_sub(1);
+                        spent = (*n == 0).then_some(i);
+                    }
+                    dropped = true;
+                    break;
+                }
+                RuleAction::Delay { ms } => extra += Duration::from_millis(*ms),
+            }
+        }
+        if let Some(i) = spent {
+            self.rules.remove(i);
+        }
+        if dropped {
+            return Route::DroppedRule;
         }
         let faults = self.link_faults.get(&(from, to)).unwrap_or(&self.default_faults).clone();
         if faults.drop > 0.0 && self.rng.gen_bool(faults.drop.min(1.0)) {
@@ -154,6 +254,7 @@ impl FaultModel {
                 }
                 _ => None,
             })
+            .map(|d: Option<Duration>| if extra.is_zero() { d } else { Some(d.unwrap_or_default() + extra) })
             .collect();
         Route::Deliver { copies }
     }
@@ -177,10 +278,10 @@ mod tests {
         assert!(!m.connected(b, p) && !m.connected(p, b));
         m.isolate(a);
         assert!(!m.connected(a, b) && m.connected(a, a));
-        assert_eq!(m.route(a, b), Route::Cut);
+        assert_eq!(m.route(a, b, &Message::Hello), Route::Cut);
         m.heal();
         assert!(m.connected(p, a) && m.connected(a, b) && m.connected(b, p));
-        assert_eq!(m.route(p, a), Route::Deliver { copies: vec![None] });
+        assert_eq!(m.route(p, a, &Message::Hello), Route::Deliver { copies: vec![None] });
     }
 
     #[test]
@@ -191,12 +292,60 @@ mod tests {
             let (min, max) = (Duration::from_millis(1), Duration::from_millis(9));
             m.set_default_faults(LinkFaults { drop: 0.3, duplicate: 0.3, delay: Some((min, max)) });
             m.set_link_faults(a, p, LinkFaults::default());
-            assert_eq!(m.route(a, p), Route::Deliver { copies: vec![None] });
-            (0..200).map(|_| m.route(p, a)).collect::<Vec<_>>()
+            assert_eq!(m.route(a, p, &Message::Hello), Route::Deliver { copies: vec![None] });
+            (0..200).map(|_| m.route(p, a, &Message::Hello)).collect::<Vec<_>>()
         };
         let routes = run(4);
         assert!(routes.contains(&Route::DroppedRandom));
         assert!(routes.iter().any(Route::duplicated));
         assert_eq!(run(4), routes);
+    }
+
+    #[test]
+    fn message_rules_match_the_decoded_message_count_down_and_heal() {
+        use ballot_core::Ballot;
+        let (p, a, b) = ids();
+        let accept = |slot| Message::Accept { ballot: Ballot::new(1, 1), slot, value: Default::default() };
+        let mut m = FaultModel::new(1);
+        let rule =
+            |action| MessageRule { kind: Some("Accept".into()), from: Some(p), to: Some(a), slot: Some(3), action };
+        m.add_rule(rule(RuleAction::Drop { count: Some(2) }));
+        m.add_rule(MessageRule {
+            kind: None,
+            from: None,
+            to: Some(b),
+            slot: None,
+            action: RuleAction::Delay { ms: 7 },
+        });
+        let once = vec![None];
+        // Another slot, another receiver, another kind, another sender: not matched.
+        assert_eq!(m.route(p, a, &accept(4)), Route::Deliver { copies: once.clone() });
+        assert_eq!(m.route(p, a, &Message::Hello), Route::Deliver { copies: once.clone() });
+        assert_eq!(m.route(b, a, &accept(3)), Route::Deliver { copies: once.clone() });
+        // The next two matches are dropped, then the rule is spent.
+        assert_eq!(m.route(p, a, &accept(3)), Route::DroppedRule);
+        assert_eq!(m.route(p, a, &accept(3)), Route::DroppedRule);
+        assert_eq!(m.route(p, a, &accept(3)), Route::Deliver { copies: once.clone() });
+        assert_eq!(m.rules().len(), 1, "the spent rule is gone");
+        // A delay rule adds to every copy, to any message to b.
+        assert_eq!(m.route(p, b, &accept(9)), Route::Deliver { copies: vec![Some(Duration::from_millis(7))] });
+        m.add_rule(rule(RuleAction::Drop { count: None }));
+        for _ in 0..5 {
+            assert_eq!(m.route(p, a, &accept(3)), Route::DroppedRule, "until healed");
+        }
+        m.heal();
+        assert!(m.rules().is_empty());
+        assert_eq!(m.route(p, a, &accept(3)), Route::Deliver { copies: once });
+    }
+
+    #[test]
+    fn a_message_concerns_the_slots_it_carries() {
+        use ballot_core::{AcceptedEntry, Ballot};
+        let e = |slot| AcceptedEntry { slot, ballot: Ballot::new(1, 1), value: Default::default() };
+        assert!(concerns_slot(&Message::Accepted { ballot: Ballot::new(1, 1), slots: vec![2, 5] }, 5));
+        assert!(concerns_slot(&Message::Learn { entries: vec![e(1), e(8)] }, 8));
+        assert!(!concerns_slot(&Message::Learn { entries: vec![e(1)] }, 8));
+        assert!(concerns_slot(&Message::Chosen { entries: vec![(4, Default::default())] }, 4));
+        assert!(!concerns_slot(&Message::Heartbeat { ballot: Ballot::new(1, 1), chosen: 9 }, 9));
     }
 }

@@ -30,6 +30,8 @@ pub struct FaultStats {
     pub dropped_inbound: u64,
     /// Outbound messages lost to the link's drop probability.
     pub dropped_random: u64,
+    /// Outbound messages dropped by a [`MessageRule`](crate::MessageRule).
+    pub dropped_rule: u64,
     /// Outbound messages sent twice.
     pub duplicated: u64,
     /// Copies held back for a delay before sending.
@@ -80,6 +82,13 @@ impl FaultHandle {
     /// Remove every partition, isolation and link fault.
     pub fn heal(&self) {
         self.lock().faults.heal();
+    }
+
+    /// Adds a rule on the outbound messages it matches, until healed (or spent). A
+    /// counted rule counts this handle's messages only: on node processes every node has
+    /// its own handle, so a rule that matches several senders drops `count` of each.
+    pub fn add_rule(&self, rule: crate::MessageRule) {
+        self.lock().faults.add_rule(rule);
     }
 
     /// Faults for every link without its own setting.
@@ -162,13 +171,17 @@ impl<T: Transport> Transport for Faulty<T> {
         let delays = {
             let mut s = self.handle.lock();
             s.stats.sent += 1;
-            match s.faults.route(env.from, env.to) {
+            match s.faults.route(env.from, env.to, &env.msg) {
                 Route::Cut => {
                     s.stats.dropped_partition += 1;
                     return Ok(());
                 }
                 Route::DroppedRandom => {
                     s.stats.dropped_random += 1;
+                    return Ok(());
+                }
+                Route::DroppedRule => {
+                    s.stats.dropped_rule += 1;
                     return Ok(());
                 }
                 Route::Deliver { copies } => {

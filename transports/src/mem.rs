@@ -36,6 +36,8 @@ pub struct NetStats {
     pub duplicated: u64,
     /// Messages larger than the socket transports' frame limit, dropped as they would be.
     pub dropped_oversized: u64,
+    /// Messages dropped by a [`MessageRule`](crate::MessageRule).
+    pub dropped_rule: u64,
 }
 
 struct Net {
@@ -125,6 +127,13 @@ impl MemNetwork {
         net.faults.set_default_faults(faults);
     }
 
+    /// Adds a rule on the messages it matches, until healed (or spent).
+    pub fn add_rule(&self, rule: crate::MessageRule) {
+        let mut net = self.lock();
+        net.log.record(|| format!("fault rule {rule:?}"));
+        net.faults.add_rule(rule);
+    }
+
     /// Faults of every link without its own setting.
     pub fn default_faults(&self) -> LinkFaults {
         self.lock().faults.default_faults().clone()
@@ -140,6 +149,13 @@ impl MemNetwork {
     /// Whether a message from `from` to `to` would pass the partitions now.
     pub fn connected(&self, from: NodeId, to: NodeId) -> bool {
         self.lock().faults.connected(from, to)
+    }
+
+    /// Sends `env` as if its sender had, whoever it names and whether or not it is
+    /// registered: how a test stands for a node that breaks the protocol's rules.
+    #[doc(hidden)]
+    pub fn inject_for_test(&self, env: Envelope) {
+        self.send(env)
     }
 
     /// What the network did so far.
@@ -164,7 +180,7 @@ impl MemNetwork {
             net.log.record(|| format!("drop-oversized {from}->{to} {} ({size} bytes)", env.msg));
             return;
         }
-        let copies = match net.faults.route(from, to) {
+        let copies = match net.faults.route(from, to, &env.msg) {
             Route::Cut => {
                 net.stats.dropped_partition += 1;
                 net.log.record(|| format!("drop-partition {from}->{to} {}", env.msg));
@@ -173,6 +189,11 @@ impl MemNetwork {
             Route::DroppedRandom => {
                 net.stats.dropped_random += 1;
                 net.log.record(|| format!("drop-random {from}->{to} {}", env.msg));
+                return;
+            }
+            Route::DroppedRule => {
+                net.stats.dropped_rule += 1;
+                net.log.record(|| format!("drop-rule {from}->{to} {}", env.msg));
                 return;
             }
             Route::Deliver { copies } => copies,

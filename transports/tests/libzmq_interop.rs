@@ -6,6 +6,13 @@
 //!   as hex; every message must be one frame whose bytes decode to exactly the envelope
 //!   sent.
 //!
+//! - the same both ways under CURVE: a libzmq PUSH with `curve_serverkey`,
+//!   `curve_publickey` and `curve_secretkey` reaches our CURVE PULL and is delivered as
+//!   the identity its key proves; our dial reaches a libzmq PULL with `curve_server` and
+//!   a ZAP allow-list (pyzmq's `ThreadAuthenticator`), and is refused by one whose list
+//!   lacks our key; a libzmq PUSH whose key is not on our allow-list is refused and
+//!   counted; ZMTP heartbeats (sealed PING and PONG) keep a CURVE connection.
+//!
 //! The frames are made and read with the project's own codec ([`wire`]): the Python side
 //! only moves bytes, so what is checked is the ZMTP conversation with libzmq and that our
 //! framing survives it byte for byte.
@@ -15,6 +22,7 @@
 //! without checking anything.
 
 use ballot_core::{AcceptedEntry, Ballot, Command, Message, NodeId};
+use ballot_transports::auth::{generate, z85, Credentials, Identity};
 use ballot_transports::{wire, Envelope, NetOptions, TraceContext, Transport, ZmqTransport};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -271,13 +279,31 @@ async fn libzmq_heartbeats_keep_the_connection() {
     if skip("libzmq_heartbeats_keep_the_connection") {
         return;
     }
+    heartbeats(NetOptions::default(), Vec::new()).await;
+}
+
+/// The same under CURVE, where a PING and its PONG are sealed like messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_heartbeats_keep_a_curve_connection() {
+    if skip("libzmq_heartbeats_keep_a_curve_connection") {
+        return;
+    }
+    let keys = Keys::new("heartbeats");
+    let (me, them) = (NodeId::learner(1), NodeId::acceptor(2));
+    let mut env = keys.env(them);
+    env.push(("CURVE_SERVERKEY", public(&keys.of(me))));
+    heartbeats(keys.opts(me), env).await;
+}
+
+async fn heartbeats(opts: NetOptions, mut env: Vec<(&'static str, String)>) {
     let me = NodeId::learner(1);
-    let mut node = ZmqTransport::bind(me, any(), BTreeMap::new(), NetOptions::default()).await.unwrap();
+    let mut node = ZmqTransport::bind(me, any(), BTreeMap::new(), opts).await.unwrap();
     let sent: Vec<Envelope> =
         (0..6).map(|i| Envelope::new(NodeId::acceptor(2), me, Message::Progress { applied: i })).collect();
     let lines: String = sent.iter().map(|e| format!("{}\n", hex(&body(e)))).collect();
     // A PING every 50 ms, dead after 150 ms of silence; 250 ms between messages.
-    let mut py = peer_with(&["push", &node.endpoint()], &[("HEARTBEAT_MS", "50"), ("GAP_MS", "250")]);
+    env.extend([("HEARTBEAT_MS", "50".to_string()), ("GAP_MS", "250".to_string())]);
+    let mut py = peer_with(&["push", &node.endpoint()], &env_refs(&env));
     let mut stdin = py.stdin.take().expect("piped");
     tokio::time::timeout(DEADLINE, stdin.write_all(lines.as_bytes())).await.expect("the peer reads its input").unwrap();
     drop(stdin);
@@ -333,4 +359,155 @@ async fn our_push_reaches_libzmq_pull() {
     let stats = node.stats();
     assert_eq!(stats.frames_sent, sent.len() as u64, "{stats:?}");
     assert_eq!(stats.dropped_unreachable, 0, "{stats:?}");
+}
+
+/// A credentials folder for the CURVE tests, removed on drop.
+struct Keys(PathBuf);
+
+impl Keys {
+    fn new(tag: &str) -> Keys {
+        let dir = std::env::temp_dir().join(format!("ballot-libzmq-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let nodes = [NodeId::proposer(1), NodeId::acceptor(2), NodeId::acceptor(3), NodeId::learner(1)];
+        generate(&dir, &nodes).expect("credentials");
+        Keys(dir)
+    }
+
+    fn of(&self, id: NodeId) -> Credentials {
+        Credentials::load(&self.0, Identity::of(id)).expect("load credentials")
+    }
+
+    fn opts(&self, id: NodeId) -> NetOptions {
+        NetOptions { credentials: Some(Arc::new(self.of(id))), ..NetOptions::default() }
+    }
+
+    /// The environment that makes the peer script speak CURVE with `id`'s key pair.
+    fn env(&self, id: NodeId) -> Vec<(&'static str, String)> {
+        let c = self.of(id);
+        vec![("CURVE_PUBLICKEY", z85::encode(&c.curve.public)), ("CURVE_SECRETKEY", z85::encode(&c.curve.secret))]
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn public(c: &Credentials) -> String {
+    z85::encode(&c.curve.public)
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// A libzmq PUSH with `from`'s key pair sends every envelope of [`envelopes`] to a CURVE
+/// node.
+async fn curve_push(
+    keys: &Keys,
+    from_keys: &Keys,
+    node: &ZmqTransport,
+    me: NodeId,
+    from: NodeId,
+) -> tokio::process::Child {
+    let mut env = from_keys.env(from);
+    env.push(("CURVE_SERVERKEY", public(&keys.of(me))));
+    let lines: String = envelopes(from, me).iter().map(|e| format!("{}\n", hex(&body(e)))).collect();
+    let mut py = peer_with(&["push", &node.endpoint()], &env_refs(&env));
+    let mut stdin = py.stdin.take().expect("piped");
+    tokio::time::timeout(DEADLINE, stdin.write_all(lines.as_bytes())).await.expect("the peer reads its input").unwrap();
+    py
+}
+
+/// libzmq PUSH (curve_serverkey, curve_publickey, curve_secretkey) -> our CURVE PULL:
+/// delivered, with the identity its key proves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_curve_push_reaches_our_curve_pull() {
+    if skip("libzmq_curve_push_reaches_our_curve_pull") {
+        return;
+    }
+    let keys = Keys::new("push");
+    let (me, them) = (NodeId::learner(1), NodeId::acceptor(2));
+    let mut node = ZmqTransport::bind(me, any(), BTreeMap::new(), keys.opts(me)).await.unwrap();
+    let mut py = curve_push(&keys, &keys, &node, me, them).await;
+    for (i, want) in envelopes(them, me).iter().enumerate() {
+        let got = tokio::time::timeout(DEADLINE, node.recv()).await;
+        let got = got.unwrap_or_else(|_| panic!("message {i} from libzmq over CURVE; stats {:?}", node.stats()));
+        assert_eq!(got.as_ref(), Some(want), "message {i} from libzmq over CURVE");
+    }
+    let status = tokio::time::timeout(DEADLINE, py.wait()).await.expect("the peer exits").unwrap();
+    assert!(status.success(), "peer: {status}: {}", stderr_of(&mut py).await);
+    let s = node.stats();
+    assert_eq!((s.frames_received, s.refused_handshake, s.bad_handshake, s.dropped_identity), (4, 0, 0, 0), "{s:?}");
+}
+
+/// A libzmq PUSH whose key is not on the allow-list is refused and counted; nothing it
+/// sends is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_with_a_key_off_the_allow_list_is_refused() {
+    if skip("libzmq_with_a_key_off_the_allow_list_is_refused") {
+        return;
+    }
+    let (keys, strangers) = (Keys::new("ours"), Keys::new("strangers"));
+    let (me, them) = (NodeId::learner(1), NodeId::acceptor(2));
+    let mut node = ZmqTransport::bind(me, any(), BTreeMap::new(), keys.opts(me)).await.unwrap();
+    let _py = curve_push(&keys, &strangers, &node, me, them).await;
+    let end = Instant::now() + DEADLINE;
+    // libzmq does not redial after the ERROR it is told: one refusal.
+    while node.stats().refused_handshake == 0 {
+        assert!(Instant::now() < end, "no refusal counted: {:?}", node.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = tokio::time::timeout(Duration::from_millis(300), node.recv()).await;
+    assert!(got.is_err(), "nothing is delivered: {got:?}");
+    assert_eq!(node.stats().frames_received, 0);
+}
+
+/// Our CURVE dial -> a libzmq PULL with curve_server and a ZAP allow-list: what it
+/// receives is exactly our encoding; a PULL whose allow-list lacks our key refuses us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_curve_push_reaches_libzmq_curve_pull_and_its_allow_list_decides() {
+    if skip("our_curve_push_reaches_libzmq_curve_pull_and_its_allow_list_decides") {
+        return;
+    }
+    let keys = Keys::new("pull");
+    let (me, them) = (NodeId::proposer(1), NodeId::acceptor(3));
+    for allowed in [true, false] {
+        let mut env = keys.env(them);
+        let allow = if allowed { public(&keys.of(me)) } else { public(&keys.of(NodeId::acceptor(2))) };
+        env.push(("CURVE_ALLOW", allow));
+        let sent = envelopes(me, them);
+        let mut py = peer_with(&["pull", &sent.len().to_string()], &env_refs(&env));
+        let mut out = BufReader::new(py.stdout.take().expect("piped")).lines();
+        let first = next_line(&mut out, &mut py).await;
+        let endpoint = first.strip_prefix("listening tcp://").unwrap_or_else(|| panic!("peer said {first:?}"));
+        let peers = BTreeMap::from([(them, endpoint.parse().unwrap())]);
+        let node = ZmqTransport::bind(me, any(), peers, keys.opts(me)).await.unwrap();
+        if !allowed {
+            let end = Instant::now() + DEADLINE;
+            while node.stats().refused_handshake == 0 {
+                let _ = node.send(sent[0].clone());
+                assert!(Instant::now() < end, "our dial was not refused: {:?}", node.stats());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(node.stats().frames_sent, 0);
+            continue;
+        }
+        for env in &sent {
+            node.send(env.clone()).unwrap();
+        }
+        for (i, want) in sent.iter().enumerate() {
+            let mut want = want.clone();
+            want.reply_to = want.reply_to.or(Some(node.local_addr()));
+            let l = next_line(&mut out, &mut py).await;
+            let msg = l.strip_prefix("msg ").unwrap_or_else(|| panic!("message {i}: peer said {l:.200}"));
+            assert_eq!(unhex(msg), body(&want), "message {i} as libzmq received it over CURVE");
+        }
+        assert_eq!(next_line(&mut out, &mut py).await, "done");
+        let status = tokio::time::timeout(DEADLINE, py.wait()).await.expect("the peer exits").unwrap();
+        assert!(status.success(), "peer: {status}: {}", stderr_of(&mut py).await);
+        let s = node.stats();
+        assert_eq!((s.frames_sent, s.refused_handshake, s.bad_handshake), (sent.len() as u64, 0, 0), "{s:?}");
+    }
 }

@@ -5,6 +5,7 @@
 use super::{Backend, Cluster, UsageError};
 use ballot_core::NodeId;
 use ballot_operator::control::FaultCommand;
+use ballot_transports::MessageRule;
 
 /// A fault command that passed [`Fault::new`]: every rate is a probability from 0.0 to
 /// 1.0 and no delay's min exceeds its max. A backend applies it as it is, with no
@@ -79,9 +80,43 @@ impl Cluster {
         self.fault(Fault::isolate(id)).await
     }
 
-    /// Remove every partition and link fault.
+    /// Remove every partition, link fault, message rule and clock rate.
     pub async fn heal(&self) {
-        self.fault(Fault::heal()).await
+        self.fault(Fault::heal()).await;
+        let skewed: Vec<NodeId> = std::mem::take(&mut *self.clock_rates.borrow_mut()).into_keys().collect();
+        for id in skewed {
+            self.set_clock_rate(id, 1.0).await;
+        }
+    }
+
+    /// Run `id`'s timers `factor` times as fast as the true clock (skew and drift: 2.0
+    /// gains, 0.5 loses), until `heal`; an error outside 0.1..=10. On mem it is the node
+    /// loop's timers on virtual time; on processes the same, through the control channel.
+    pub async fn clock_rate(&self, id: NodeId, factor: f64) -> Result<(), UsageError> {
+        ballot_runtime::check_clock_rate(factor).map_err(UsageError)?;
+        if factor == 1.0 {
+            self.clock_rates.borrow_mut().remove(&id);
+        } else {
+            self.clock_rates.borrow_mut().insert(id, factor);
+        }
+        self.set_clock_rate(id, factor).await;
+        Ok(())
+    }
+
+    /// After a restart or a resume: the node's clock runs at its rate again.
+    pub(super) async fn reapply_clock_rate(&self, id: NodeId) {
+        let rate = self.clock_rates.borrow().get(&id).copied();
+        if let Some(factor) = rate {
+            self.set_clock_rate(id, factor).await;
+        }
+    }
+
+    async fn set_clock_rate(&self, id: NodeId, factor: f64) {
+        self.log.record(|| format!("clock_rate {id} {factor}"));
+        match &self.backend {
+            Backend::Mem(b) => b.set_clock_rate(id, factor),
+            Backend::Proc(b) => b.set_clock_rate(id, factor).await,
+        }
     }
 
     /// Drop each message with probability `p`; an error if `p` is not in 0.0..=1.0.
@@ -104,10 +139,21 @@ impl Cluster {
         Ok(())
     }
 
-    /// Whether a fault may be in force: a partition or link fault not healed since, or a
-    /// paused node.
+    /// Drop or delay the messages `rule` matches, until `heal` (a counted drop rule ends
+    /// once spent); an error for an unknown message type or a count of 0. On node
+    /// processes each node applies the rule to what it sends, so a count applies per
+    /// sending node.
+    pub async fn message_rule(&self, rule: MessageRule) -> Result<(), UsageError> {
+        self.fault(Fault::new(FaultCommand::Messages(rule))?).await;
+        Ok(())
+    }
+
+    /// Whether a fault may be in force: a partition or link fault not healed since, a
+    /// clock rate, or a paused node.
     pub(super) fn faults_active(&self) -> bool {
-        *self.faulty.borrow() || self.nodes().into_iter().any(|n| self.is_paused(n))
+        *self.faulty.borrow()
+            || !self.clock_rates.borrow().is_empty()
+            || self.nodes().into_iter().any(|n| self.is_paused(n))
     }
 }
 

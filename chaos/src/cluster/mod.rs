@@ -41,6 +41,9 @@ pub struct ClusterSpec {
     pub timing: Timing,
     /// Run a discovery service that every node heart-beats to.
     pub discovery: bool,
+    /// Node processes (tcp, zmq) run with `--insecure` instead of a fresh credentials
+    /// folder per run (`chaos bench --auth off`); the in-memory network has none either way.
+    pub insecure: bool,
 }
 
 impl Default for ClusterSpec {
@@ -52,6 +55,7 @@ impl Default for ClusterSpec {
             candidates: vec!["ada".into(), "grace".into(), "linus".into()],
             timing: Timing::default(),
             discovery: false,
+            insecure: false,
         }
     }
 }
@@ -156,6 +160,9 @@ pub struct Cluster {
     joined: RefCell<Vec<NodeId>>,
     /// Progress probes cast so far (each probe's voter is new).
     probes: RefCell<u32>,
+    /// Nodes whose clock runs fast or slow (`clock_rate`), until `heal`. A machine's clock
+    /// outlives its process: a restarted or resumed node gets its rate again.
+    clock_rates: RefCell<BTreeMap<NodeId, f64>>,
 }
 
 impl Cluster {
@@ -173,6 +180,7 @@ impl Cluster {
             return Err(UsageError("a cluster needs at least one candidate".into()));
         }
         let with_discovery = spec.discovery;
+        let secure = !spec.insecure;
         let mut config = Config::new(spec.proposers, spec.acceptors, spec.learners, spec.candidates);
         config.timing = spec.timing;
         let config = Arc::new(config);
@@ -189,9 +197,8 @@ impl Cluster {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
-                    match ProcBackend::start(config.clone(), kind, seed, log.clone(), recorder.clone(), with_discovery)
-                        .await
-                    {
+                    let (l, r) = (log.clone(), recorder.clone());
+                    match ProcBackend::start(config.clone(), kind, seed, l, r, (with_discovery, secure)).await {
                         Ok((b, c)) => break (Backend::Proc(Box::new(b)), c),
                         Err(e) if attempt < 3 && e.contains("Address already in use") => {
                             log.record(|| format!("ports taken meanwhile, starting again: {e}"));
@@ -210,6 +217,7 @@ impl Cluster {
             faulty: RefCell::new(false),
             joined: RefCell::new(Vec::new()),
             probes: RefCell::new(0),
+            clock_rates: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -304,12 +312,11 @@ impl Cluster {
         }
         self.log.record(|| format!("restart {id}"));
         match &self.backend {
-            Backend::Mem(b) => {
-                b.restart(id);
-                Ok(())
-            }
-            Backend::Proc(b) => b.restart(id).await,
+            Backend::Mem(b) => b.restart(id),
+            Backend::Proc(b) => b.restart(id).await?,
         }
+        self.reapply_clock_rate(id).await;
+        Ok(())
     }
 
     /// Freeze `id` (a no-op for a node that is not running): it keeps its state and
@@ -329,6 +336,7 @@ impl Cluster {
             Backend::Proc(b) => b.resume(id).await,
         }
         self.log.record(|| format!("resume {id}"));
+        self.reapply_clock_rate(id).await;
     }
 
     /// The status of a live, running node.
@@ -436,6 +444,17 @@ impl Cluster {
         for n in crashed {
             out.push(format!("{n} stopped although nobody killed it (panic or storage error)"));
         }
+        // Nobody forges a message on the in-memory network, so a node that refused one
+        // for breaking a sender rule was sent it by another node of ours: a bug, however
+        // harmless the refusal made it.
+        if let Backend::Mem(b) = &self.backend {
+            for (node, reason, n) in b.refusals().into_iter().filter(|(_, r, _)| r.breaks_a_sender_rule()) {
+                out.push(format!(
+                    "{node} refused {n} message(s) as {}: on the in-memory network only our own nodes send, so one of them broke a sender rule",
+                    reason.as_str()
+                ));
+            }
+        }
         let want: Vec<u64> = views.iter().map(|v| v.applied).collect();
         let replay = invariants::replay(&rec, &self.config.candidates, &want);
         invariants::durability(&rec, &replay, &mut out);
@@ -456,6 +475,15 @@ impl Cluster {
             self.resume(id).await;
         }
         self.check().await
+    }
+
+    /// On mem, deliver a message `from` a node of the test's choosing (tests of the
+    /// checker use it to stand for a node that breaks a sender rule).
+    #[doc(hidden)]
+    pub fn forge_for_test(&self, from: NodeId, to: NodeId, msg: ballot_core::Message) {
+        if let Backend::Mem(b) = &self.backend {
+            b.forge_for_test(from, to, msg);
+        }
     }
 
     /// Record a violation by hand (tests of the checker use it to break an invariant).

@@ -19,10 +19,11 @@ mod recovery;
 use self::queue::take_batch;
 use self::recovery::{Page, Promised, Recovery};
 use crate::actor::{Actor, Status};
+use crate::auth::check_sender;
 use crate::command::{Command, Reply, Value};
 use crate::config::{Config, Timing};
 use crate::effect::{Outbox, Timer};
-use crate::ids::{Ballot, NodeId, Role};
+use crate::ids::{Ballot, NodeId};
 use crate::msg::Message;
 use crate::storage::{DurableState, PersistOp};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -343,26 +344,21 @@ impl Actor for Proposer {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
+        if let Err(reason) = check_sender(&self.config, self.id, from, &msg) {
+            out.refuse(from, msg.kind(), reason);
+            return;
+        }
         match msg {
             Message::Request(cmds) => self.on_request(from, cmds, out),
-            Message::Heartbeat { ballot, chosen } if from.role == Role::Proposer => {
-                self.on_heartbeat(from, ballot, chosen, out);
-            }
-            Message::Promise { ballot, req, from_slot, end, last, compacted, accepted }
-                if self.config.acceptors.contains(&from) =>
-            {
+            Message::Heartbeat { ballot, chosen } => self.on_heartbeat(from, ballot, chosen, out),
+            Message::Promise { ballot, req, from_slot, end, last, compacted, accepted } => {
                 let promised = Promised { last, page: Page { end, compacted, entries: accepted } };
                 self.on_promise(from, ballot, req, from_slot, promised, out);
             }
-            Message::Accepted { ballot, slots } if self.config.acceptors.contains(&from) => {
-                self.on_accepted(from, ballot, slots);
-            }
-            Message::Nack { ballot, promised } if self.config.acceptors.contains(&from) => {
-                self.on_nack(from, ballot, promised, out);
-            }
-            Message::CatchUp { applied } if from.role == Role::Learner => {
-                self.on_learner_stuck(from, applied);
-            }
+            Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
+            Message::Nack { ballot, promised } => self.on_nack(from, ballot, promised, out),
+            Message::CatchUp { applied } => self.on_learner_stuck(from, applied),
+            // `Hello`: nothing to do (the sender rule refused every other kind).
             _ => {}
         }
     }

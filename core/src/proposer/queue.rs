@@ -2,6 +2,7 @@
 //! leader, batching, proposing a slot's value, and re-queueing when leadership ends.
 
 use super::{InFlight, Phase, Proposer};
+use crate::auth::Refusal;
 use crate::command::{Command, Reply, Value, MAX_COMMAND_BYTES};
 use crate::effect::Outbox;
 use crate::ids::{NodeId, Role};
@@ -10,8 +11,14 @@ use std::collections::{BTreeSet, VecDeque};
 
 impl Proposer {
     /// A client's commands, or ones another proposer forwarded: forwarded to the leader
-    /// this follower knows, or queued.
-    pub(super) fn on_request(&mut self, from: NodeId, cmds: Vec<Command>, out: &mut Outbox) {
+    /// this follower knows, or queued. A client's command that names another client to
+    /// answer, is too large or has a name over its limit is refused here, before it is
+    /// forwarded or proposed.
+    pub(super) fn on_request(&mut self, from: NodeId, mut cmds: Vec<Command>, out: &mut Outbox) {
+        cmds.retain(|cmd| self.admit(from, cmd, out));
+        if cmds.is_empty() {
+            return;
+        }
         match (&self.phase, from.role) {
             (Phase::Follower, Role::Client) => match self.leader.filter(|&l| l != self.id) {
                 Some(leader) => out.send(leader, Message::Request(cmds)),
@@ -26,19 +33,31 @@ impl Proposer {
         }
     }
 
-    /// Queue commands for a slot, refusing at once one that is too large or that finds
-    /// the queue full.
+    /// Whether a command may go on: a client's answers to the client that sent it (a
+    /// proposer forwards other clients' commands), and it is within [`MAX_COMMAND_BYTES`]
+    /// and every name within its limit. A refused one is reported, and answered `TooLarge`
+    /// when it is too large or too long (final: no slot takes it). One naming another
+    /// client is not answered at all: the answer would go to that other client.
+    fn admit(&self, from: NodeId, cmd: &Command, out: &mut Outbox) -> bool {
+        if from.role == Role::Client && cmd.client() != from {
+            out.refuse(from, cmd.kind(), Refusal::WrongClient);
+            return false;
+        }
+        let (reason, size, limit) = match cmd.check_lengths() {
+            _ if cmd.size() > MAX_COMMAND_BYTES => (Refusal::TooLarge, cmd.size(), MAX_COMMAND_BYTES),
+            Err(e) => (Refusal::TooLong, e.len, e.limit),
+            Ok(()) => return true,
+        };
+        out.refuse(from, cmd.kind(), reason);
+        let request_id = cmd.request_id().to_string();
+        out.send(cmd.client(), Message::Replies(vec![Reply::TooLarge { request_id, size, limit }]));
+        false
+    }
+
+    /// Queue commands for a slot, refusing at once one that finds the queue full.
     fn enqueue(&mut self, cmds: Vec<Command>, out: &mut Outbox) {
         for cmd in cmds {
-            let size = cmd.size();
-            if size > MAX_COMMAND_BYTES {
-                // Never proposed: no slot could carry it within the frame limit. Final.
-                let request_id = cmd.request_id().to_string();
-                out.send(
-                    cmd.client(),
-                    Message::Replies(vec![Reply::TooLarge { request_id, size, limit: MAX_COMMAND_BYTES }]),
-                );
-            } else if self.queue.len() >= self.config.timing.queue_limit {
+            if self.queue.len() >= self.config.timing.queue_limit {
                 // Full: refuse now rather than grow without bound; the client may retry.
                 let request_id = cmd.request_id().to_string();
                 out.send(cmd.client(), Message::Replies(vec![Reply::NotConfirmed { request_id }]));

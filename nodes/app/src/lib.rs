@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`process`]: a node as an OS process: flags, transports, disk, signals.
-//! - [`cli`]: the `ballot` command: vote, results, candidates, status, interactive.
+//! - [`cli`]: the `ballot` command: vote, results, candidates, status, interactive, certs.
 
 #![warn(missing_docs, unreachable_pub)]
 

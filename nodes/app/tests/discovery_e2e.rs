@@ -17,6 +17,7 @@ use ballot_operator::discovery::{DiscoveryClient, Member};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,15 +28,20 @@ fn ballot_blocking(args: Vec<String>) -> Output {
     run_ballot(&args, None)
 }
 
-/// `ballot ARGS`: exit code, stdout, stderr.
-async fn ballot(args: &[&str]) -> (Option<i32>, String, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+/// `ballot --certs CERTS ARGS`: exit code, stdout, stderr.
+async fn ballot(certs: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let args: Vec<String> = ["--certs".to_string(), certs.to_string_lossy().into_owned()]
+        .into_iter()
+        .chain(args.iter().map(|s| s.to_string()))
+        .collect();
     let o = tokio::task::spawn_blocking(move || ballot_blocking(args)).await.expect("ballot thread");
     (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
+/// Discovery starts before the cluster (and its credentials), so it runs `--insecure`:
+/// these tests are of finding the cluster; its refusals are the operator plane's tests.
 fn start_discovery(dir: &TempDir, addr: SocketAddr, extra: &[&str]) -> NodeProc {
-    let mut args = vec!["--role", "discovery", "--listen"];
+    let mut args = vec!["--insecure", "--role", "discovery", "--listen"];
     let a = addr.to_string();
     args.push(&a);
     args.extend_from_slice(extra);
@@ -100,12 +106,13 @@ async fn all_registered_with_their_addresses(c: &Cluster, d: &DiscoveryClient) {
 
 /// The CLI needs nothing but discovery: a vote, then `status --json` and the text table.
 async fn cli_through_discovery_alone(c: &Cluster, ds: &str, leader: NodeId) {
-    let (code, stdout, err) = ballot(&["--discovery", ds, "vote", "--voter", "alice", "--candidate", "ada"]).await;
+    let (code, stdout, err) =
+        ballot(&c.certs, &["--discovery", ds, "vote", "--voter", "alice", "--candidate", "ada"]).await;
     assert_eq!(code, Some(0), "{stdout}{err}");
     assert!(stdout.starts_with("vote recorded (slot "), "{stdout}");
     assert!(err.is_empty(), "no warning when discovery answers: {err}");
 
-    let (code, stdout, err) = ballot(&["--discovery", ds, "status", "--json"]).await;
+    let (code, stdout, err) = ballot(&c.certs, &["--discovery", ds, "status", "--json"]).await;
     assert_eq!(code, Some(0), "{stdout}{err}");
     let v: Json = serde_json::from_str(stdout.trim()).expect("status --json is JSON");
     let rows = v["nodes"].as_array().expect("nodes");
@@ -120,7 +127,7 @@ async fn cli_through_discovery_alone(c: &Cluster, ds: &str, leader: NodeId) {
     let learner = rows.iter().find(|r| r["node"] == "learner-1").expect("learner row");
     assert!(learner["tally"].is_object(), "{learner}");
     // The text table too.
-    let (code, stdout, _) = ballot(&["--discovery", ds, "status"]).await;
+    let (code, stdout, _) = ballot(&c.certs, &["--discovery", ds, "status"]).await;
     assert_eq!(code, Some(0));
     assert!(stdout.lines().next().is_some_and(|h| h.starts_with("node") && h.contains("reachable")), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with(&leader.to_string()) && l.contains(" yes ")), "{stdout}");
@@ -128,14 +135,14 @@ async fn cli_through_discovery_alone(c: &Cluster, ds: &str, leader: NodeId) {
 
 /// A read through the log, then the learner's own tally: the same counts. An acceptor
 /// has no local tally.
-async fn results_through_discovery(ds: &str) {
-    let (code, through_log, err) = ballot(&["--discovery", ds, "results", "--json"]).await;
+async fn results_through_discovery(certs: &Path, ds: &str) {
+    let (code, through_log, err) = ballot(certs, &["--discovery", ds, "results", "--json"]).await;
     assert_eq!(code, Some(0), "{through_log}{err}");
-    let (code, local, err) = ballot(&["--discovery", ds, "results", "--local", "learner-1", "--json"]).await;
+    let (code, local, err) = ballot(certs, &["--discovery", ds, "results", "--local", "learner-1", "--json"]).await;
     assert_eq!(code, Some(0), "{local}{err}");
     assert_eq!(tally_of(&local), tally_of(&through_log));
     assert_eq!(tally_of(&local)["ada"], 1, "{local}");
-    let (code, _, err) = ballot(&["--discovery", ds, "results", "--local", "acceptor-1"]).await;
+    let (code, _, err) = ballot(certs, &["--discovery", ds, "results", "--local", "acceptor-1"]).await;
     assert_eq!((code, err.lines().count()), (Some(2), 1), "{err}");
     assert!(err.contains("not a learner"), "{err}");
 }
@@ -158,15 +165,17 @@ async fn living_without_discovery(c: &mut Cluster, mut disc: NodeProc, ds: &str,
     disc.signal(libc::SIGKILL);
     disc.wait_exit().await;
     c.votes(3).await;
-    let (code, stdout, err) = ballot(&["--peers", peers, "vote", "--voter", "bob", "--candidate", "grace"]).await;
+    let (code, stdout, err) =
+        ballot(&c.certs, &["--peers", peers, "vote", "--voter", "bob", "--candidate", "grace"]).await;
     assert_eq!(code, Some(0), "{stdout}{err}");
     let (code, stdout, err) =
-        ballot(&["--discovery", ds, "--peers", peers, "vote", "--voter", "carol", "--candidate", "linus"]).await;
+        ballot(&c.certs, &["--discovery", ds, "--peers", peers, "vote", "--voter", "carol", "--candidate", "linus"])
+            .await;
     assert_eq!(code, Some(0), "falls back to --peers: {stdout}{err}");
     assert!(stdout.starts_with("vote recorded"), "{stdout}");
     assert_eq!(err.lines().count(), 1, "one warning line: {err}");
     assert!(err.starts_with("ballot: warning: ") && err.contains("--peers"), "{err}");
-    let (code, _, err) = ballot(&["--discovery", ds, "vote", "--voter", "dave", "--candidate", "ada"]).await;
+    let (code, _, err) = ballot(&c.certs, &["--discovery", ds, "vote", "--voter", "dave", "--candidate", "ada"]).await;
     assert_eq!((code, err.lines().count()), (Some(2), 1), "no discovery, no --peers: {err}");
     assert!(err.contains(ds) && err.contains("no --peers"), "{err}");
     c.all_alive_of(&TWO_PROPOSERS).await;
@@ -187,13 +196,16 @@ async fn failover_named(c: &mut Cluster, d: &DiscoveryClient, ddir: &TempDir, da
     c.node(leader).wait_exit().await;
     let next = wait_leader(c, d, Some(leader), ballot_operator::discovery::DEFAULT_TTL).await;
     assert_ne!(next, leader);
-    let (code, stdout, err) = ballot(&["--discovery", &ds, "vote", "--voter", "erin", "--candidate", "grace"]).await;
+    let (code, stdout, err) =
+        ballot(&c.certs, &["--discovery", &ds, "vote", "--voter", "erin", "--candidate", "grace"]).await;
     assert_eq!(code, Some(0), "after failover, through discovery: {stdout}{err}");
     // The dead proposer shows as unreachable (while discovery still lists it) or is gone;
     // either way status answers for the rest.
-    let (code, stdout, err) =
-        ballot(&["--discovery", &ds, "--http-peers", &format!("{leader}={}", c.http[&leader]), "status", "--json"])
-            .await;
+    let (code, stdout, err) = ballot(
+        &c.certs,
+        &["--discovery", &ds, "--http-peers", &format!("{leader}={}", c.http[&leader]), "status", "--json"],
+    )
+    .await;
     assert_eq!(code, Some(0), "{stdout}{err}");
     let v: Json = serde_json::from_str(stdout.trim()).expect("JSON");
     let dead = v["nodes"].as_array().and_then(|r| r.iter().find(|r| r["node"] == leader.to_string().as_str()).cloned());
@@ -220,7 +232,7 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
     all_registered_with_their_addresses(&c, &d).await;
     let leader = wait_leader(&c, &d, None, Duration::MAX).await;
     cli_through_discovery_alone(&c, &ds, leader).await;
-    results_through_discovery(&ds).await;
+    results_through_discovery(&c.certs, &ds).await;
     sigterm_deregisters(&mut c, &d).await;
     living_without_discovery(&mut c, disc, &ds, &peers).await;
     let _disc = failover_named(&mut c, &d, &ddir, daddr).await;
@@ -229,6 +241,7 @@ async fn a_cluster_found_through_discovery_and_living_without_it() {
 #[tokio::test]
 async fn one_line_errors_without_a_cluster() {
     let dir = TempDir::new("discovery-errors");
+    let certs = certs_in(dir.path());
     // --role discovery without --listen.
     let (status, stderr) = run_to_exit(dir.path(), "discovery", &os_args(&["--role", "discovery"])).await;
     assert_eq!(status.code(), Some(2));
@@ -247,7 +260,7 @@ async fn one_line_errors_without_a_cluster() {
         (vec!["--http-peers", &format!("learner-1={dead}"), "results", "--local", "learner-1"], 4, "unreachable"),
         (vec!["--http-peers", &format!("learner-1={dead}"), "results", "--local", "proposer-1"], 2, "not a learner"),
     ] {
-        let (got, stdout, err) = ballot(&args).await;
+        let (got, stdout, err) = ballot(&certs, &args).await;
         assert_eq!(got, Some(code), "{args:?}: {stdout}{err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
         assert!(err.contains(words), "{args:?}: {err}");

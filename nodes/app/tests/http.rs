@@ -300,7 +300,7 @@ struct Cluster {
     /// HTTP of proposer-1 and of learner-1.
     proposer_http: SocketAddr,
     learner_http: SocketAddr,
-    _net: MemNetwork,
+    net: MemNetwork,
 }
 
 const P1: NodeId = NodeId::proposer(1);
@@ -324,7 +324,8 @@ async fn start(logs: LogRing) -> Cluster {
         };
         handles.insert(id, h);
     }
-    let client = ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone());
+    let client =
+        ClientHandle::spawn(net.register(NodeId::client(1)), config.proposers.clone(), config.nodes().collect());
     let cluster: Vec<NodeId> =
         config.proposers.iter().chain(&config.acceptors).chain(&config.learners).copied().collect();
     let lp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -336,7 +337,7 @@ async fn start(logs: LogRing) -> Cluster {
         state.logs = Some(logs.clone());
         tokio::spawn(http::serve(listener, state, std::future::pending()));
     }
-    Cluster { handles, client, proposer_http, learner_http, _net: net }
+    Cluster { handles, client, proposer_http, learner_http, net }
 }
 
 /// Runs `body` with a subscriber that keeps log lines in `logs` (this thread: the test
@@ -492,6 +493,35 @@ async fn logs_pages(pa: SocketAddr) {
     }
 }
 
+/// A forged heartbeat "from" a proposer that is not configured: refused, counted on
+/// `/metrics` under its reason, and logged in one line.
+async fn refusals_are_counted_and_logged(c: &Cluster, pa: SocketAddr) {
+    use ballot_transports::Transport;
+    let forger = c.net.register(NodeId::client(66));
+    let heartbeat = ballot_core::Message::Heartbeat { ballot: ballot_core::Ballot::new(1 << 40, 9), chosen: 0 };
+    for _ in 0..3 {
+        forger.send(ballot_transports::Envelope::new(NodeId::proposer(9), P1, heartbeat.clone())).expect("mem send");
+    }
+    let refused = |body: &str| {
+        let (_, samples) = parse_prometheus(body);
+        value_of(&samples, "ballot_refused_total", &[("node", "proposer-1"), ("reason", "not_a_proposer")])
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while refused(&get(pa, "/metrics").await.body) != Some(3.0) {
+        assert!(tokio::time::Instant::now() < deadline, "three refusals counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (types, samples) = parse_prometheus(&get(pa, "/metrics").await.body);
+    assert_eq!(types.get("ballot_refused_total").map(String::as_str), Some("counter"));
+    let zero = value_of(&samples, "ballot_refused_total", &[("node", "proposer-1"), ("reason", "bad_snapshot")]);
+    assert_eq!(zero, Some(0.0), "every reason is listed, zeros included");
+    let logs = get(pa, "/logs.json").await.json();
+    let lines: Vec<String> = logs.as_array().expect("lines").iter().map(|l| l.to_string()).collect();
+    let refusals: Vec<&String> = lines.iter().filter(|l| l.contains("refused a message")).collect();
+    assert_eq!(refusals.len(), 1, "one line per reason per second: {refusals:?}");
+    assert!(refusals[0].contains("not_a_proposer") && refusals[0].contains("proposer-9"), "{}", refusals[0]);
+}
+
 /// A paused node loop is unhealthy; resumed, healthy again.
 async fn paused_is_unhealthy(c: &Cluster, pa: SocketAddr, la: SocketAddr) {
     c.handles[&P1].pause();
@@ -528,6 +558,7 @@ async fn pages_of_a_running_cluster() {
     cluster_and_overview(pa, la).await;
     metrics_of_both(pa, la).await;
     logs_pages(pa).await;
+    refusals_are_counted_and_logged(&c, pa).await;
     paused_is_unhealthy(&c, pa, la).await;
 
     for (_, h) in c.handles {
@@ -641,8 +672,15 @@ mod binary {
             free_port(),
             free_port()
         );
+        // A replica loads one identity per role from the folder.
+        let certs = dir.join("certs");
+        let nodes =
+            [ballot_core::NodeId::proposer(1), ballot_core::NodeId::acceptor(1), ballot_core::NodeId::learner(1)];
+        ballot_transports::auth::generate(&certs, &nodes).expect("credentials");
         let child = std::process::Command::new(BIN)
             .args(["--id", "1", "--role", "replica", "--transport", "tcp", "--peers", &peers, "--http", "127.0.0.1:0"])
+            .arg("--certs")
+            .arg(&certs)
             .arg("--data-dir")
             .arg(&dir)
             .stdout(Stdio::piped())

@@ -6,9 +6,13 @@
 //!   TCP and over ZeroMQ (one helper, parameterised by transport).
 //! - SIGTERM and SIGINT stop a node with status 0; an acceptor killed with SIGKILL and
 //!   restarted on its data dir reports the promise it had, and the cluster commits on.
+//! - A node whose loop ends while the process runs (its log cannot be written: a file
+//!   size limit) makes the process exit 3 with one line saying why, so a supervisor
+//!   restarts it.
 //!   A node that starts says `Hello` to every peer, stamped with its listen address.
 //! - A data dir of another cluster, a log corrupted in the middle, a bad `--peers` entry,
-//!   an unknown `--id` and a cluster without learner are refused with one line on stderr.
+//!   an unknown `--id`, a cluster without learner, and a node given neither `--certs` nor
+//!   `--insecure` are refused with one line on stderr; `--insecure` runs with one warning.
 //! - Thousands of hostile byte strings on the listen ports of the learner and an acceptor
 //!   while votes are being committed: the nodes live on and votes keep committing.
 //!
@@ -110,6 +114,60 @@ async fn sigterm_exits_0_and_a_killed_acceptor_restarts_with_its_promise() {
     c.all_alive().await;
 }
 
+/// A proposer alone (its peers are not running) starts an election every few ms, and
+/// persists its round before each. Run under a file size limit (`RLIMIT_FSIZE`, with
+/// `SIGXFSZ` ignored so that a write past it fails with `EFBIG` instead of killing the
+/// process), its log soon cannot grow: the storage fails, the node loop stops, and the
+/// process must exit 3 instead of living on with no node inside it.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_node_loop_that_ends_makes_the_process_exit_3() {
+    use std::os::unix::process::CommandExt;
+    let tmp = TempDir::new("loop-end");
+    let peers = "proposer-1=127.0.0.1:0,acceptor-1=127.0.0.1:9,learner-1=127.0.0.1:9";
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["--insecure", "--id", "proposer-1", "--listen", "127.0.0.1:0", "--peers", peers])
+        .args(["--election-min-ms", "2", "--election-max-ms", "4", "--data-dir"])
+        .arg(tmp.path().join("proposer-1"))
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit, signal and prctl are async-signal-safe; nothing else is touched.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 4096, rlim_max: 4096 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("start ballot-node");
+    let pid = child.id();
+    let waited = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let o = match tokio::time::timeout(DEADLINE, waited).await {
+        Ok(o) => o.expect("join").expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped (it is still
+            // being waited for).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("ballot-node did not exit within {DEADLINE:?} after its node loop ended");
+        }
+    };
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.starts_with("ready proposer-1"), "{stdout}");
+    assert_eq!(o.status.code(), Some(3), "{}\n{stderr}", o.status);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ballot-node: proposer-1 stopped: storage I/O failed")
+            && last.ends_with("exiting so that a supervisor restarts the process"),
+        "{stderr}"
+    );
+}
+
 /// A node that starts says `Hello` to every peer, stamped with where it listens: the
 /// peers drop whatever connection they held to its previous life and dial it afresh. (In
 /// a container the previous life's address vanishes with it, and writes into the old
@@ -117,14 +175,15 @@ async fn sigterm_exits_0_and_a_killed_acceptor_restarts_with_its_promise() {
 /// the transports' tests.)
 async fn a_starting_node_says_hello_to_every_peer(net: Net) {
     let tmp = TempDir::new("hello");
+    let certs = certs_in(tmp.path());
     let (p, l) = (NodeId::proposer(1), NodeId::learner(1));
-    let mut proposer = Endpoint::bind(net, p, BTreeMap::new()).await;
-    let mut learner = Endpoint::bind(net, l, BTreeMap::new()).await;
+    let mut proposer = Endpoint::bind(net, p, BTreeMap::new(), Some(&certs)).await;
+    let mut learner = Endpoint::bind(net, l, BTreeMap::new(), Some(&certs)).await;
     let peers = format!("{p}={},acceptor-1=127.0.0.1:9,{l}={}", proposer.local_addr(), learner.local_addr());
     let data = tmp.path().join("acceptor-1");
     let mut args =
         os_args(&["--id", "acceptor-1", "--listen", "127.0.0.1:0", "--transport", net.flag(), "--peers", &peers]);
-    args.extend([OsString::from("--data-dir"), data.into()]);
+    args.extend([OsString::from("--data-dir"), data.into(), "--certs".into(), certs.into()]);
     let mut node = NodeProc::spawn("acceptor-1", &args, &fresh_log(tmp.path(), "acceptor-1"));
     let ready = node.wait_ready().await;
     for (name, peer) in [("proposer-1", &mut proposer), ("learner-1", &mut learner)] {
@@ -156,6 +215,7 @@ async fn zmq_a_starting_node_says_hello_to_every_peer() {
 
 /// Arguments of a single node outside any running cluster: it listens on a free port and
 /// names the other members at a port where nobody listens (a lone acceptor never dials).
+/// Its credentials are in the folder beside its data dir.
 fn lone_node_args(id: &str, data_dir: &Path, extra: &[&str]) -> Vec<OsString> {
     let mut args = os_args(&[
         "--id",
@@ -168,6 +228,8 @@ fn lone_node_args(id: &str, data_dir: &Path, extra: &[&str]) -> Vec<OsString> {
     args.extend(os_args(extra));
     args.push("--data-dir".into());
     args.push(data_dir.into());
+    args.push("--certs".into());
+    args.push(certs_in(data_dir.parent().expect("a data dir in a test folder")).into());
     args
 }
 
@@ -331,18 +393,74 @@ async fn bad_command_lines_exit_2_with_one_line() {
             "--http: cannot resolve nobody.invalid:8000",
         ),
     ];
+    let certs = certs_in(tmp.path());
     for (what, id, extra, mentions) in cases {
         let mut args = os_args(&["--id", id]);
         args.extend(os_args(extra));
-        args.push("--data-dir".into());
-        args.push(data.clone().into());
-        let (status, stderr) = run_to_exit(tmp.path(), id, &args).await;
-        assert_eq!(status.code(), Some(2), "{what}: {status}, stderr {stderr:?}");
-        let line = assert_one_line_error(what, &stderr);
-        assert!(line.contains(mentions), "{what}: the message should mention {mentions:?}: {line}");
-        // Refused before anything touched the disk.
-        assert!(!data.exists(), "{what}: the data dir was created");
+        args.extend(os_args(&["--certs", &certs.to_string_lossy()]));
+        refused_before_the_disk(tmp.path(), what, id, args, &data, mentions).await;
     }
+}
+
+/// Runs `ballot-node ARGS --data-dir DATA`: it must exit 2 with one line mentioning
+/// `mentions`, before anything touched the disk.
+async fn refused_before_the_disk(
+    tmp: &Path,
+    what: &str,
+    id: &str,
+    mut args: Vec<OsString>,
+    data: &Path,
+    mentions: &str,
+) {
+    args.push("--data-dir".into());
+    args.push(data.into());
+    let (status, stderr) = run_to_exit(tmp, id, &args).await;
+    assert_eq!(status.code(), Some(2), "{what}: {status}, stderr {stderr:?}");
+    let line = assert_one_line_error(what, &stderr);
+    assert!(line.contains(mentions), "{what}: the message should mention {mentions:?}: {line}");
+    assert!(!data.exists(), "{what}: the data dir was created");
+}
+
+/// A node given neither `--certs` nor `--insecure` (nor `BALLOT_CERTS`) refuses to start,
+/// saying in one line how to make credentials; so does one whose folder lacks its files.
+#[tokio::test]
+async fn a_node_without_credentials_is_refused_with_one_line() {
+    let tmp = TempDir::new("no-credentials");
+    let data = tmp.path().join("data");
+    let no_creds = tmp.path().join("no-creds");
+    std::fs::create_dir_all(&no_creds).expect("an empty folder");
+    let peers = "proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:0,learner-1=127.0.0.1:9";
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("neither --certs nor --insecure", &[], "no credentials: make them with `ballot certs --dir DIR --peers"),
+        ("a --certs folder without this node's files", &["--certs", &no_creds.to_string_lossy()], "cannot read"),
+    ];
+    for (what, extra, mentions) in cases {
+        let mut args = os_args(&["--id", "acceptor-1", "--peers", peers]);
+        args.extend(os_args(extra));
+        refused_before_the_disk(tmp.path(), what, "acceptor-1", args, &data, mentions).await;
+    }
+}
+
+/// `--insecure` runs without credentials and says so in one warning line; its peers need
+/// none either.
+#[tokio::test]
+async fn insecure_is_a_choice_with_one_warning_line() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let tmp = TempDir::new("insecure");
+    let l = NodeId::learner(1);
+    let mut learner = Endpoint::bind(Net::Tcp, l, BTreeMap::new(), None).await;
+    let peers = format!("proposer-1=127.0.0.1:9,acceptor-1=127.0.0.1:9,{l}={}", learner.local_addr());
+    let mut args = os_args(&["--id", "acceptor-1", "--listen", "127.0.0.1:0", "--peers", &peers, "--insecure"]);
+    args.extend([OsString::from("--data-dir"), tmp.path().join("acceptor-1").into()]);
+    let mut node = NodeProc::spawn("acceptor-1", &args, &fresh_log(tmp.path(), "acceptor-1"));
+    node.wait_ready().await;
+    let env = learner.recv_within(DEADLINE).await.expect("an insecure node's Hello reaches an insecure peer");
+    assert_eq!((env.from, env.msg), (NodeId::acceptor(1), ballot_core::Message::Hello));
+    let warnings: Vec<String> = node.stderr().lines().filter(|l| l.contains("--insecure")).map(String::from).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("ballot-node: warning: --insecure"), "{warnings:?}");
+    node.signal(libc::SIGTERM);
+    assert_eq!(node.wait_exit().await.code(), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -492,7 +610,9 @@ async fn zmq_garbage_on_the_ports_does_not_stop_commits() {
 /// the same transport, whose counters are visible, it reaches every refusal path.
 async fn garbage_reaches_every_refusal_path(net: Net) {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
-    let endpoint = Endpoint::bind(net, NodeId::learner(9), BTreeMap::new()).await;
+    // An insecure endpoint: the garbage must reach the frame reader, not a TLS handshake
+    // (for that, see `tcp_garbage_is_refused_at_the_tls_handshake`).
+    let endpoint = Endpoint::bind(net, NodeId::learner(9), BTreeMap::new(), None).await;
     let addr = endpoint.local_addr();
     let writer = std::thread::spawn(move || spray(net, &[addr], 300, 7));
     let deadline = Instant::now() + DEADLINE;
@@ -527,4 +647,29 @@ async fn tcp_garbage_reaches_every_refusal_path() {
 #[tokio::test]
 async fn zmq_garbage_reaches_every_refusal_path() {
     garbage_reaches_every_refusal_path(Net::Zmq).await;
+}
+
+/// With credentials, the same garbage never gets past the TLS handshake: every connection
+/// is refused there and counted, and nothing is taken for a message.
+#[tokio::test]
+async fn tcp_garbage_is_refused_at_the_tls_handshake() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let tmp = TempDir::new("tls-garbage");
+    let endpoint = Endpoint::bind(Net::Tcp, NodeId::learner(9), BTreeMap::new(), Some(&certs_in(tmp.path()))).await;
+    let addr = endpoint.local_addr();
+    let writer = std::thread::spawn(move || spray(Net::Tcp, &[addr], 300, 7));
+    let deadline = Instant::now() + DEADLINE;
+    // Not `join` here: the endpoint runs on this thread's runtime.
+    while !writer.is_finished() {
+        assert!(Instant::now() < deadline, "the garbage writer did not finish within {DEADLINE:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    let (sprayed, held) = writer.join().expect("the garbage writer panicked");
+    drop(held);
+    while endpoint.stats().refused_handshake < sprayed.connections as u64 {
+        assert!(Instant::now() < deadline, "{sprayed:?}: {:?}", endpoint.stats());
+        tokio::time::sleep(POLL).await;
+    }
+    let s = endpoint.stats();
+    assert_eq!(s.frames_received + s.dropped_decode + s.dropped_oversized + s.truncated, 0, "{s:?}");
 }

@@ -7,10 +7,13 @@
 //!   HTTP) and its client.
 //! - [`control`]: a node process's control channel (status, applied log, simulated
 //!   faults), spoken by `chaos`.
+//! - [`access`]: who may use the operator plane ([`access::Access`]: open, or tokens
+//!   checked with the cluster secret) and the count of what was refused.
 //! - `server` (private): the accept loop of the HTTP servers, with graceful shutdown.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod access;
 pub mod control;
 pub mod discovery;
 pub mod pages;

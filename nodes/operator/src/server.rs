@@ -30,7 +30,13 @@ pub(crate) struct ConnLimits {
     pub(crate) connection_lifetime: Duration,
     /// After shutdown, how long requests in flight have to finish.
     pub(crate) drain_deadline: Duration,
+    /// Where connections over the limit are counted, under the server's name.
+    pub(crate) refusals: Option<crate::access::Refusals>,
 }
+
+/// The address of the caller, added to every request the server hands to its router.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer(pub(crate) std::net::SocketAddr);
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets the
 /// requests in flight finish (idle connections close at once) within the drain deadline,
@@ -46,18 +52,32 @@ pub(crate) async fn run(
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
     accept_until(listener, shutdown, name, &mut conns, |stream| {
+        let peer = stream.peer_addr().unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!("{name}: too many connections, closing a new one");
+            let line = format!("{peer}: {} connections are open, the limit; closed at once", limits.max_connections);
+            match &limits.refusals {
+                Some(r) => r.refuse(name, crate::access::Refusal::TooManyConnections, line),
+                None => tracing::debug!("{name}: {line}"),
+            }
             return None;
         };
-        let svc = TowerToHyperService::new(app.clone());
+        let svc = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
         let watcher = graceful.watcher();
         let limits = limits.clone();
         Some(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_deadline).max_buf_size(MAX_HEAD);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(limits.connection_lifetime, watcher.watch(conn)).await;
+            // A head not whole within its deadline, or a connection past its lifetime,
+            // is closed: counted, since a half-sent request is how a caller holds a slot.
+            let late = match tokio::time::timeout(limits.connection_lifetime, watcher.watch(conn)).await {
+                Ok(Err(e)) if e.is_timeout() => Some("a request head not whole within the deadline"),
+                Err(_) => Some("a connection open past its lifetime"),
+                Ok(_) => None,
+            };
+            if let (Some(what), Some(r)) = (late, &limits.refusals) {
+                r.refuse(name, crate::access::Refusal::Timeout, format!("{peer}: {what}; closed"));
+            }
             drop(permit);
         })
     })

@@ -130,8 +130,13 @@ async fn registry_is_bounded_and_drops_expired_entries_on_write() {
     tokio::time::advance(Duration::from_secs(3)).await;
     reg.register(proposer(3, None, false), clock.now()).unwrap();
     assert_eq!(reg.members(clock.now()).len(), 1);
-    // A leader claim without a ballot ranks below any ballot.
+    // A leader claim without a ballot, or with another proposer's, is never believed
+    // (the server refuses it at registration; the registry does not believe it either).
     reg.register(proposer(1, None, true), clock.now()).unwrap();
+    assert_eq!(leader_of(&reg, clock.now()), None);
+    reg.register(proposer(1, Some((99, 2)), true), clock.now()).unwrap();
+    assert_eq!(leader_of(&reg, clock.now()), None);
+    reg.register(proposer(1, Some((2, 1)), true), clock.now()).unwrap();
     assert_eq!(leader_of(&reg, clock.now()), Some(NodeId::proposer(1)));
 }
 

@@ -127,9 +127,15 @@ async fn control_answers_the_request_in_flight_then_returns() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at: SocketAddr = listener.local_addr().unwrap();
     let (stop, shutdown) = switch();
-    let server = tokio::spawn(control::serve(listener, node.controller(), Some(gate as Arc<dyn FaultSink>), shutdown));
+    let server = tokio::spawn(control::serve(
+        listener,
+        node.controller(),
+        Some(gate as Arc<dyn FaultSink>),
+        Default::default(),
+        shutdown,
+    ));
 
-    let mut c = ControlClient::connect(at).await.unwrap();
+    let mut c = ControlClient::connect(at, None).await.unwrap();
     let asked = tokio::spawn(async move { c.request(&ControlRequest::Faults(FaultCommand::Heal), WAIT).await });
     tokio::task::spawn_blocking(move || called_rx.recv_timeout(WAIT))
         .await

@@ -1,10 +1,23 @@
 //! A client of the cluster: submits commands to a proposer (which forwards them to the
 //! leader), waits for the answer with a deadline, and retries elsewhere with the same
 //! request id, so a retry is never a second vote.
+//!
+//! Answers are taken only from the cluster's members as the client was told them (never
+//! from a `client-*` name): anything else is counted ([`ClientHandle::refused_replies`])
+//! and dropped, so a node outside the cluster cannot answer a vote for the cluster.
+//!
+//! Request ids ([`ClientHandle::next_request_id`]) are `<client>/<128 random bits in
+//! hex>`, the bits from the operating system's random source: the ballot box answers a
+//! request id it has seen with that request's first outcome, so an id someone else can
+//! guess is one they can use first (a vote of theirs under it, and the real voter is told
+//! "recorded" for a vote that was never counted). Simulations that must replay use
+//! [`ClientHandle::seed_request_ids`] instead.
 
-use ballot_core::{Command, Message, NodeId, Reply, MAX_COMMAND_BYTES};
+use ballot_core::{Command, Message, NodeId, Reply, Role, MAX_COMMAND_BYTES};
 use ballot_telemetry::{self as telemetry, TARGET};
 use ballot_transports::{Envelope, Transport};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,11 +55,13 @@ pub enum ClientError {
     /// retrying with the same request id is safe.
     #[error("timeout")]
     Timeout,
-    /// The command is larger than the cluster takes ([`MAX_COMMAND_BYTES`]): refused at
-    /// once, never proposed. Shorten the voter or candidate name.
+    /// The command is larger than the cluster takes ([`MAX_COMMAND_BYTES`]), or one of
+    /// its names is over its limit ([`Command::check_lengths`]; then `size` and `limit`
+    /// are that name's): refused at once, never proposed. Shorten the voter id, candidate
+    /// name or request id.
     #[error("too_large")]
     TooLarge {
-        /// The command's encoded size, in bytes.
+        /// The command's encoded size (or the long name's length), in bytes.
         size: usize,
         /// The most the cluster takes, in bytes.
         limit: usize,
@@ -56,16 +71,48 @@ pub enum ClientError {
     Closed,
 }
 
+/// Where request ids come from.
+enum IdSource {
+    /// The operating system's random source: ids nobody can guess.
+    Os,
+    /// A seeded generator: the same ids on every run (simulations).
+    Seeded(Box<ChaCha8Rng>),
+}
+
+impl IdSource {
+    fn next(&mut self) -> u128 {
+        match self {
+            IdSource::Seeded(rng) => rng.gen(),
+            IdSource::Os => {
+                let mut bytes = [0u8; 16];
+                if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
+                    // The OS source failed (it does not on Linux): std's per-process
+                    // random hash keys, over the time, are still unknown to others.
+                    use std::hash::{BuildHasher, Hasher};
+                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                    h.write_u128(now.map_or(0, |d| d.as_nanos()));
+                    bytes[..8].copy_from_slice(&h.finish().to_le_bytes());
+                }
+                u128::from_le_bytes(bytes)
+            }
+        }
+    }
+}
+
 struct Inner {
     id: NodeId,
     proposers: Vec<NodeId>,
+    /// The cluster's nodes: the only ones whose answers are taken.
+    members: Vec<NodeId>,
+    refused_replies: AtomicU64,
     /// Nodes told where this client listens (at start and on every retry), so learners and
     /// the leader can answer it although it only ever sends to one proposer.
     announce_to: Mutex<Vec<NodeId>>,
     out: mpsc::UnboundedSender<Envelope>,
     pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
     preferred: AtomicUsize,
-    counter: AtomicU64,
+    ids: Mutex<IdSource>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -76,17 +123,24 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    /// Start a client on `transport` that talks to `proposers`.
-    pub fn spawn<T: Transport>(mut transport: T, proposers: Vec<NodeId>) -> Self {
+    /// Start a client on `transport` that sends to `proposers` and takes answers from
+    /// `members` (the cluster's nodes; the proposers are always among them).
+    pub fn spawn<T: Transport>(mut transport: T, proposers: Vec<NodeId>, members: Vec<NodeId>) -> Self {
         let (out, mut out_rx) = mpsc::unbounded_channel::<Envelope>();
+        let mut members: Vec<NodeId> = members.into_iter().chain(proposers.iter().copied()).collect();
+        members.retain(|m| m.role != Role::Client);
+        members.sort_unstable();
+        members.dedup();
         let inner = Arc::new(Inner {
             id: transport.local(),
             proposers,
+            members,
+            refused_replies: AtomicU64::new(0),
             announce_to: Mutex::new(Vec::new()),
             out,
             pending: Mutex::new(HashMap::new()),
             preferred: AtomicUsize::new(0),
-            counter: AtomicU64::new(0),
+            ids: Mutex::new(IdSource::Os),
             task: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
@@ -102,6 +156,14 @@ impl ClientHandle {
                         let Some(env) = env else { return };
                         let Message::Replies(replies) = env.msg else { continue };
                         let Some(inner) = weak.upgrade() else { return };
+                        if inner.members.binary_search(&env.from).is_err() {
+                            // Not a member of the cluster (or a client): its answer is
+                            // not the cluster's.
+                            if inner.refused_replies.fetch_add(1, Ordering::Relaxed) == 0 {
+                                tracing::warn!(client = %inner.id, from = %env.from, "refused replies from a node that is not a cluster member (logged once)");
+                            }
+                            continue;
+                        }
                         let pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
                         for reply in replies {
                             if let Some(tx) = pending.get(reply.request_id()) {
@@ -135,10 +197,24 @@ impl ClientHandle {
         }
     }
 
-    /// A request id no other request of this client uses.
+    /// A request id no other request uses and nobody can guess: `<client>/<32 hex
+    /// digits>`, 128 bits from the OS (see the module docs for why), about 45 bytes.
     pub fn next_request_id(&self) -> String {
-        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}/{n}", self.inner.id)
+        let bits = self.inner.ids.lock().unwrap_or_else(|e| e.into_inner()).next();
+        format!("{}/{bits:032x}", self.inner.id)
+    }
+
+    /// From now on, draw request ids from a generator seeded with `seed`, so a run with
+    /// the same seed makes the same ids. Only for simulations: such ids are guessable by
+    /// anyone who knows the seed.
+    pub fn seed_request_ids(&self, seed: u64) {
+        *self.inner.ids.lock().unwrap_or_else(|e| e.into_inner()) =
+            IdSource::Seeded(Box::new(ChaCha8Rng::seed_from_u64(seed)));
+    }
+
+    /// Answers dropped because they came from a node that is not a cluster member.
+    pub fn refused_replies(&self) -> u64 {
+        self.inner.refused_replies.load(Ordering::Relaxed)
     }
 
     /// Submit `cmd` and wait for its answer: a `Reply::Vote` or `Reply::Read`.
@@ -148,6 +224,9 @@ impl ClientHandle {
         if size > MAX_COMMAND_BYTES {
             // Refused here and now: no proposer would take it, and retrying cannot help.
             return Err(ClientError::TooLarge { size, limit: MAX_COMMAND_BYTES });
+        }
+        if let Err(e) = cmd.check_lengths() {
+            return Err(ClientError::TooLarge { size: e.len, limit: e.limit });
         }
         // The root of the vote's trace (a child of the caller's span, if it has one):
         // every node's part in the round hangs below it. Disabled when tracing is off.
@@ -229,5 +308,76 @@ impl ClientHandle {
         if let Some(t) = self.inner.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballot_transports::{EventLog, MemNetwork};
+
+    const C1: NodeId = NodeId::client(1);
+    const P1: NodeId = NodeId::proposer(1);
+    const L1: NodeId = NodeId::learner(1);
+
+    fn read(client: &ClientHandle) -> Command {
+        Command::Read { request_id: client.next_request_id(), client: client.id() }
+    }
+
+    fn answer(cmd: &Command) -> Message {
+        Message::Replies(vec![Reply::Read { request_id: cmd.request_id().into(), slot: 7, tally: vec![] }])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_taken_only_from_members() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let client = ClientHandle::spawn(net.register(C1), vec![P1], vec![P1, L1, NodeId::client(2)]);
+        let mut p1 = net.register(P1);
+        let forgers = [NodeId::learner(9), NodeId::client(2), NodeId::acceptor(3)].map(|f| (f, net.register(f)));
+        let l1 = net.register(L1);
+        let cmd = read(&client);
+        let submit = {
+            let (client, cmd) = (client.clone(), cmd.clone());
+            tokio::spawn(async move { client.submit(cmd, &SubmitOptions::default()).await })
+        };
+        let request = p1.recv().await.expect("the request reaches the proposer");
+        assert_eq!(request.msg, Message::Request(vec![cmd.clone()]));
+        // A learner that is not a member, a client named as a member, an unknown acceptor.
+        for (f, t) in &forgers {
+            t.send(Envelope::new(*f, C1, answer(&cmd))).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(client.refused_replies(), 3);
+        assert!(!submit.is_finished(), "no forged answer is taken");
+        l1.send(Envelope::new(L1, C1, answer(&cmd))).unwrap();
+        let got = submit.await.unwrap();
+        assert!(matches!(got, Ok(Reply::Read { slot: 7, .. })), "{got:?}");
+        client.close();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_ids_are_random_unless_seeded() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let (a, b) = (
+            ClientHandle::spawn(net.register(C1), vec![P1], vec![]),
+            ClientHandle::spawn(net.register(NodeId::client(2)), vec![P1], vec![]),
+        );
+        let ids: Vec<String> = (0..100).map(|_| a.next_request_id()).collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == "client-1/".len() + 32 && id.len() <= ballot_core::MAX_REQUEST_ID_BYTES));
+        assert!(ids.iter().all(|id| u128::from_str_radix(&id["client-1/".len()..], 16).is_ok()), "{ids:?}");
+        // Two processes' clients with the same name draw different ids.
+        assert_ne!(a.next_request_id()["client-1/".len()..], b.next_request_id()["client-2/".len()..]);
+        a.seed_request_ids(42);
+        b.seed_request_ids(42);
+        let (x, y) = (a.next_request_id(), b.next_request_id());
+        assert_eq!(x["client-1/".len()..], y["client-2/".len()..], "seeded: the same on every run");
+        a.close();
+        b.close();
     }
 }

@@ -13,13 +13,17 @@
 //!    nothing that depended on it;
 //! 3. only then sends the step's messages, in order;
 //! 4. sets and cancels timers, drawing each delay from the node's seeded generator;
-//! 5. reports `Decided` effects to the observer.
+//! 5. reports `Decided` effects to the observer, and counts and logs `Refused` ones
+//!    (by reason, one log line per reason per second at most).
 //!
 //! # Layout
 //! - [`node`]: [`spawn_node`], the node loop, and [`NodeHandle`], the typed way to ask a
 //!   running node for its status, its applied log, or to pause, resume or stop it.
 //! - [`client`]: a client handle that submits votes and reads with a deadline and retries.
-//! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency).
+//! - [`metrics`]: what the node loop counts (messages per peer, steps, persist latency,
+//!   refusals by reason).
+//! - `refusals`: what the role refused, counted and logged (one line per reason per
+//!   second at most).
 //! - `trace`: the spans of a node's part in each consensus round.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -27,8 +31,9 @@
 pub mod client;
 pub mod metrics;
 pub mod node;
+mod refusals;
 mod trace;
 
 pub use client::{ClientError, ClientHandle, SubmitOptions};
 pub use metrics::NodeMetrics;
-pub use node::{spawn_node, NodeControl, NodeError, NodeHandle, NodeOptions, Observer};
+pub use node::{check_clock_rate, spawn_node, NodeControl, NodeError, NodeHandle, NodeOptions, Observer};

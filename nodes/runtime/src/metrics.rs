@@ -1,11 +1,12 @@
 //! What the node loop counts about itself, for `/metrics` and `/status`
-//! ([`crate::http`]): messages per peer, steps, `Storage::persist` calls and their latency.
+//! ([`crate::http`]): messages per peer, steps, `Storage::persist` calls and their latency,
+//! and what the role refused, by reason.
 //!
 //! Cheap on the hot path: plain relaxed atomics, and one uncontended lock per step for the
 //! per-peer counts (taken once for a step's messages in and once for its messages out,
 //! never per message). Readers take a [`MetricsSnapshot`].
 
-use ballot_core::NodeId;
+use ballot_core::{NodeId, Refusal};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -87,6 +88,8 @@ pub struct NodeMetrics {
     storage_errors: AtomicU64,
     fsync: Histogram,
     peers: Mutex<BTreeMap<NodeId, PeerCounts>>,
+    /// Per [`Refusal`], by [`Refusal::index`].
+    refused: [AtomicU64; Refusal::ALL.len()],
 }
 
 /// Per-peer counts, locked for one step's worth of messages.
@@ -129,6 +132,11 @@ impl NodeMetrics {
         self.storage_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One message (or command) the role refused.
+    pub fn refused(&self, reason: Refusal) {
+        self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The per-peer counts, for one step.
     pub fn peers(&self) -> PeerTally<'_> {
         PeerTally(self.peers.lock().unwrap_or_else(|e| e.into_inner()))
@@ -142,6 +150,7 @@ impl NodeMetrics {
             storage_errors: self.storage_errors.load(Ordering::Relaxed),
             fsync: self.fsync.snapshot(),
             peers: self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            refused: Refusal::ALL.map(|r| (r.as_str(), self.refused[r.index()].load(Ordering::Relaxed))),
         }
     }
 }
@@ -159,6 +168,8 @@ pub struct MetricsSnapshot {
     pub fsync: HistogramSnapshot,
     /// Messages per peer.
     pub peers: BTreeMap<NodeId, PeerCounts>,
+    /// Refusals per reason (every reason, zeros included, in [`Refusal::ALL`] order).
+    pub refused: [(&'static str, u64); Refusal::ALL.len()],
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The node loop and the handle to a running node.
 
 use crate::metrics::NodeMetrics;
+use crate::refusals::RefusalLog;
 use crate::trace::RoundTracer;
 use ballot_core::{
     Actor, Ballot, Effect, NodeId, Outbox, PersistOp, Role, Status, Storage, StorageError, Timer, Value,
@@ -41,7 +42,27 @@ enum Control {
         slot: u64,
         reply: oneshot::Sender<Option<Ballot>>,
     },
+    /// Run this node's timers `factor` times as fast (see [`NodeControl::set_clock_rate`]).
+    ClockRate(f64),
     Stop,
+}
+
+/// The slowest and fastest clock a node can be given: beyond them a timer of a few
+/// milliseconds would fire at once or never within a scenario.
+pub const CLOCK_RATES: std::ops::RangeInclusive<f64> = 0.1..=10.0;
+
+/// Checks a clock rate, as every caller of [`NodeControl::set_clock_rate`] must first; the
+/// error says what is wrong in one line.
+pub fn check_clock_rate(factor: f64) -> Result<(), String> {
+    if CLOCK_RATES.contains(&factor) {
+        Ok(())
+    } else {
+        Err(format!(
+            "clock_rate takes a factor from {} to {} (1.0 is a true clock), not {factor}",
+            CLOCK_RATES.start(),
+            CLOCK_RATES.end()
+        ))
+    }
 }
 
 /// Why a node loop ended on its own.
@@ -54,6 +75,15 @@ pub enum NodeError {
         node: NodeId,
         /// What the storage reported.
         source: StorageError,
+    },
+    /// The node loop panicked (a bug): the node is gone, whatever else of the process
+    /// still runs.
+    #[error("{node} stopped: the node loop panicked: {message}")]
+    Panicked {
+        /// The node that stopped.
+        node: NodeId,
+        /// The panic's message, if it had one.
+        message: String,
     },
 }
 
@@ -83,9 +113,25 @@ impl NodeControl {
         let _ = self.ctrl.send(Control::Resume);
     }
 
+    /// Run the node's timers `factor` times as fast as the true clock: 2.0 is a clock that
+    /// gains (timeouts and heartbeats come twice as often), 0.5 one that loses. Timers
+    /// already set keep their share of what is left, rescaled. A skewed or drifting
+    /// clock is exactly this to the protocol, which reads time only through its timers.
+    /// The factor must pass [`check_clock_rate`]; a restarted node starts at 1.0.
+    pub fn set_clock_rate(&self, factor: f64) {
+        let _ = self.ctrl.send(Control::ClockRate(factor));
+    }
+
     /// Whether the node loop has ended (the receiving side is gone).
     pub fn is_closed(&self) -> bool {
         self.ctrl.is_closed()
+    }
+
+    /// Wait until the node loop has ended, for whatever reason: stopped, its storage
+    /// failed, it panicked, or its transport closed. A process that is meant to keep
+    /// running watches this, and exits when it fires (see `ballot-app`'s process).
+    pub async fn ended(&self) {
+        self.ctrl.closed().await
     }
 
     async fn ask<R>(&self, deadline: Duration, order: impl FnOnce(oneshot::Sender<R>) -> Control) -> Option<R> {
@@ -168,10 +214,29 @@ impl NodeHandle {
         self.task.is_finished()
     }
 
-    /// Ask the node to stop and wait for it.
+    /// See [`NodeControl::ended`].
+    pub async fn ended(&self) {
+        self.control.ended().await
+    }
+
+    /// Ask the node to stop and wait for it: why it ended, if it ended on its own (its
+    /// storage failed, it panicked).
     pub async fn stop(self) -> Result<(), NodeError> {
         let _ = self.control.ctrl.send(Control::Stop);
-        self.task.await.unwrap_or(Ok(()))
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => {
+                let panic = e.into_panic();
+                let message = match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+                    (Some(s), _) => s.to_string(),
+                    (_, Some(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                Err(NodeError::Panicked { node: self.id, message })
+            }
+            // Aborted: `kill` consumes the handle, so nothing else cancels the task.
+            Err(_) => Ok(()),
+        }
     }
 }
 
@@ -220,6 +285,8 @@ where
         metrics: metrics.clone(),
         watched: Watched::default(),
         tracer: opts.trace_rounds.then(|| RoundTracer::new(id)),
+        refusals: RefusalLog::default(),
+        clock_rate: 1.0,
     };
     let task = tokio::spawn(node.run(ctrl_rx));
     NodeHandle { id, control: NodeControl { id, ctrl }, task, metrics }
@@ -236,6 +303,9 @@ struct Node<A, T, S> {
     watched: Watched,
     /// Spans of consensus rounds; `None` (and no cost) when tracing is off.
     tracer: Option<RoundTracer>,
+    refusals: RefusalLog,
+    /// How many times as fast as the true clock this node's timers run.
+    clock_rate: f64,
 }
 
 /// What the loop watches in a proposer's or acceptor's status after each step, to log
@@ -267,7 +337,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 biased;
                 c = ctrl.recv() => match c {
                     Some(Control::Pause) => {
-                        if !Self::paused(&mut ctrl).await {
+                        if !self.paused(&mut ctrl).await {
                             return Ok(());
                         }
                     }
@@ -279,6 +349,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                     Some(Control::AcceptedAt { slot, reply }) => {
                         let _ = reply.send(self.actor.accepted_ballot(slot));
                     }
+                    Some(Control::ClockRate(factor)) => self.set_clock_rate(factor),
                     Some(Control::Stop) | None => return Ok(()),
                 },
                 env = self.transport.recv() => {
@@ -367,7 +438,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
     }
 
     /// Wait for Resume; false if told to stop meanwhile.
-    async fn paused(ctrl: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+    async fn paused(&mut self, ctrl: &mut mpsc::UnboundedReceiver<Control>) -> bool {
         loop {
             match ctrl.recv().await {
                 Some(Control::Resume) => return true,
@@ -377,8 +448,26 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 | Some(Control::Status(_))
                 | Some(Control::Applied { .. })
                 | Some(Control::AcceptedAt { .. }) => {}
+                // The clock of a stopped machine still runs at its own pace.
+                Some(Control::ClockRate(factor)) => self.set_clock_rate(factor),
             }
         }
+    }
+
+    /// Rescales every pending timer to the new rate: what is left of it, measured on the
+    /// node's clock, stays the same.
+    fn set_clock_rate(&mut self, factor: f64) {
+        if check_clock_rate(factor).is_err() || factor == self.clock_rate {
+            return;
+        }
+        let now = Instant::now();
+        let ratio = self.clock_rate / factor;
+        for at in self.timers.values_mut() {
+            let left = at.saturating_duration_since(now);
+            *at = now + left.mul_f64(ratio);
+        }
+        tracing::info!(node = %self.actor.id(), from = self.clock_rate, to = factor, "clock rate changed");
+        self.clock_rate = factor;
     }
 
     fn fire_due_timers(&mut self, out: &mut Outbox) {
@@ -436,7 +525,8 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 }
                 Effect::SetTimer { timer, min_ms, max_ms } => {
                     let ms = if max_ms > min_ms { self.rng.gen_range(min_ms..=max_ms) } else { min_ms };
-                    self.timers.insert(timer, Instant::now() + Duration::from_millis(ms));
+                    let delay = Duration::from_millis(ms).div_f64(self.clock_rate);
+                    self.timers.insert(timer, Instant::now() + delay);
                 }
                 Effect::CancelTimer(timer) => {
                     self.timers.remove(&timer);
@@ -446,6 +536,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                         obs(me, slot, &value);
                     }
                 }
+                Effect::Refused { from, kind, reason } => self.refusals.record(&self.metrics, me, from, kind, reason),
             }
         }
         Ok(())

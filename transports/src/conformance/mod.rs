@@ -3,13 +3,17 @@
 //! restart and reach its nodes) and calls [`run_suite`].
 //!
 //! Cases that write raw bytes to a node's port are skipped, with a note on stderr, when
-//! the harness has no socket to offer (the in-memory transport). No case measures time:
+//! the harness has no socket to offer (the in-memory transport). They write through a
+//! [`RawSession`]: a connection past the transport's handshake with its framing, so that
+//! on a secure harness (CURVE) the bytes reach what lies behind a real handshake. No case measures time:
 //! every wait has a generous deadline so that a broken transport fails instead of hanging.
 //! Each case uses its own node ids, so one harness serves the whole suite.
 
 mod harness;
+mod raw;
 
-pub use self::harness::{MemHarness, NetHarness, NetNode, TcpHarness, ZmqHarness};
+pub use self::harness::{plain_dial, MemHarness, NetHarness, NetNode, TcpHarness, ZmqHarness};
+pub use self::raw::{Framing, PlainDial, RawDial, RawIo, RawSession};
 use crate::envelope::{Envelope, Transport};
 use crate::link::WireStats;
 use crate::wire;
@@ -21,7 +25,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -47,13 +51,10 @@ pub trait Harness: Send {
     fn stats(&self, _id: NodeId) -> Option<WireStats> {
         None
     }
-    /// What a raw client sends before its first frame (a handshake).
-    fn raw_preamble(&self) -> Vec<u8> {
-        Vec::new()
-    }
-    /// The framing that announces a body of `len` bytes.
-    fn raw_frame_header(&self, len: u64) -> Vec<u8> {
-        (len.min(u32::MAX as u64) as u32).to_be_bytes().to_vec()
+    /// Raw sessions to `id`, past its handshake and with its framing, if it listens on a
+    /// socket.
+    fn raw_dial(&self, _id: NodeId) -> Option<Arc<dyn RawDial>> {
+        None
     }
 }
 
@@ -149,7 +150,7 @@ async fn wait_stats(h: &impl Harness, id: NodeId, what: &str, ok: impl Fn(&WireS
 }
 
 /// Waits until the node closes a raw connection (reads hit end of stream or an error).
-async fn wait_closed(mut s: TcpStream, what: &str) {
+async fn wait_closed(mut s: impl AsyncRead + Unpin, what: &str) {
     within(what, async {
         let mut buf = [0u8; 4096];
         while let Ok(n) = s.read(&mut buf).await {
@@ -167,6 +168,11 @@ fn skip(h: &impl Harness, case: &str) {
 
 async fn raw(addr: SocketAddr) -> TcpStream {
     within("raw connect", TcpStream::connect(addr)).await.expect("raw connect")
+}
+
+/// A raw session past the handshake.
+async fn session(dial: &dyn RawDial) -> RawSession {
+    within("raw session", dial.session()).await.expect("raw session")
 }
 
 /// Many messages both ways, in order on each link.
@@ -263,19 +269,17 @@ pub async fn large_batch_gets_through(h: &mut impl Harness) {
 pub async fn garbage_bytes_are_survived(h: &mut impl Harness) {
     let (a, b) = pair(4);
     let mut n = h.start(&[a, b]).await;
-    let Some(addr) = h.raw_addr(b) else { return skip(h, "garbage bytes") };
+    let (Some(addr), Some(dial)) = (h.raw_addr(b), h.raw_dial(b)) else { return skip(h, "garbage bytes") };
     let before = h.stats(b).unwrap_or_default();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let noise: Vec<u8> = (0..64 * 1024).map(|_| rng.gen()).collect();
     let mut s = raw(addr).await;
     let _ = s.write_all(&noise).await;
     drop(s);
-    let mut frame = h.raw_preamble();
-    frame.extend(h.raw_frame_header(16));
-    frame.extend_from_slice(b"not a ballot frm");
-    let mut s = raw(addr).await;
-    s.write_all(&frame).await.expect("write");
-    wait_closed(s, "a frame with bad magic closes its connection").await;
+    let mut s = session(&*dial).await;
+    let frame = s.frame(b"not a ballot frm");
+    s.io.write_all(&frame).await.expect("write");
+    wait_closed(s.io, "a frame with bad magic closes its connection").await;
     wait_stats(h, b, "bad magic counted", |s| s.dropped_decode > before.dropped_decode).await;
     let (ta, tb) = two(&mut n);
     exchange(&**ta, &mut **tb, 0, 100, "a->b after garbage").await;
@@ -285,16 +289,14 @@ pub async fn garbage_bytes_are_survived(h: &mut impl Harness) {
 pub async fn unknown_version_is_refused(h: &mut impl Harness) {
     let (a, b) = pair(5);
     let mut n = h.start(&[a, b]).await;
-    let Some(addr) = h.raw_addr(b) else { return skip(h, "unknown version") };
+    let Some(dial) = h.raw_dial(b) else { return skip(h, "unknown version") };
     let before = h.stats(b).unwrap_or_default();
     let mut body = wire::encode_body(&Envelope::new(a, b, seq(0)), usize::MAX).expect("encode");
     body[2..4].copy_from_slice(&(PROTOCOL_VERSION.wrapping_add(1)).to_be_bytes());
-    let mut bytes = h.raw_preamble();
-    bytes.extend(h.raw_frame_header(body.len() as u64));
-    bytes.extend(&body);
-    let mut s = raw(addr).await;
-    s.write_all(&bytes).await.expect("write");
-    wait_closed(s, "a frame of another version closes its connection").await;
+    let mut s = session(&*dial).await;
+    let frame = s.frame(&body);
+    s.io.write_all(&frame).await.expect("write");
+    wait_closed(s.io, "a frame of another version closes its connection").await;
     wait_stats(h, b, "version counted", |s| s.dropped_version == before.dropped_version + 1).await;
     let (ta, tb) = two(&mut n);
     exchange(&**ta, &mut **tb, 0, 100, "a->b after a foreign version").await;
@@ -304,13 +306,12 @@ pub async fn unknown_version_is_refused(h: &mut impl Harness) {
 pub async fn peer_vanishing_mid_frame_is_survived(h: &mut impl Harness) {
     let (a, b) = pair(6);
     let mut n = h.start(&[a, b]).await;
-    let Some(addr) = h.raw_addr(b) else { return skip(h, "vanishing mid-frame") };
+    let Some(dial) = h.raw_dial(b) else { return skip(h, "vanishing mid-frame") };
     let before = h.stats(b).unwrap_or_default();
-    let mut bytes = h.raw_preamble();
-    bytes.extend(h.raw_frame_header(1000));
+    let mut s = session(&*dial).await;
+    let mut bytes = s.header(1000);
     bytes.extend_from_slice(&[b'B', b'L', 0, 1, 0x93]);
-    let mut s = raw(addr).await;
-    s.write_all(&bytes).await.expect("write");
+    s.io.write_all(&bytes).await.expect("write");
     drop(s);
     wait_stats(h, b, "truncated frame counted", |s| s.truncated > before.truncated).await;
     let (ta, tb) = two(&mut n);
@@ -321,15 +322,12 @@ pub async fn peer_vanishing_mid_frame_is_survived(h: &mut impl Harness) {
 pub async fn silent_connections_block_nobody(h: &mut impl Harness) {
     let (a, b) = pair(7);
     let mut n = h.start(&[a, b]).await;
-    let Some(addr) = h.raw_addr(b) else { return skip(h, "silent connection") };
+    let (Some(addr), Some(dial)) = (h.raw_addr(b), h.raw_dial(b)) else { return skip(h, "silent connection") };
     let silent = raw(addr).await;
-    let mut half = raw(addr).await;
-    let mut bytes = h.raw_preamble();
-    let header = h.raw_frame_header(100);
-    bytes.extend_from_slice(&header[..header.len() / 2]);
-    half.write_all(&bytes).await.expect("write");
-    let mut greeted = raw(addr).await;
-    greeted.write_all(&h.raw_preamble()).await.expect("write");
+    let mut half = session(&*dial).await;
+    let header = half.header(100);
+    half.io.write_all(&header[..header.len() / 2]).await.expect("write");
+    let greeted = session(&*dial).await;
     let (ta, tb) = two(&mut n);
     exchange(&**ta, &mut **tb, 0, 500, "a->b beside silent connections").await;
     exchange(&**tb, &mut **ta, 0, 500, "b->a beside silent connections").await;
@@ -340,73 +338,112 @@ pub async fn silent_connections_block_nobody(h: &mut impl Harness) {
 pub async fn oversized_prefix_is_refused(h: &mut impl Harness) {
     let (a, b) = pair(8);
     let mut n = h.start(&[a, b]).await;
-    let Some(addr) = h.raw_addr(b) else { return skip(h, "oversized prefix") };
+    let Some(dial) = h.raw_dial(b) else { return skip(h, "oversized prefix") };
     let before = h.stats(b).unwrap_or_default();
     for len in [wire::DEFAULT_MAX_FRAME as u64 + 1, u64::MAX / 2] {
-        let mut bytes = h.raw_preamble();
-        bytes.extend(h.raw_frame_header(len));
+        let mut s = session(&*dial).await;
+        let mut bytes = s.header(len);
         bytes.extend_from_slice(&[0; 64]);
-        let mut s = raw(addr).await;
-        s.write_all(&bytes).await.expect("write");
-        wait_closed(s, "an oversized frame closes its connection").await;
+        s.io.write_all(&bytes).await.expect("write");
+        wait_closed(s.io, "an oversized frame closes its connection").await;
     }
     wait_stats(h, b, "oversized counted", |s| s.dropped_oversized >= before.dropped_oversized + 2).await;
     let (ta, tb) = two(&mut n);
     exchange(&**ta, &mut **tb, 0, 100, "a->b after oversized prefixes").await;
 }
 
-/// Throws `attacks` hostile byte strings (noise, half frames, huge prefixes, foreign
-/// versions, valid headers with random bodies) at one node while a peer exchanges
-/// `messages` valid ones with it both ways; all valid ones must arrive and the node's
-/// counters must show the refusals. Bounded by counts; waits by deadlines.
-pub async fn hostile_bytes(h: &mut impl Harness, seed: u64, attacks: usize, messages: u64) {
+/// One hostile connection of [`hostile_bytes`].
+enum Attack {
+    /// Bytes from the first one, no handshake.
+    Noise(Vec<u8>),
+    /// Bytes right after the handshake.
+    After(Vec<u8>),
+    /// Part (this share) of the header announcing a body of this length.
+    HalfHeader(u64, f64),
+    /// A header announcing this length, and nothing after it.
+    Header(u64),
+    /// A well-framed body.
+    Frame(Vec<u8>),
+    /// A header announcing this length, then these bytes.
+    HeaderThen(u64, Vec<u8>),
+}
+
+/// `n` attacks drawn from `rng`: noise, half frames, huge prefixes, foreign versions,
+/// mutations of `valid`, valid headers with random bodies.
+fn attacks(rng: &mut ChaCha8Rng, valid: &[u8], n: usize) -> Vec<Attack> {
+    let noise = |rng: &mut ChaCha8Rng| {
+        let len = rng.gen_range(1..4096);
+        (0..len).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>()
+    };
+    (0..n)
+        .map(|i| match i % 7 {
+            0 => Attack::Noise(noise(rng)),
+            1 => Attack::After(noise(rng)),
+            2 => Attack::HalfHeader(rng.gen_range(1..100_000), rng.gen()),
+            3 => Attack::Header(rng.gen_range(wire::DEFAULT_MAX_FRAME as u64 + 1..u64::MAX)),
+            4 => {
+                let mut body = valid.to_vec();
+                body[2..4].copy_from_slice(&rng.gen_range(PROTOCOL_VERSION + 1..u16::MAX).to_be_bytes());
+                Attack::Frame(body)
+            }
+            5 => {
+                let mut body = valid.to_vec();
+                for _ in 0..rng.gen_range(1..4) {
+                    let at = rng.gen_range(wire::HEADER_LEN..body.len());
+                    body[at] = rng.gen();
+                }
+                body.truncate(rng.gen_range(wire::HEADER_LEN..=body.len()));
+                if rng.gen_bool(0.5) {
+                    Attack::Frame(body)
+                } else {
+                    Attack::HeaderThen(body.len() as u64 + 10, body)
+                }
+            }
+            _ => Attack::HeaderThen(200, (0..200).map(|_| rng.gen::<u8>()).collect()),
+        })
+        .collect()
+}
+
+/// Makes one hostile connection (a session past the handshake, but for noise).
+async fn attack(addr: SocketAddr, dial: &dyn RawDial, attack: Attack) {
+    if let Attack::Noise(bytes) = attack {
+        if let Ok(Ok(mut s)) = timeout(DEADLINE, TcpStream::connect(addr)).await {
+            let _ = timeout(DEADLINE, s.write_all(&bytes)).await;
+        }
+        return;
+    }
+    let Ok(Ok(mut s)) = timeout(DEADLINE, dial.session()).await else { return };
+    let bytes = match attack {
+        Attack::Noise(_) => return,
+        Attack::After(bytes) => bytes,
+        Attack::HalfHeader(len, share) => {
+            let header = s.header(len);
+            header[..((header.len() + 1) as f64 * share) as usize].to_vec()
+        }
+        Attack::Header(len) => s.header(len),
+        Attack::Frame(body) => s.frame(&body),
+        Attack::HeaderThen(len, body) => [s.header(len), body].concat(),
+    };
+    let _ = timeout(DEADLINE, s.io.write_all(&bytes)).await;
+}
+
+/// Throws `attacks` hostile connections (noise, half frames, huge prefixes, foreign
+/// versions, valid headers with random bodies; all but noise past the handshake) at one
+/// node while a peer exchanges `messages` valid ones with it both ways; all valid ones
+/// must arrive and the node's counters must show the refusals. Bounded by counts; waits
+/// by deadlines.
+pub async fn hostile_bytes(h: &mut impl Harness, seed: u64, attacks_n: usize, messages: u64) {
     let (a, b) = pair(9);
     let mut n = h.start(&[a, b]).await;
-    let Some(addr) = h.raw_addr(b) else { return skip(h, "hostile bytes") };
+    let (Some(addr), Some(dial)) = (h.raw_addr(b), h.raw_dial(b)) else { return skip(h, "hostile bytes") };
     let before = h.stats(b).unwrap_or_default();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Mutations of this may still decode; their sender keeps them apart from the link's.
     let valid = wire::encode_body(&Envelope::new(NodeId::client(99), b, seq(0)), usize::MAX).expect("encode");
-    let inputs: Vec<Vec<u8>> = (0..attacks)
-        .map(|i| {
-            let mut bytes = if i % 7 == 0 { Vec::new() } else { h.raw_preamble() };
-            match i % 7 {
-                0 | 1 => bytes.extend((0..rng.gen_range(1..4096)).map(|_| rng.gen::<u8>())),
-                2 => {
-                    let header = h.raw_frame_header(rng.gen_range(1..100_000));
-                    bytes.extend_from_slice(&header[..rng.gen_range(0..=header.len())]);
-                }
-                3 => bytes.extend(h.raw_frame_header(rng.gen_range(wire::DEFAULT_MAX_FRAME as u64 + 1..u64::MAX))),
-                4 => {
-                    let mut body = valid.clone();
-                    body[2..4].copy_from_slice(&rng.gen_range(PROTOCOL_VERSION + 1..u16::MAX).to_be_bytes());
-                    bytes.extend(h.raw_frame_header(body.len() as u64));
-                    bytes.extend(body);
-                }
-                5 => {
-                    let mut body = valid.clone();
-                    for _ in 0..rng.gen_range(1..4) {
-                        let at = rng.gen_range(wire::HEADER_LEN..body.len());
-                        body[at] = rng.gen();
-                    }
-                    body.truncate(rng.gen_range(wire::HEADER_LEN..=body.len()));
-                    let len = if rng.gen_bool(0.5) { body.len() as u64 } else { body.len() as u64 + 10 };
-                    bytes.extend(h.raw_frame_header(len));
-                    bytes.extend(body);
-                }
-                _ => {
-                    bytes.extend(h.raw_frame_header(200));
-                    bytes.extend((0..200).map(|_| rng.gen::<u8>()));
-                }
-            }
-            bytes
-        })
-        .collect();
+    let inputs = attacks(&mut rng, &valid, attacks_n);
     let attacker = tokio::spawn(async move {
-        for bytes in inputs {
-            if let Ok(Ok(mut s)) = timeout(DEADLINE, TcpStream::connect(addr)).await {
-                let _ = timeout(DEADLINE, s.write_all(&bytes)).await;
-            }
+        for input in inputs {
+            attack(addr, &*dial, input).await;
         }
     });
     let (ta, tb) = two(&mut n);
@@ -416,13 +453,20 @@ pub async fn hostile_bytes(h: &mut impl Harness, seed: u64, attacks: usize, mess
     }
     within("attacker", attacker).await.expect("attacker task");
     wait_stats(h, b, "refusals counted", |s| {
-        let refused =
-            |s: &WireStats| s.dropped_decode + s.dropped_version + s.dropped_oversized + s.truncated + s.bad_handshake;
-        s.connections_opened >= before.connections_opened + attacks as u64 && refused(s) > refused(&before)
+        let refused = |s: &WireStats| {
+            s.dropped_decode
+                + s.dropped_version
+                + s.dropped_oversized
+                + s.truncated
+                + s.bad_handshake
+                + s.refused_handshake
+                + s.dropped_identity
+        };
+        s.connections_opened >= before.connections_opened + attacks_n as u64 && refused(s) > refused(&before)
     })
     .await;
     exchange(&**ta, &mut **tb, 1_000_000, 100, "a->b after the attack").await;
     if let Some(s) = h.stats(b) {
-        eprintln!("conformance[{}]: after {attacks} hostile connections: {s:?}", h.name());
+        eprintln!("conformance[{}]: after {attacks_n} hostile connections: {s:?}", h.name());
     }
 }

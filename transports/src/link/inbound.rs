@@ -1,51 +1,75 @@
 //! The inbound side shared by the network transports: the accept loop, frame reading
 //! under deadlines, and delivery of decoded envelopes to `recv`.
 
-use super::{bump, spawn_scoped, Counters, Shutdown};
+use super::{bump, spawn_scoped, Counters, Refusal, Shutdown};
+use crate::auth::Identity;
 use crate::envelope::Envelope;
 use crate::wire::{self, WireError};
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-/// Hands a received body to `recv`, counting it; an error means the connection should
-/// close (the frame was bad, or the transport is gone).
-pub(crate) async fn deliver(
+/// Hands a received body to `recv`, counting it, for a connection whose peer proved
+/// `identity` (`None`: an insecure one). An error means the connection should close: the
+/// frame was bad, the transport is gone, or the envelope's `from` is not one the identity
+/// permits (dropped and counted as `dropped_identity`: its peer holds a key of the cluster
+/// and sends in another's name).
+pub(crate) async fn deliver_as(
     body: &[u8],
+    peer: Option<SocketAddr>,
+    identity: Option<Identity>,
     stats: &Counters,
     inbox: &mpsc::Sender<Envelope>,
 ) -> Result<(), Option<WireError>> {
     match wire::decode_body(body) {
         Ok(env) => {
+            if let Some(who) = identity.filter(|who| !who.permits(env.from)) {
+                let why = format!("{who} sent a frame as {}; its connection is closed", env.from);
+                stats.refuse(Refusal::IdentityMismatch, peer, &why);
+                return Err(None);
+            }
             bump(&stats.frames_received, 1);
             bump(&stats.bytes_received, body.len() as u64);
             inbox.send(env).await.map_err(|_| None)
         }
         Err(e) => {
-            stats.refused(&e);
+            stats.refused(&e, peer);
             Err(Some(e))
         }
     }
 }
 
 /// Runs `serve` for each accepted connection until the transport is dropped; the
-/// listener is dropped with the task.
+/// listener is dropped with the task. At most `max` connections are served at once: one
+/// more is closed as soon as it is accepted, counted, and logged (one line a second at
+/// most, saying how many were closed since): without the cap, every idle connection
+/// held a task and its buffers.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: tokio::net::TcpListener,
     stats: Arc<Counters>,
     rt: tokio::runtime::Handle,
     shutdown: Shutdown,
+    max: usize,
     serve: F,
 ) where
     F: Fn(tokio::net::TcpStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, from)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(stream);
+                    let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    let why = format!("{at}: {max} connections are open, the limit; closed a new one");
+                    stats.refuse(Refusal::ConnectionCap, Some(from), &why);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 bump(&stats.connections_opened, 1);
                 let stats = stats.clone();
@@ -53,6 +77,7 @@ pub(crate) async fn accept_loop<F, Fut>(
                 spawn_scoped(&rt, &shutdown, async move {
                     fut.await;
                     bump(&stats.connections_closed, 1);
+                    drop(slot);
                 });
             }
             // Out of file descriptors and the like: wait a little instead of spinning.

@@ -13,10 +13,10 @@ mod outbound;
 mod peer_task;
 mod stats;
 
-pub(crate) use self::inbound::{accept_loop, deliver, read_body, read_first_byte};
+pub(crate) use self::inbound::{accept_loop, deliver_as, read_body, read_first_byte};
 pub(crate) use self::outbound::Connector;
 use self::outbound::Outbound;
-pub(crate) use self::stats::{bump, Counters};
+pub(crate) use self::stats::{bump, Counters, Refusal};
 pub use self::stats::{StatsHandle, WireStats};
 use crate::addr::PeerAddr;
 use crate::envelope::{Envelope, SendError, Transport};
@@ -30,6 +30,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// How long an inbound connection may stay silent by default (see
+/// [`NetOptions::idle_timeout`]).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of a network transport. Every network wait has a deadline here.
 #[derive(Clone, Debug)]
@@ -48,15 +52,34 @@ pub struct NetOptions {
     pub write_timeout: Duration,
     /// Once a frame has started, the rest of it must arrive within this time.
     pub frame_timeout: Duration,
-    /// An inbound connection silent this long is closed. `None` keeps it: a quiet peer is
-    /// normal, and closing under it would lose the first message it sends afterwards.
+    /// An inbound connection silent this long is closed, so that peers that vanished
+    /// (a killed client, a half-open connection) or never meant to talk do not hold the
+    /// listener's slots ([`NetOptions::max_inbound`]). A quiet peer is normal, and closing
+    /// under it would lose the first message it wrote afterwards into the closed
+    /// connection; so a sender drops its own connection after half of this without a
+    /// write (see `peer_task`), and its next message dials afresh. That holds while both
+    /// ends use the same value (the default: several seconds, 200 leader heartbeats at
+    /// the default 50 ms, so a busy link is never idle). `None` keeps idle connections.
     pub idle_timeout: Option<Duration>,
+    /// Inbound connections open at once per listener; more are closed as soon as they
+    /// are accepted and counted (`connections_refused`). A cluster needs one per peer
+    /// (nodes and clients); 3,000 idle connections used to cost 155 MB.
+    pub max_inbound: usize,
+    /// Senders not configured as peers whose `reply_to` address is remembered (voters'
+    /// clients, learners that joined); past this the one heard from least recently is
+    /// forgotten and counted (`peers_evicted`): 60,000 client ids used to hold 240 MiB.
+    pub max_learned_peers: usize,
     /// First wait before reconnecting after a failure; doubles up to `backoff_max`.
     pub backoff_min: Duration,
     /// Longest wait between reconnection attempts.
     pub backoff_max: Duration,
     /// Most bytes gathered into one write when messages queue up.
     pub batch_bytes: usize,
+    /// This endpoint's credentials: with them every connection, either way, proves both
+    /// ends (mutual TLS on tcp, CURVE on zmq) and a frame whose `from` the proven identity
+    /// does not permit is dropped and closes its connection; `None` is an insecure
+    /// endpoint.
+    pub credentials: Option<std::sync::Arc<crate::auth::Credentials>>,
 }
 
 impl Default for NetOptions {
@@ -68,10 +91,13 @@ impl Default for NetOptions {
             connect_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
             frame_timeout: Duration::from_secs(30),
-            idle_timeout: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            max_inbound: 1024,
+            max_learned_peers: 1024,
             backoff_min: Duration::from_millis(5),
             backoff_max: Duration::from_millis(500),
             batch_bytes: 256 * 1024,
+            credentials: None,
         }
     }
 }
@@ -135,6 +161,25 @@ impl<C: Connector + Default> NetTransport<C> {
         S: Fn(tokio::net::TcpStream, Arc<NetOptions>, Arc<Counters>, mpsc::Sender<Envelope>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Self::bind_parts(local, listen, peers, opts, |_| C::default(), serve).await
+    }
+}
+
+impl<C: Connector> NetTransport<C> {
+    /// [`NetTransport::bind_with`], with each peer's connector made by `make` for that
+    /// peer (a TLS connector must know whom it means to reach).
+    pub(crate) async fn bind_parts<S, Fut>(
+        local: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        opts: NetOptions,
+        make: impl Fn(NodeId) -> C + Send + Sync + 'static,
+        serve: S,
+    ) -> io::Result<Self>
+    where
+        S: Fn(tokio::net::TcpStream, Arc<NetOptions>, Arc<Counters>, mpsc::Sender<Envelope>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let opts = Arc::new(opts);
@@ -147,9 +192,11 @@ impl<C: Connector + Default> NetTransport<C> {
             let (opts, stats, inbox) = (opts.clone(), stats.clone(), inbox.clone());
             move |stream| serve(stream, opts.clone(), stats.clone(), inbox.clone())
         };
-        spawn_scoped(&rt, &shutdown, accept_loop(listener, stats.clone(), rt.clone(), shutdown.clone(), serve));
+        let max_inbound = opts.max_inbound;
+        let accepting = accept_loop(listener, stats.clone(), rt.clone(), shutdown.clone(), max_inbound, serve);
+        spawn_scoped(&rt, &shutdown, accepting);
 
-        let out = Outbound::new(local, C::default, opts, stats.clone(), inbox, rt, shutdown);
+        let out = Outbound::new(local, make, opts, stats.clone(), inbox, rt, shutdown);
         for (id, addr) in peers {
             out.set_peer(id, PeerAddr::Ip(addr));
         }
@@ -185,6 +232,12 @@ impl<C: Connector> NetTransport<C> {
     /// What outgoing envelopes carry as `reply_to`.
     pub fn advertise(&self) -> Option<SocketAddr> {
         self.advertise
+    }
+
+    /// How many peers this endpoint holds a queue for: the configured ones and the
+    /// learned ones (at most [`NetOptions::max_learned_peers`] of those).
+    pub fn known_peers(&self) -> usize {
+        self.out.known_peers()
     }
 
     /// The counters now.

@@ -2,7 +2,7 @@
 //! and [`Outbound`], one bounded queue and task per peer plus delivery to itself.
 
 use super::peer_task::PeerTask;
-use super::{bump, spawn_scoped, Counters, NetOptions, Shutdown};
+use super::{bump, spawn_scoped, Counters, NetOptions, Shutdown, StatsHandle};
 use crate::addr::PeerAddr;
 use crate::envelope::{Envelope, SendError};
 use ballot_core::NodeId;
@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, watch};
 /// `pub` in a private module: a bound of the public [`NetTransport`] impls, which nothing
 /// outside the crate can name or implement.
 mod connector {
+    use super::{NetOptions, StatsHandle};
     use crate::envelope::Envelope;
     use crate::wire::WireError;
+    use ballot_core::NodeId;
     use std::future::Future;
     use std::io;
     use std::net::SocketAddr;
@@ -24,6 +26,10 @@ mod connector {
     /// built, so each transport keeps its own framing.
     pub trait Connector: Send + 'static {
         type Conn: Send;
+        /// Called once, before anything else, by the task of `peer`: whom this connector
+        /// dials (with credentials, the identity the other end must prove), and the
+        /// counters for what its dials refuse. The default needs neither.
+        fn init(&mut self, _peer: NodeId, _opts: &NetOptions, _stats: &StatsHandle) {}
         fn connect(&mut self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Conn>> + Send;
         /// Adds one envelope to the pending batch; on error the batch is unchanged.
         fn push(&mut self, env: &Envelope, max_frame: usize) -> Result<(), WireError>;
@@ -51,12 +57,59 @@ struct PeerLink {
     restarted: watch::Sender<u64>,
 }
 
+/// Peers known only from their messages (`reply_to`), oldest heard first: at most
+/// [`NetOptions::max_learned_peers`], so that senders with ever new names (a client id
+/// per voter) cannot grow the peer table, a task and a queue each, without bound.
+#[derive(Default)]
+struct Learned {
+    /// When each was last heard from, by a counter of messages heard.
+    heard: BTreeMap<NodeId, u64>,
+    /// The same, ordered by that counter: the first is the least recently heard.
+    by_age: BTreeMap<u64, NodeId>,
+    clock: u64,
+}
+
+impl Learned {
+    /// `id` was heard from now.
+    fn touch(&mut self, id: NodeId) {
+        self.clock += 1;
+        if let Some(old) = self.heard.insert(id, self.clock) {
+            self.by_age.remove(&old);
+        }
+        self.by_age.insert(self.clock, id);
+    }
+
+    /// `id` is configured now: never evicted.
+    fn forget(&mut self, id: NodeId) {
+        if let Some(at) = self.heard.remove(&id) {
+            self.by_age.remove(&at);
+        }
+    }
+
+    /// The least recently heard, removed, while more than `max` are held.
+    fn over(&mut self, max: usize) -> Option<NodeId> {
+        if self.heard.len() <= max {
+            return None;
+        }
+        let (_, id) = self.by_age.pop_first()?;
+        self.heard.remove(&id);
+        Some(id)
+    }
+}
+
+/// Every peer's link, and which of them were only learned.
+#[derive(Default)]
+struct Peers {
+    links: BTreeMap<NodeId, PeerLink>,
+    learned: Learned,
+}
+
 /// The outbound side of a transport: one queue and task per peer, plus delivery to
 /// itself.
 pub(crate) struct Outbound<C> {
     local: NodeId,
-    make: Box<dyn Fn() -> C + Send + Sync>,
-    peers: Mutex<BTreeMap<NodeId, PeerLink>>,
+    make: Box<dyn Fn(NodeId) -> C + Send + Sync>,
+    peers: Mutex<Peers>,
     opts: Arc<NetOptions>,
     stats: Arc<Counters>,
     inbox: mpsc::Sender<Envelope>,
@@ -68,20 +121,27 @@ impl<C: Connector> Outbound<C> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         local: NodeId,
-        make: impl Fn() -> C + Send + Sync + 'static,
+        make: impl Fn(NodeId) -> C + Send + Sync + 'static,
         opts: Arc<NetOptions>,
         stats: Arc<Counters>,
         inbox: mpsc::Sender<Envelope>,
         rt: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> Self {
-        Outbound { local, make: Box::new(make), peers: Mutex::new(BTreeMap::new()), opts, stats, inbox, rt, shutdown }
+        Outbound { local, make: Box::new(make), peers: Mutex::new(Peers::default()), opts, stats, inbox, rt, shutdown }
     }
 
-    /// Adds a peer or moves it to a new address; a moved peer is redialled at once.
+    /// Adds a peer or moves it to a new address; a moved peer is redialled at once. A
+    /// peer set here is configured: never evicted, even if it was learned first.
     pub(crate) fn set_peer(&self, id: NodeId, addr: PeerAddr) {
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        self.set_peer_locked(&mut peers, id, addr);
+        peers.learned.forget(id);
+        self.set_peer_locked(&mut peers.links, id, addr);
+    }
+
+    /// Peers with a queue: configured and learned.
+    pub(crate) fn known_peers(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).links.len()
     }
 
     /// What a message from `id` says about where it listens (its `reply_to`): a sender we
@@ -89,9 +149,20 @@ impl<C: Connector> Outbound<C> {
     /// A configured node's address is never replaced by what a message claims; for one
     /// known by name, a new address only makes its task look the name up again.
     pub(crate) fn heard_from(&self, id: NodeId, addr: SocketAddr) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(link) = peers.get(&id) else {
-            return self.set_peer_locked(&mut peers, id, PeerAddr::Ip(addr));
+        let mut guard = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let peers = &mut *guard;
+        if peers.learned.heard.contains_key(&id) {
+            peers.learned.touch(id);
+        }
+        let Some(link) = peers.links.get(&id) else {
+            peers.learned.touch(id);
+            self.set_peer_locked(&mut peers.links, id, PeerAddr::Ip(addr));
+            // The least recently heard learned peer goes: its task ends with its queue.
+            while let Some(old) = peers.learned.over(self.opts.max_learned_peers.max(1)) {
+                peers.links.remove(&old);
+                bump(&self.stats.peers_evicted, 1);
+            }
+            return;
         };
         let moved_client = match &*link.addr.borrow() {
             PeerAddr::Ip(known) => *known != addr && id.role == ballot_core::Role::Client,
@@ -101,7 +172,7 @@ impl<C: Connector> Outbound<C> {
             }
         };
         if moved_client {
-            self.set_peer_locked(&mut peers, id, PeerAddr::Ip(addr));
+            self.set_peer_locked(&mut peers.links, id, PeerAddr::Ip(addr));
         }
     }
 
@@ -109,7 +180,7 @@ impl<C: Connector> Outbound<C> {
     /// message dials afresh (looking a name up again) without waiting out a backoff.
     pub(crate) fn restarted(&self, id: NodeId) {
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(link) = peers.get(&id) {
+        if let Some(link) = peers.links.get(&id) {
             link.restarted.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -131,9 +202,11 @@ impl<C: Connector> Outbound<C> {
         let (addr_tx, addr_rx) = watch::channel(addr);
         let (heard_tx, heard_rx) = watch::channel(None);
         let (restarted_tx, restarted_rx) = watch::channel(0);
+        let mut conn = (self.make)(id);
+        conn.init(id, &self.opts, &StatsHandle(self.stats.clone()));
         let task = PeerTask {
             peer: id,
-            conn: (self.make)(),
+            conn,
             resolved: None,
             resolve_failing: false,
             rx,
@@ -149,7 +222,7 @@ impl<C: Connector> Outbound<C> {
 
     pub(crate) fn peer_addr(&self, id: NodeId) -> Option<PeerAddr> {
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.get(&id).map(|l| l.addr.borrow().clone())
+        peers.links.get(&id).map(|l| l.addr.borrow().clone())
     }
 
     /// Queues `env` for its peer without waiting.
@@ -167,7 +240,7 @@ impl<C: Connector> Outbound<C> {
             };
         }
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(link) = peers.get(&to) else {
+        let Some(link) = peers.links.get(&to) else {
             return Err(SendError::UnknownPeer(to));
         };
         match link.tx.try_send(env) {

@@ -65,7 +65,13 @@ impl<C: Connector> PeerTask<C> {
     pub(super) async fn run(mut self) {
         let mut link: Option<C::Conn> = None;
         let mut backoff = Backoff::new(self.opts.backoff_min, self.opts.backoff_max);
+        // A connection without a write for half the receiver's idle timeout is let go
+        // before the receiver closes it for silence: a message written into a connection
+        // the other end has closed is lost (the first write after the close succeeds).
+        let linger = self.opts.idle_timeout.map(|t| t / 2);
+        let mut last_write = Instant::now();
         loop {
+            let idle_until = linger.map(|l| last_write + l);
             let first = tokio::select! {
                 biased;
                 changed = self.addr.changed() => {
@@ -104,6 +110,10 @@ impl<C: Connector> PeerTask<C> {
                     Some(env) => env,
                     None => return,
                 },
+                () = sleep_until(idle_until.unwrap_or(last_write)), if link.is_some() && idle_until.is_some() => {
+                    self.drop_link(&mut link);
+                    continue;
+                }
             };
             let frames = self.gather(&first);
             if frames == 0 {
@@ -116,6 +126,7 @@ impl<C: Connector> PeerTask<C> {
                 }
             }
             self.write(&mut link, &mut backoff, frames).await;
+            last_write = Instant::now();
         }
     }
 
@@ -230,8 +241,10 @@ impl<C: Connector> PeerTask<C> {
     fn push(&mut self, env: &Envelope) -> u64 {
         match self.conn.push(env, self.opts.max_frame) {
             Ok(()) => 1,
+            // Ours, not the network's: counted under its reason, and the caller's
+            // `send` has already said why a message this large cannot go.
             Err(e) => {
-                self.stats.refused(&e);
+                self.stats.count_unsendable(&e);
                 0
             }
         }

@@ -20,6 +20,11 @@ project's own encoder and hands them over as hex; this side only moves frames.
       then receives COUNT messages and prints each as "msg HEX[+HEX...]" (its frames).
       Prints "done" after the last one.
 
+With CURVE_SECRETKEY and CURVE_PUBLICKEY (Z85) in the environment, either socket speaks
+CURVE with that key pair: a PUSH as client of the server whose public key is
+CURVE_SERVERKEY; a PULL as server, which lets in the client keys CURVE_ALLOW names
+(Z85, comma-separated, or "*" for any) through pyzmq's ZAP authenticator.
+
 Every wait has a deadline (PEER_TIMEOUT_MS, 20 s by default): on one, the script says
 what it was waiting for on stderr and exits with status 3.
 """
@@ -39,6 +44,36 @@ def fail(what):
     sys.exit(3)
 
 
+def curve(ctx, sock, server):
+    """Sets the socket up for CURVE if the environment asks for it; returns the ZAP
+    authenticator to stop at the end (a server's), or None."""
+    secret = os.environ.get("CURVE_SECRETKEY")
+    if not secret:
+        return None
+    sock.curve_secretkey = secret.encode()
+    sock.curve_publickey = os.environ["CURVE_PUBLICKEY"].encode()
+    if not server:
+        sock.curve_serverkey = os.environ["CURVE_SERVERKEY"].encode()
+        return None
+    from zmq.auth.thread import ThreadAuthenticator
+
+    allow = os.environ.get("CURVE_ALLOW", "*")
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    if allow == "*":
+        auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+    else:
+        keys = {k.strip().encode() for k in allow.split(",") if k.strip()}
+
+        class AllowList:
+            def callback(self, domain, key):
+                return key in keys
+
+        auth.configure_curve_callback(domain="*", credentials_provider=AllowList())
+    sock.curve_server = True
+    return auth
+
+
 def push(endpoint):
     messages = []
     for line in sys.stdin:
@@ -47,6 +82,7 @@ def push(endpoint):
             messages.append([bytes.fromhex(part) for part in line.split("+")])
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
+    curve(ctx, sock, server=False)
     # A send blocks only until the message is queued for the connection; LINGER bounds
     # how long close() waits for the queue to be written to the peer.
     sock.setsockopt(zmq.SNDTIMEO, TIMEOUT_MS)
@@ -88,6 +124,7 @@ def push(endpoint):
 def pull(count):
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
+    auth = curve(ctx, sock, server=True)
     sock.setsockopt(zmq.RCVTIMEO, TIMEOUT_MS)
     sock.setsockopt(zmq.LINGER, 0)
     port = sock.bind_to_random_port("tcp://127.0.0.1")
@@ -99,6 +136,8 @@ def pull(count):
             fail(f"message {i + 1} of {count} did not arrive within {TIMEOUT_MS} ms")
         print("msg " + "+".join(f.hex() for f in frames), flush=True)
     sock.close()
+    if auth is not None:
+        auth.stop()
     ctx.term()
     print("done", flush=True)
 

@@ -5,9 +5,11 @@ use super::{discovery_deadline, CliArgs};
 use ballot_core::{NodeId, Role};
 use ballot_operator::discovery::{DiscoveryClient, Member};
 use ballot_runtime::client::ClientHandle;
+use ballot_transports::auth::{Credentials, Identity};
 use ballot_transports::{NetKind, NetOptions, PeerAddr, SocketTransport, TcpTransport, ZmqTransport};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `--peers` as `ballot-node` reads it, and at least one proposer in it.
@@ -99,14 +101,29 @@ async fn answer_address(
     Ok((listen, Some(ip)))
 }
 
+/// The client's credentials (`--certs`, `$BALLOT_CERTS`), none with `--insecure` (one
+/// warning line), and a usage error with neither.
+fn client_options(args: &CliArgs) -> Result<NetOptions, String> {
+    let dir = crate::process::creds::folder(args.certs.as_deref(), args.insecure)?;
+    let credentials = match dir {
+        Some(dir) => Some(Arc::new(Credentials::load(&dir, Identity::Client).map_err(|e| e.to_string())?)),
+        None => {
+            eprintln!("{}", crate::process::creds::insecure_warning("ballot"));
+            None
+        }
+    };
+    Ok(NetOptions { credentials, ..NetOptions::default() })
+}
+
 pub(super) async fn connect(args: &CliArgs) -> Result<ClientHandle, String> {
+    let opts = client_options(args)?;
     let (peers, proposers) = find_cluster(args).await?;
     let members: Vec<NodeId> = peers.keys().copied().filter(|n| n.role != Role::Client).collect();
     let me = client_id();
     let (listen, advertise) = answer_address(args, &peers, proposers.first().copied()).await?;
     let client = match args.transport {
-        NetKind::Tcp => endpoint::<TcpTransport>(me, listen, advertise, peers, proposers).await?,
-        NetKind::Zmq => endpoint::<ZmqTransport>(me, listen, advertise, peers, proposers).await?,
+        NetKind::Tcp => endpoint::<TcpTransport>(me, (listen, advertise), peers, proposers, opts).await?,
+        NetKind::Zmq => endpoint::<ZmqTransport>(me, (listen, advertise), peers, proposers, opts).await?,
     };
     // The nodes were not started with our address: tell every one where we listen.
     client.announce(members);
@@ -143,20 +160,20 @@ pub(super) async fn find_http(args: &CliArgs) -> Result<BTreeMap<NodeId, Option<
 /// name stays a name the transport looks up at each fresh connection.
 async fn endpoint<T: SocketTransport>(
     me: NodeId,
-    listen: SocketAddr,
-    advertise: Option<IpAddr>,
+    (listen, advertise): (SocketAddr, Option<IpAddr>),
     peers: BTreeMap<NodeId, PeerAddr>,
     proposers: Vec<NodeId>,
+    opts: NetOptions,
 ) -> Result<ClientHandle, String> {
-    let mut t = T::listen(me, listen, NetOptions::default())
-        .await
-        .map_err(|e| format!("cannot listen on {listen} for answers: {e}"))?;
+    let mut t = T::listen(me, listen, opts).await.map_err(|e| format!("cannot listen on {listen} for answers: {e}"))?;
     if let Some(ip) = advertise {
         let port = t.local_addr().port();
         t.set_advertise(Some(SocketAddr::new(ip, port)));
     }
+    // Answers are taken from the members only (the nodes --peers or discovery names).
+    let members = peers.keys().copied().collect();
     for (id, addr) in peers {
         t.set_peer(id, addr);
     }
-    Ok(ClientHandle::spawn(t, proposers))
+    Ok(ClientHandle::spawn(t, proposers, members))
 }

@@ -15,7 +15,14 @@
 //! answers `status`); 3 the vote was refused (already voted, unknown candidate); 4 the vote is
 //! not confirmed (no quorum or no answer in time; retrying with the same request id is safe).
 //!
+//! Over the network the CLI is a client like any other: with `--certs DIR` (or
+//! `BALLOT_CERTS=DIR`) it proves the `client` identity; `--insecure` talks without
+//! credentials (one warning line); with neither, a command that needs the cluster is a
+//! usage error (exit code 2) saying how to make credentials. `ballot certs --dir DIR
+//! --peers LIST` makes them.
+//!
 //! # Layout
+//! - `certs`: `ballot certs`, a fresh credentials folder.
 //! - `connect`: finding the cluster (`--peers`, `--discovery`, `--http-peers`) and the
 //!   client endpoint.
 //! - `vote`, `results`, `candidates`, `status`, `interactive`: one command each.
@@ -29,6 +36,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod candidates;
+mod certs;
 mod connect;
 mod interactive;
 mod results;
@@ -65,6 +73,14 @@ pub struct CliArgs {
     /// `results --local` (added to what discovery lists).
     #[arg(long, value_delimiter = ',', global = true)]
     pub http_peers: Vec<String>,
+    /// The cluster's credentials folder (`ballot certs` makes it): this client proves the
+    /// `client` identity with it. Defaults to $BALLOT_CERTS; commands that talk to the
+    /// cluster refuse to run with neither this nor --insecure.
+    #[arg(long, value_name = "DIR", global = true, conflicts_with = "insecure")]
+    pub certs: Option<std::path::PathBuf>,
+    /// Talk to the cluster without credentials (a cluster started with --insecure).
+    #[arg(long, global = true)]
+    pub insecure: bool,
     /// What to do.
     #[command(subcommand)]
     pub cmd: CliCommand,
@@ -81,8 +97,10 @@ pub enum CliCommand {
         /// For whom.
         #[arg(long)]
         candidate: String,
-        /// Name of this request; defaults to one derived from voter and candidate, so
-        /// running the same command again is the same vote.
+        /// Name of this request (at most 128 bytes). By default a random one nobody can
+        /// guess (a guessable id could be used first by someone else, and this vote would
+        /// be answered with their outcome); a vote that was not confirmed prints its id,
+        /// and retrying with it is the same vote, never a second one.
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -100,6 +118,21 @@ pub enum CliCommand {
     Candidates,
     /// Pick a candidate from a menu, vote, see results; until `quit`.
     Interactive,
+    /// Make a credentials folder for a cluster: a CA, and a certificate, key, CURVE key
+    /// pair and token for each node of --peers (names, or the name=host:port list the
+    /// nodes get), for `client` (every client) and for `operator`.
+    Certs {
+        /// The folder to write (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: std::path::PathBuf,
+        /// Replace a CA already in the folder (every node must then get the new files).
+        #[arg(long, conflicts_with = "if_missing")]
+        force: bool,
+        /// Keep a CA already in the folder and succeed, writing nothing (for a
+        /// deployment's one-off step that runs at every start).
+        #[arg(long)]
+        if_missing: bool,
+    },
 }
 
 /// What a command prints and how it exits.
@@ -213,6 +246,14 @@ pub fn main_with(args: CliArgs) -> ExitCode {
     rt.block_on(async {
         // Read from the nodes' HTTP pages: no client endpoint needed.
         let local = match &args.cmd {
+            CliCommand::Certs { dir, force, if_missing } => {
+                let existing = match (force, if_missing) {
+                    (true, _) => certs::Existing::Replace,
+                    (_, true) => certs::Existing::Keep,
+                    _ => certs::Existing::Refuse,
+                };
+                Some(certs::certs(dir, &args.peers, existing))
+            }
             CliCommand::Status => Some(status::status(&args).await),
             CliCommand::Results { local: Some(node) } => Some(results::results_local(&args, node).await),
             _ => None,
@@ -232,7 +273,7 @@ pub fn main_with(args: CliArgs) -> ExitCode {
                 vote::vote(&client, &args, voter, candidate, request_id.clone()).await
             }
             CliCommand::Results { .. } => results::results(&client, &args).await,
-            CliCommand::Status => unreachable!("answered above"),
+            CliCommand::Status | CliCommand::Certs { .. } => unreachable!("answered above"),
             CliCommand::Candidates => candidates::candidates(&client, &args).await,
             CliCommand::Interactive => {
                 let stdin = std::io::stdin();

@@ -1,7 +1,10 @@
-//! `ballot vote`: one vote, under a request id that makes a retry the same vote.
+//! `ballot vote`: one vote, under a request id that makes a retry the same vote. The
+//! default id is random (the client's [`ClientHandle::next_request_id`]): one derived
+//! from the voter and candidate could be used first by anyone, with a vote of their own,
+//! and then this vote would be answered "recorded" with the other's outcome.
 
 use super::{read_tally, submit_options, unreachable_outcome, Answer, CliArgs, Outcome};
-use ballot_core::{Command, Reply, VoteError};
+use ballot_core::{Command, Reply, TooLong, VoteError};
 use ballot_runtime::client::{ClientError, ClientHandle};
 
 pub(super) async fn vote(
@@ -15,13 +18,16 @@ pub(super) async fn vote(
         let text = "the voter id is empty: give --voter NAME".to_string();
         return Outcome { code: 2, json: Answer::failed("usage", Some(text.clone())), text };
     }
-    let request_id = request_id.unwrap_or_else(|| format!("vote/{voter}/{candidate}"));
+    let request_id = request_id.unwrap_or_else(|| client.next_request_id());
     let cmd = Command::Vote {
         request_id: request_id.clone(),
         client: client.id(),
         voter: voter.to_string(),
         candidate: candidate.to_string(),
     };
+    if let Err(e) = cmd.check_lengths() {
+        return too_long(e, request_id);
+    }
     match client.submit(cmd, &submit_options(args)).await {
         Ok(Reply::Vote { slot, result: Ok(()), .. }) => Outcome {
             code: 0,
@@ -61,5 +67,22 @@ pub(super) async fn vote(
             );
             Outcome { code: 4, json: Answer { request_id: Some(request_id), ..Answer::failed(e.to_string(), None) }, text }
         }
+    }
+}
+
+/// A name over its limit: refused here, never sent (exit code 3, like every refused vote).
+fn too_long(e: TooLong, request_id: String) -> Outcome {
+    let TooLong { field, len, limit } = e;
+    Outcome {
+        code: 3,
+        text: format!(
+            "vote refused: the {field} is {len} bytes and the cluster takes at most {limit}; use a shorter one"
+        ),
+        json: Answer {
+            size: Some(len),
+            limit: Some(limit),
+            request_id: Some(request_id),
+            ..Answer::failed("too_large", Some(e.to_string()))
+        },
     }
 }

@@ -56,6 +56,19 @@ pub struct NodeArgs {
     /// Control channel address (status, log, simulated faults) for chaos and tools.
     #[arg(long)]
     pub control: Option<SocketAddr>,
+    /// The cluster's credentials folder (`ballot certs --dir DIR --peers ...` makes it):
+    /// every node of this process proves its identity with its own share of it, and
+    /// accepts only peers that prove theirs (mutual TLS on tcp, CURVE on zmq); the control
+    /// channel takes only the operator's token, discovery only each node's own token for
+    /// its name. Defaults to $BALLOT_CERTS. A process refuses to start with neither this
+    /// nor --insecure.
+    #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
+    pub certs: Option<PathBuf>,
+    /// Run without credentials: no TLS or CURVE, and any peer may claim to be any node;
+    /// control and discovery are open. For tests and trusted networks only; prints one
+    /// warning line.
+    #[arg(long)]
+    pub insecure: bool,
     /// Seed of this node's random timer delays and simulated faults.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -2,10 +2,18 @@
 //! for its tcp and zmq runs).
 //!
 //! ```text
-//! ballot-node --id proposer-1 --transport tcp --listen 127.0.0.1:7001 \
+//! ballot certs --dir ./certs --peers proposer-1,acceptor-1,learner-1
+//! ballot-node --id proposer-1 --transport tcp --listen 127.0.0.1:7001 --certs ./certs \
 //!   --peers proposer-1=127.0.0.1:7001,acceptor-1=127.0.0.1:7101,learner-1=127.0.0.1:7201,client-1=127.0.0.1:7301 \
 //!   --data-dir ./data/proposer-1 --candidates ada,grace,linus
 //! ```
+//! Every node proves who it is with `--certs DIR` (or `BALLOT_CERTS=DIR`), its own share
+//! of the cluster's credentials folder (see [`ballot_transports::auth`]; a replica loads
+//! one identity per role), and accepts only peers that prove theirs: mutual TLS on tcp,
+//! frames whose sender is not the proven identity dropped. `--insecure` runs without, with
+//! one warning line; a node given neither refuses to start (exit code 2) with one line
+//! saying how to make credentials.
+//!
 //! The cluster is every node named in `--peers` (clients are not members; they are only
 //! addresses to answer). Logs go to stderr through `tracing` (`RUST_LOG=debug`). SIGTERM
 //! and Ctrl-C stop the node cleanly. One line on stdout says it is ready:
@@ -27,10 +35,20 @@
 //! SIGTERM within 500 ms. `ballot-node --role discovery --listen ADDR`
 //! runs the discovery server ([`ballot_operator::discovery::serve`]) and nothing else, and prints
 //! `ready discovery listen=<addr> control=-`.
+//!
+//! Exit codes: 0 stopped by SIGTERM or Ctrl-C; 1 the runtime could not start; 2 it could
+//! not start (a bad flag, a data dir it refuses, an address it cannot bind: one line on
+//! stderr); 3 a node loop ended while the process was meant to run (its storage failed,
+//! or a bug made it panic). The process does not linger with a dead node inside it
+//! (serving `/healthz` 503 forever, which `restart: on-failure` never acts on): it stops
+//! every other node and its servers, says why in one line, and exits 3, so a supervisor
+//! restarts it.
 
 mod addr;
 mod args;
+pub(crate) mod creds;
 mod discovery;
+mod operator_auth;
 mod servers;
 mod signals;
 mod start;
@@ -40,12 +58,13 @@ pub use args::{NodeArgs, RoleArg};
 
 use addr::{AddrFlags, Resolved};
 use ballot_core::{Config, NodeId};
-use ballot_operator::control::{FaultSink, TransportFaults};
+use ballot_operator::control::{ControlOptions, FaultSink, TransportFaults};
 use ballot_operator::pages::{HttpNode, HttpState};
 use ballot_runtime::NodeHandle;
 use ballot_telemetry::log_ring::LogRing;
 use ballot_telemetry::TelemetryConfig;
-use ballot_transports::{FaultHandle, PeerAddr};
+use ballot_transports::auth::Credentials;
+use ballot_transports::{FaultHandle, NetKind, PeerAddr};
 use discovery::{Heartbeats, Member};
 use servers::{spawn_servers, ControlServer, Servers};
 use start::{NodePlan, Shared};
@@ -74,10 +93,28 @@ pub fn main_with(args: NodeArgs) -> ExitCode {
     drop(telemetry);
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Stop::Start(e)) => {
             eprintln!("ballot-node: {e}");
             ExitCode::from(2)
         }
+        Err(Stop::NodeEnded(e)) => {
+            eprintln!("ballot-node: {e}; exiting so that a supervisor restarts the process");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Why the process stops before a signal told it to.
+enum Stop {
+    /// It could not start: exit 2.
+    Start(String),
+    /// A node loop ended while the process was meant to run: exit 3.
+    NodeEnded(String),
+}
+
+impl From<String> for Stop {
+    fn from(e: String) -> Self {
+        Stop::Start(e)
     }
 }
 
@@ -105,12 +142,15 @@ fn install_telemetry(args: &NodeArgs, logs: &LogRing) -> Option<ballot_telemetry
 }
 
 /// The process from start to stop: its nodes started, its servers up, one `ready` line
-/// per node, then SIGTERM or Ctrl-C, deregistration and a clean stop.
-async fn run(args: NodeArgs, logs: LogRing) -> Result<(), String> {
+/// per node, then SIGTERM or Ctrl-C (or a node loop's end), deregistration and a stop.
+async fn run(args: NodeArgs, logs: LogRing) -> Result<(), Stop> {
     if args.role == Some(RoleArg::Discovery) {
-        return discovery::run_discovery(args).await;
+        return Ok(discovery::run_discovery(args).await?);
     }
     let plan = Plan::new(&args)?;
+    if plan.credentials.is_empty() {
+        eprintln!("{}", creds::insecure_warning("ballot-node"));
+    }
     let resolved = addr::resolve_at_start(&plan.flags, &plan.peers, args.resolve_deadline()).await?;
     resolved.warn_unresolved(&plan.ids);
     let faults = FaultHandle::new(args.seed);
@@ -124,19 +164,41 @@ async fn run(args: NodeArgs, logs: LogRing) -> Result<(), String> {
     let beats = plan.flags.discovery.as_ref().map(|d| {
         let http = http_addr.map(|h| addr::http_reach(h, nodes.first().map(|n| n.reach)));
         let members = nodes.iter().map(|n| Member { node: n.page.clone(), reach: n.reach }).collect();
-        Heartbeats::start(d, members, http)
+        Heartbeats::start(d, members, http, &plan.auth.tokens)
     });
-    signals::wait_for_signal().await;
-    tracing::info!("stopping");
+    let ended = tokio::select! {
+        biased;
+        () = signals::wait_for_signal() => None,
+        i = first_to_end(&nodes) => Some(nodes[i].handle.id),
+    };
+    match ended {
+        None => tracing::info!("stopping"),
+        Some(id) => tracing::error!(node = %id, "the node loop ended while the process is meant to run: stopping"),
+    }
     if let Some(beats) = beats {
         beats.stop(&nodes.iter().map(|n| n.handle.id).collect::<Vec<_>>()).await;
     }
+    let mut why = None;
     for n in nodes {
-        if let Err(e) = n.handle.stop().await {
+        let id = n.handle.id;
+        let result = n.handle.stop().await;
+        if let Err(e) = &result {
             tracing::error!("{e}");
         }
+        if Some(id) == ended {
+            why = Some(result.err().map_or_else(|| format!("{id} stopped: its node loop ended"), |e| e.to_string()));
+        }
     }
-    Ok(())
+    why.map_or(Ok(()), |why| Err(Stop::NodeEnded(why)))
+}
+
+/// The index of the first node whose loop ends (never, while they all run).
+async fn first_to_end(nodes: &[Running]) -> usize {
+    if nodes.is_empty() {
+        return std::future::pending().await;
+    }
+    let ends = nodes.iter().map(|n| Box::pin(n.handle.ended()));
+    futures_util::future::select_all(ends).await.1
 }
 
 /// The flags checked and turned into what the process runs, before any name is looked up.
@@ -148,6 +210,10 @@ struct Plan {
     /// The nodes this process runs (three for a replica).
     ids: Vec<NodeId>,
     config: Arc<Config>,
+    /// Who may use the control channel, and the nodes' tokens for discovery (`--certs`).
+    auth: operator_auth::OperatorAuth,
+    /// Each node's credentials; empty when insecure (`--insecure`).
+    credentials: BTreeMap<NodeId, Arc<Credentials>>,
 }
 
 impl Plan {
@@ -168,7 +234,11 @@ impl Plan {
         if let Some(id) = ids.iter().find(|id| !peers.contains_key(id)) {
             return Err(format!("--id {id} is not named in --peers: name every node of the cluster there"));
         }
-        Ok(Plan { data_dir, peers, http_peers, flags, ids, config: Arc::new(config) })
+        // Checked after the other flags, so that their mistakes are named first.
+        let dir = creds::folder(args.certs.as_deref(), args.insecure)?;
+        let credentials = creds::for_nodes(dir.as_deref(), &ids)?;
+        let auth = operator_auth::OperatorAuth::for_nodes(dir.as_deref(), &ids)?;
+        Ok(Plan { data_dir, peers, http_peers, flags, ids, config: Arc::new(config), auth, credentials })
     }
 }
 
@@ -191,7 +261,7 @@ async fn start_nodes(
     resolved: &Resolved,
     faults: &FaultHandle,
 ) -> Result<Vec<Running>, String> {
-    let shared = Shared { args, config: &plan.config, peers: &plan.peers, faults };
+    let shared = Shared { args, config: &plan.config, peers: &plan.peers, faults, credentials: &plan.credentials };
     let toward = resolved.toward(&plan.ids);
     let mut nodes = Vec::new();
     for &id in &plan.ids {
@@ -199,7 +269,13 @@ async fn start_nodes(
         let data_dir = if plan.ids.len() == 1 { plan.data_dir.clone() } else { plan.data_dir.join(id.to_string()) };
         let started = start::start_one(&shared, NodePlan { id, listen, advertise, toward, data_dir }).await?;
         let (addr, advertise) = (started.addr, started.advertise);
-        tracing::info!(node = %id, %addr, advertise = ?advertise, transport = ?args.transport, "listening");
+        // What proves this node's peers (mutual TLS on tcp, CURVE on zmq), or that nothing does.
+        let auth = match (plan.credentials.contains_key(&id), args.transport) {
+            (false, _) => "insecure",
+            (true, NetKind::Tcp) => "mtls",
+            (true, NetKind::Zmq) => "curve",
+        };
+        tracing::info!(node = %id, %addr, advertise = ?advertise, transport = ?args.transport, auth, "listening");
         let reach = advertise.unwrap_or(addr);
         let page = HttpNode::new(&started.handle).with_listen(reach).with_wire(started.stats);
         nodes.push(Running { handle: started.handle, addr, reach, page });
@@ -224,7 +300,11 @@ async fn serve(
         let sink: Arc<dyn FaultSink> = Arc::new(TransportFaults::new(faults.clone()));
         // A replica's control channel speaks for its first role (the proposer); all its
         // roles share one fault layer.
-        servers.control = Some(ControlServer { listener, node: nodes[0].handle.controller(), faults: sink });
+        let opts = ControlOptions {
+            refusals: plan.auth.refusals.clone(),
+            ..ControlOptions::with_access(plan.auth.access.clone())
+        };
+        servers.control = Some(ControlServer { listener, node: nodes[0].handle.controller(), faults: sink, opts });
         control_addr = Some(local);
     }
     let mut http_addr = None;
@@ -237,6 +317,7 @@ async fn serve(
         let mut state = HttpState::new(pages, cluster, args.candidates.clone(), &transport);
         (state.http_peers, state.control, state.faults, state.logs) =
             (plan.http_peers.clone(), control_addr, Some(faults), Some(logs));
+        state.refusals = Some(plan.auth.refusals.clone());
         servers.pages = Some((listener, state));
         http_addr = Some(local);
     }

@@ -2,7 +2,7 @@
 //! and, for `--role discovery`, the discovery server. All three are spawned from
 //! [`spawn_servers`] alone, so that how they are served (and stopped) is one place.
 
-use ballot_operator::control::{self, FaultSink};
+use ballot_operator::control::{self, ControlOptions, FaultSink};
 use ballot_operator::discovery::DiscoveryOptions;
 use ballot_operator::pages::HttpState;
 use ballot_runtime::NodeControl;
@@ -18,6 +18,8 @@ pub(super) struct ControlServer {
     pub listener: TcpListener,
     pub node: NodeControl,
     pub faults: Arc<dyn FaultSink>,
+    /// Who may use it, and its limits.
+    pub opts: ControlOptions,
 }
 
 /// What to serve, each on its bound listener.
@@ -33,7 +35,7 @@ pub(super) struct Servers {
 /// deregisters). Returns the discovery server's task, which ends once it has drained.
 pub(super) fn spawn_servers(servers: Servers) -> Option<JoinHandle<()>> {
     if let Some(c) = servers.control {
-        tokio::spawn(control::serve(c.listener, c.node, Some(c.faults), wait_for_signal()));
+        tokio::spawn(control::serve(c.listener, c.node, Some(c.faults), c.opts, wait_for_signal()));
     }
     if let Some((listener, state)) = servers.pages {
         tokio::spawn(ballot_operator::pages::serve(listener, state, wait_for_signal()));

@@ -6,6 +6,7 @@ use super::args::NodeArgs;
 use ballot_core::{Acceptor, Config, DurableState, Learner, Message, NodeId, Proposer, Role, Storage};
 use ballot_disk::{DiskStorage, Identity};
 use ballot_runtime::{spawn_node, NodeHandle, NodeOptions};
+use ballot_transports::auth::Credentials;
 use ballot_transports::{
     Envelope, FaultHandle, Faulty, NetKind, NetOptions, PeerAddr, SocketTransport, StatsHandle, TcpTransport,
     Transport, ZmqTransport,
@@ -23,6 +24,8 @@ pub(super) struct Shared<'a> {
     pub peers: &'a BTreeMap<NodeId, PeerAddr>,
     /// The one fault layer every node of the process sends and receives through.
     pub faults: &'a FaultHandle,
+    /// Each node's credentials (none when insecure).
+    pub credentials: &'a BTreeMap<NodeId, Arc<Credentials>>,
 }
 
 /// One node to start: who, where it listens and what it advertises, where its state is.
@@ -57,7 +60,11 @@ pub(super) async fn start_one(shared: &Shared<'_>, plan: NodePlan) -> Result<Sta
         node = %id, round = durable.round, promised = %durable.promised, accepted = durable.accepted.len(),
         applied = durable.last_applied(), "durable state loaded"
     );
-    let opts = NetOptions { max_frame: shared.args.max_frame, ..NetOptions::default() };
+    let opts = NetOptions {
+        max_frame: shared.args.max_frame,
+        credentials: shared.credentials.get(&id).cloned(),
+        ..NetOptions::default()
+    };
     let listen = plan.listen;
     let bind_err = |e: std::io::Error| format!("{id} cannot listen on {listen}: {e}");
     let node = NodeParts { durable, storage, seed: shared.args.seed ^ (((id.role as u64) << 16) | id.index as u64) };

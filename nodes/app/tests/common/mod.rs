@@ -5,6 +5,7 @@
 use ballot_core::{Command as Cmd, NodeId, Reply, Status, Tally};
 use ballot_operator::control::{ControlClient, ControlReply, ControlRequest, CONTROL_DEADLINE};
 use ballot_runtime::{ClientError, ClientHandle, SubmitOptions};
+use ballot_transports::auth::{Credentials, Identity};
 use ballot_transports::{Envelope, NetOptions, TcpTransport, Transport, WireStats, ZmqTransport};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -140,6 +141,8 @@ impl NodeProc {
             // Default log level, and a backtrace if anything panics, so that the one-line
             // checks below would see it.
             .env_remove("RUST_LOG")
+            // Credentials only as each test gives them.
+            .env_remove("BALLOT_CERTS")
             .env("RUST_BACKTRACE", "1")
             // Plain logs (they are shown when a test fails).
             .env("NO_COLOR", "1")
@@ -237,6 +240,23 @@ impl Drop for NodeProc {
     }
 }
 
+/// The credentials folder of the tests in `dir`: `dir/certs`, made on first use, for
+/// every proposer, acceptor and learner numbered 1 to 9, a client and an operator.
+pub fn certs_in(dir: &Path) -> PathBuf {
+    let certs = dir.join("certs");
+    if !certs.join("ca.pem").exists() {
+        let nodes: Vec<NodeId> =
+            (1..=9).flat_map(|i| [NodeId::proposer(i), NodeId::acceptor(i), NodeId::learner(i)]).collect();
+        ballot_transports::auth::generate(&certs, &nodes).unwrap_or_else(|e| panic!("credentials: {e}"));
+    }
+    certs
+}
+
+/// `id`'s share of the credentials folder `certs`.
+pub fn creds_of(certs: &Path, id: NodeId) -> Arc<Credentials> {
+    Arc::new(Credentials::load(certs, Identity::of(id)).unwrap_or_else(|e| panic!("{e}")))
+}
+
 pub fn os_args(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
@@ -268,16 +288,22 @@ pub fn free_ports(n: usize) -> Vec<SocketAddr> {
     ballot_transports::free_loopback_ports(n).expect("free loopback ports")
 }
 
-pub async fn status_of(control: SocketAddr) -> Status {
-    let mut c = ControlClient::connect(control).await.unwrap_or_else(|e| panic!("{e}"));
+/// The operator's token in the credentials folder `certs`: the first frame of a control
+/// connection to a node started with `--certs`.
+pub fn operator_token(certs: &Path) -> String {
+    Credentials::load(certs, Identity::Operator).unwrap_or_else(|e| panic!("{e}")).token
+}
+
+pub async fn status_of(control: SocketAddr, token: &str) -> Status {
+    let mut c = ControlClient::connect(control, Some(token)).await.unwrap_or_else(|e| panic!("{e}"));
     match c.request(&ControlRequest::Status, CONTROL_DEADLINE).await {
         Ok(ControlReply::Status(s)) => s,
         other => panic!("status from {control}: {other:?}"),
     }
 }
 
-pub async fn ping(control: SocketAddr) {
-    let mut c = ControlClient::connect(control).await.unwrap_or_else(|e| panic!("{e}"));
+pub async fn ping(control: SocketAddr, token: &str) {
+    let mut c = ControlClient::connect(control, Some(token)).await.unwrap_or_else(|e| panic!("{e}"));
     let reply = c.request(&ControlRequest::Ping, CONTROL_DEADLINE).await;
     assert!(matches!(reply, Ok(ControlReply::Ok)), "ping {control}: {reply:?}");
 }
@@ -308,9 +334,10 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub async fn bind(net: Net, id: NodeId, peers: BTreeMap<NodeId, SocketAddr>) -> Endpoint {
+    /// Binds `id`, with its credentials from `certs` (none: insecure).
+    pub async fn bind(net: Net, id: NodeId, peers: BTreeMap<NodeId, SocketAddr>, certs: Option<&Path>) -> Endpoint {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let opts = NetOptions::default();
+        let opts = NetOptions { credentials: certs.map(|c| creds_of(c, id)), ..NetOptions::default() };
         match net {
             Net::Tcp => Endpoint::Tcp(TcpTransport::bind(id, any, peers, opts).await.expect("bind an endpoint")),
             Net::Zmq => Endpoint::Zmq(ZmqTransport::bind(id, any, peers, opts).await.expect("bind an endpoint")),
@@ -342,10 +369,10 @@ impl Endpoint {
         tokio::time::timeout(deadline, next).await.ok().flatten()
     }
 
-    pub fn into_client(self, proposers: Vec<NodeId>) -> ClientHandle {
+    pub fn into_client(self, proposers: Vec<NodeId>, members: Vec<NodeId>) -> ClientHandle {
         match self {
-            Endpoint::Tcp(t) => ClientHandle::spawn(t, proposers),
-            Endpoint::Zmq(t) => ClientHandle::spawn(t, proposers),
+            Endpoint::Tcp(t) => ClientHandle::spawn(t, proposers, members),
+            Endpoint::Zmq(t) => ClientHandle::spawn(t, proposers, members),
         }
     }
 }
@@ -356,6 +383,8 @@ pub struct Cluster {
     // Declared before `dir`: the processes die before their files are removed.
     pub nodes: BTreeMap<NodeId, NodeProc>,
     pub dir: TempDir,
+    /// The credentials folder every node and the client run with (`--certs`).
+    pub certs: PathBuf,
     pub listen: BTreeMap<NodeId, SocketAddr>,
     pub control: BTreeMap<NodeId, SocketAddr>,
     /// HTTP addresses of the nodes started with `--http`.
@@ -389,11 +418,12 @@ impl Cluster {
     /// A cluster of exactly `members`, each node also given `extra_args`.
     pub async fn start_with_args(net: Net, members: &[NodeId], extra_args: &[&str]) -> Cluster {
         let dir = TempDir::new(net.flag());
+        let certs = certs_in(dir.path());
         let listen: BTreeMap<NodeId, SocketAddr> = members.iter().copied().zip(free_ports(members.len())).collect();
-        let endpoint = Endpoint::bind(net, CLIENT, listen.clone()).await;
+        let endpoint = Endpoint::bind(net, CLIENT, listen.clone(), Some(&certs)).await;
         let client_addr = endpoint.local_addr();
         let proposers = members.iter().copied().filter(|n| n.role == ballot_core::Role::Proposer).collect();
-        let client = endpoint.into_client(proposers);
+        let client = endpoint.into_client(proposers, members.to_vec());
         let peers = listen
             .iter()
             .map(|(id, a)| format!("{id}={a}"))
@@ -404,6 +434,7 @@ impl Cluster {
             net,
             nodes: BTreeMap::new(),
             dir,
+            certs,
             listen,
             control: BTreeMap::new(),
             http: BTreeMap::new(),
@@ -443,6 +474,8 @@ impl Cluster {
             &CANDIDATES.join(","),
             "--seed",
             &(id.index as u64 * 31 + id.role as u64).to_string(),
+            "--certs",
+            &self.certs.to_string_lossy(),
             "--data-dir",
         ]);
         args.push(self.dir.path().join(&name).into());
@@ -470,7 +503,7 @@ impl Cluster {
     }
 
     pub async fn status(&self, id: NodeId) -> Status {
-        status_of(self.control[&id]).await
+        status_of(self.control[&id], &operator_token(&self.certs)).await
     }
 
     /// Submits `cmd` until it has a final answer. `NoQuorum` is retried with the same
@@ -557,7 +590,7 @@ impl Cluster {
         for &id in members {
             let node = self.node(id);
             assert!(node.is_running(), "{id} exited: {:?}\n{}", node.exited, node.stderr());
-            ping(self.control[&id]).await;
+            ping(self.control[&id], &operator_token(&self.certs)).await;
         }
     }
 }
@@ -574,6 +607,7 @@ pub const CLI: &str = env!("CARGO_BIN_EXE_ballot");
 pub fn run_ballot(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     use std::io::Write;
     let mut child = Command::new(CLI)
+        .env_remove("BALLOT_CERTS")
         .args(["--timeout-ms", "8000"])
         .args(args)
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })

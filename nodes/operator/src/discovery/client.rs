@@ -34,10 +34,20 @@ pub enum DiscoveryError {
 }
 
 /// Talks to a discovery server; cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DiscoveryClient {
     addr: PeerAddr,
     deadline: Duration,
+    /// Sent as `Authorization: Bearer` with every write (register, heartbeat,
+    /// deregister); reads need none.
+    token: Option<std::sync::Arc<str>>,
+}
+
+impl fmt::Debug for DiscoveryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = if self.token.is_some() { "<hidden>" } else { "none" };
+        write!(f, "DiscoveryClient {{ addr: {}, deadline: {:?}, token: {token} }}", self.addr, self.deadline)
+    }
 }
 
 struct Answer {
@@ -50,7 +60,14 @@ impl DiscoveryClient {
     /// at every call (within the call's deadline), so a discovery that restarted at
     /// another address is found there.
     pub fn new(addr: impl Into<PeerAddr>) -> Self {
-        DiscoveryClient { addr: addr.into(), deadline: DEFAULT_CLIENT_DEADLINE }
+        DiscoveryClient { addr: addr.into(), deadline: DEFAULT_CLIENT_DEADLINE, token: None }
+    }
+
+    /// Writes carry `token`: the node's own (from `<node>.token`), which a discovery
+    /// with credentials requires, for that node's name only.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into().trim().into());
+        self
     }
 
     /// The deadline of each call (connect, request and the whole answer).
@@ -194,6 +211,9 @@ impl DiscoveryClient {
             .header(header::CONNECTION, "close");
         if body.is_some() {
             b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let (Some(token), "POST") = (&self.token, method) {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         b.body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
             .map_err(|e| self.garbage(format!("could not build the request for {}: {e}", one_line(path, 80))))

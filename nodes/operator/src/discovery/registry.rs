@@ -192,14 +192,32 @@ impl Registry {
             .collect()
     }
 
-    /// Among the proposers heard within the ttl that claim leadership, the one with the
-    /// highest ballot (no ballot ranks lowest; ties break by node id).
+    /// Among the proposers heard within the ttl that claim leadership with a ballot of
+    /// their own ([`owns_claim`]), the one with the highest ballot (ties, which honest
+    /// proposers never make, break by node id).
     pub fn leader(&self, now: Instant) -> Option<Member> {
         self.entries
             .values()
-            .filter(|(reg, seen)| reg.leader && reg.node.role == Role::Proposer && self.live(*seen, now))
+            .filter(|(reg, seen)| reg.leader && owns_claim(reg).is_ok() && self.live(*seen, now))
             .max_by_key(|(reg, _)| (reg.ballot, reg.node))
             .map(|(reg, seen)| member(reg, *seen, now))
+    }
+}
+
+/// Whether `reg`'s leadership claim (if it makes one) can be believed: only a proposer
+/// leads, and only with its own ballot (a ballot names its proposer), which it has once
+/// it leads. A claim with another proposer's ballot, or with none, is a lie or a bug:
+/// believed, a claim with a huge ballot would become `/leader`, which clients try first.
+pub fn owns_claim(reg: &Registration) -> Result<(), String> {
+    if !reg.leader {
+        return Ok(());
+    }
+    let node = reg.node;
+    match reg.ballot {
+        _ if node.role != Role::Proposer => Err(format!("{node} claims leadership: only a proposer can lead")),
+        Some(b) if b.proposer == node.index => Ok(()),
+        Some(b) => Err(format!("{node} claims leadership with ballot {b}, which is proposer-{}'s", b.proposer)),
+        None => Err(format!("{node} claims leadership without a ballot")),
     }
 }
 

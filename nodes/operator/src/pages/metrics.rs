@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// A transport's drops by reason, as `ballot_messages_dropped_total` labels them.
-fn wire_drops(w: &WireStats) -> [(&'static str, u64); 7] {
+fn wire_drops(w: &WireStats) -> [(&'static str, u64); 10] {
     [
         ("queue_full", w.dropped_queue_full),
         ("oversized", w.dropped_oversized),
@@ -21,6 +21,9 @@ fn wire_drops(w: &WireStats) -> [(&'static str, u64); 7] {
         ("unreachable", w.dropped_unreachable),
         ("truncated", w.truncated),
         ("bad_handshake", w.bad_handshake),
+        ("refused_handshake", w.refused_handshake),
+        ("identity_mismatch", w.dropped_identity),
+        ("connection_cap", w.connections_refused),
     ]
 }
 
@@ -92,7 +95,11 @@ pub async fn render_metrics(s: &HttpState) -> String {
     wire(&mut p, &inputs);
     traces(&mut p);
     steps(&mut p, &inputs);
+    refused(&mut p, &inputs);
     from_status(&mut p, &inputs);
+    if let Some(r) = &s.refusals {
+        r.render_prometheus(&mut p.0);
+    }
     if let Some(logs) = &s.logs {
         let last = logs.lines().last().map_or(0, |l| l.seq);
         p.family("ballot_log_lines_total", "counter", "Log lines written since the process started.");
@@ -166,7 +173,7 @@ fn drops(p: &mut Prom, i: &Inputs<'_>) {
 
 fn wire(p: &mut Prom, i: &Inputs<'_>) {
     type Family = (&'static str, &'static str, fn(&WireStats) -> u64);
-    let wire_families: [Family; 7] = [
+    let wire_families: [Family; 9] = [
         ("ballot_transport_frames_sent_total", "Frames written to peers.", |w| w.frames_sent),
         ("ballot_transport_frames_received_total", "Frames received and decoded.", |w| w.frames_received),
         ("ballot_transport_bytes_sent_total", "Bytes written to peers.", |w| w.bytes_sent),
@@ -174,6 +181,16 @@ fn wire(p: &mut Prom, i: &Inputs<'_>) {
         ("ballot_transport_connections_opened_total", "Connections opened.", |w| w.connections_opened),
         ("ballot_transport_connections_closed_total", "Connections closed.", |w| w.connections_closed),
         ("ballot_transport_connect_failures_total", "Failed connection attempts.", |w| w.connect_failures),
+        (
+            "ballot_transport_connections_refused_total",
+            "Inbound connections closed at once: the listener had its cap open.",
+            |w| w.connections_refused,
+        ),
+        (
+            "ballot_transport_peers_evicted_total",
+            "Learned peers (clients known from their messages) forgotten to stay within the cap.",
+            |w| w.peers_evicted,
+        ),
     ];
     for (family, help, get) in wire_families {
         p.family(family, "counter", help);
@@ -217,6 +234,20 @@ fn steps(p: &mut Prom, i: &Inputs<'_>) {
         }
         p.sample("ballot_fsync_seconds_sum", &[("node", name)], m.fsync.sum_seconds);
         p.sample("ballot_fsync_seconds_count", &[("node", name)], m.fsync.count as f64);
+    }
+}
+
+/// What each node's role refused, by reason (every reason, zeros included).
+fn refused(p: &mut Prom, i: &Inputs<'_>) {
+    p.family(
+        "ballot_refused_total",
+        "counter",
+        "Messages and commands the role refused (a sender not allowed to send it, a name over its limit, a snapshot that does not add up), by reason.",
+    );
+    for (name, m) in i.names.iter().zip(&i.snaps) {
+        for (reason, v) in m.refused {
+            p.sample("ballot_refused_total", &[("node", name), ("reason", reason)], v as f64);
+        }
     }
 }
 

@@ -165,6 +165,9 @@ pub struct HttpState {
     pub started: std::time::Instant,
     /// The server's deadlines.
     pub limits: HttpLimits,
+    /// The process's operator-plane refusals (control channel, this server), shown on
+    /// `/metrics`.
+    pub refusals: Option<crate::access::Refusals>,
 }
 
 impl HttpState {
@@ -182,6 +185,7 @@ impl HttpState {
             logs: None,
             started: std::time::Instant::now(),
             limits: HttpLimits::default(),
+            refusals: None,
         }
     }
 }
@@ -228,6 +232,7 @@ pub async fn serve(
         header_deadline: state.limits.header_deadline,
         connection_lifetime: state.limits.connection_lifetime,
         drain_deadline: state.limits.drain_deadline,
+        refusals: state.refusals.clone(),
     };
     crate::server::run(listener, router(Arc::new(state)), limits, "http", shutdown).await;
 }

@@ -11,6 +11,9 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
+mod faults;
+use faults::register_fault_verbs;
+
 /// Why a script stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopKind {
@@ -246,9 +249,8 @@ fn dyn_eq(a: &Dynamic, b: &Dynamic) -> bool {
 
 /// An engine with the whole scenario API registered.
 pub fn engine(ctx: &Rc<Ctx>) -> Engine {
+    // Its limits (operations, sizes, no eval, imports) are `sandbox::confine`'s.
     let mut engine = Engine::new();
-    // A runaway loop in a script ends with an error instead of hanging the run.
-    engine.set_max_operations(200_000_000);
     engine.register_type_with_name::<ClusterRef>("Cluster");
     register_scenario(&mut engine, ctx);
     register_assertions(&mut engine, ctx);
@@ -548,52 +550,5 @@ fn register_node_verbs(engine: &mut Engine) {
         let id = c.node(node)?;
         c.block_on(c.cluster.resume(id));
         Ok(())
-    });
-}
-
-/// Network faults: `isolate`, `partition`, `partition_oneway`, `heal`, `drop_rate`,
-/// `duplicate_rate`, `delay`. Rates and delays are checked by the cluster
-/// ([`crate::cluster::Fault::new`]), the one place fault commands are validated.
-fn register_fault_verbs(engine: &mut Engine) {
-    engine.register_fn("isolate", |c: &mut ClusterRef, node: &str| -> Res<()> {
-        let _step = step(&c.ctx, "isolate", || node.to_string());
-        let id = c.node(node)?;
-        c.block_on(c.cluster.isolate(id));
-        Ok(())
-    });
-    engine.register_fn("partition", |c: &mut ClusterRef, a: Array, b: Array| -> Res<()> {
-        let _step = step(&c.ctx, "partition", || format!("{a:?} | {b:?}"));
-        let a = c.nodes_of(&a, "partition")?;
-        let b = c.nodes_of(&b, "partition")?;
-        c.block_on(c.cluster.partition(&a, &b));
-        Ok(())
-    });
-    engine.register_fn("partition_oneway", |c: &mut ClusterRef, from: Array, to: Array| -> Res<()> {
-        let _step = step(&c.ctx, "partition_oneway", || format!("{from:?} -> {to:?}"));
-        let from = c.nodes_of(&from, "partition_oneway")?;
-        let to = c.nodes_of(&to, "partition_oneway")?;
-        c.block_on(c.cluster.partition_oneway(&from, &to));
-        Ok(())
-    });
-    engine.register_fn("heal", |c: &mut ClusterRef| {
-        let _step = step(&c.ctx, "heal", String::new);
-        c.block_on(c.cluster.heal())
-    });
-    engine.register_fn("drop_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
-        let _step = step(&c.ctx, "drop_rate", || p.to_string());
-        c.block_on(c.cluster.drop_rate(p)).or_else(|e| usage(&c.ctx, e))
-    });
-    engine.register_fn("drop_rate", |c: &mut ClusterRef, p: i64| -> Res<()> {
-        let _step = step(&c.ctx, "drop_rate", || p.to_string());
-        c.block_on(c.cluster.drop_rate(p as f64)).or_else(|e| usage(&c.ctx, e))
-    });
-    engine.register_fn("duplicate_rate", |c: &mut ClusterRef, p: f64| -> Res<()> {
-        let _step = step(&c.ctx, "duplicate_rate", || p.to_string());
-        c.block_on(c.cluster.duplicate_rate(p)).or_else(|e| usage(&c.ctx, e))
-    });
-    engine.register_fn("delay", |c: &mut ClusterRef, min: i64, max: i64| -> Res<()> {
-        let _step = step(&c.ctx, "delay", || format!("{min}..{max}ms"));
-        let (min, max) = (ms(&c.ctx, min, "delay")?, ms(&c.ctx, max, "delay")?);
-        c.block_on(c.cluster.delay(min.as_millis() as u64, max.as_millis() as u64)).or_else(|e| usage(&c.ctx, e))
     });
 }
