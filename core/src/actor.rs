@@ -56,4 +56,7 @@ pub struct Status {
     /// Proposer: elections it started since it (re)started.
     #[serde(default)]
     pub elections: Option<u64>,
+    /// Acceptor or proposer: still rejoining after lost state (not voting, not leading).
+    #[serde(default)]
+    pub rejoining: Option<bool>,
 }

@@ -54,11 +54,14 @@ pub enum Refusal {
     /// A learner that is not configured asked to catch up while as many joined learners as
     /// an acceptor serves are already known.
     TooManyLearners,
+    /// An acceptor rejoining after lost state takes no `Prepare`, `Accept` or
+    /// `Heartbeat` until it can no longer contradict what it forgot.
+    Rejoining,
 }
 
 impl Refusal {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::UnexpectedKind,
         Refusal::NotAProposer,
         Refusal::NotBallotOwner,
@@ -72,6 +75,7 @@ impl Refusal {
         Refusal::TooLong,
         Refusal::BadSnapshot,
         Refusal::TooManyLearners,
+        Refusal::Rejoining,
     ];
 
     /// The reason's name, as `ballot_refused_total{reason="..."}` labels it.
@@ -90,6 +94,7 @@ impl Refusal {
             Refusal::TooLong => "too_long",
             Refusal::BadSnapshot => "bad_snapshot",
             Refusal::TooManyLearners => "too_many_learners",
+            Refusal::Rejoining => "rejoining",
         }
     }
 
@@ -102,9 +107,9 @@ impl Refusal {
     /// own nodes only a bug sends such a message: where nobody forges (the in-memory
     /// network), one of these is a bug of ours, and chaos fails the run on it. The others
     /// refuse what a client or a joining learner may honestly ask for (a vote too large,
-    /// one learner too many).
+    /// one learner too many), or what a rejoining acceptor is not ready for yet.
     pub fn breaks_a_sender_rule(self) -> bool {
-        !matches!(self, Refusal::TooLarge | Refusal::TooLong | Refusal::TooManyLearners)
+        !matches!(self, Refusal::TooLarge | Refusal::TooLong | Refusal::TooManyLearners | Refusal::Rejoining)
     }
 }
 
@@ -144,6 +149,17 @@ pub fn check_sender(config: &Config, me: NodeId, from: NodeId, msg: &Message) ->
             Message::Chosen { .. } | Message::Snapshot { .. } | Message::CatchUp { .. } | Message::Progress { .. },
         ) => learner(),
         (Role::Proposer | Role::Acceptor, Message::CatchUp { .. }) => learner(),
+        // Acceptors and proposers rejoin after lost state (a proposer asks acceptors
+        // only); the answers that let one vote or lead again count over the configured
+        // proposers and acceptors, so nothing else may ask or answer.
+        (Role::Proposer, Message::Rejoin { .. }) => acceptor(),
+        (Role::Acceptor, Message::Rejoin { .. }) | (Role::Proposer | Role::Acceptor, Message::RejoinInfo { .. }) => {
+            if config.acceptors.contains(&from) || config.proposers.contains(&from) {
+                Ok(())
+            } else {
+                Err(Refusal::NotAnAcceptor)
+            }
+        }
         (Role::Acceptor, Message::Progress { .. }) => {
             if config.learners.contains(&from) {
                 Ok(())
@@ -207,6 +223,19 @@ mod tests {
             (p1, l1, Message::Request(vec![]), Err(Refusal::NotAClient)),
             (p1, c1, Message::Hello, Ok(())),
             (a1, p1, snapshot, Err(Refusal::UnexpectedKind)),
+            (p1, a1, Message::Rejoin { fence: Ballot::ZERO, horizon: 0 }, Ok(())),
+            (a1, NodeId::acceptor(2), Message::Rejoin { fence: Ballot::ZERO, horizon: 0 }, Ok(())),
+            (a1, p1, Message::Rejoin { fence: Ballot::ZERO, horizon: 0 }, Ok(())),
+            (p1, NodeId::proposer(2), Message::Rejoin { fence: Ballot::ZERO, horizon: 0 }, Err(Refusal::NotAnAcceptor)),
+            (a1, NodeId::acceptor(9), Message::Rejoin { fence: Ballot::ZERO, horizon: 0 }, Err(Refusal::NotAnAcceptor)),
+            (a1, p1, Message::RejoinInfo { fence: Ballot::ZERO, round: 1, top: 0, covered: 0 }, Ok(())),
+            (
+                a1,
+                l1,
+                Message::RejoinInfo { fence: Ballot::ZERO, round: 1, top: 0, covered: 0 },
+                Err(Refusal::NotAnAcceptor),
+            ),
+            (l1, a1, Message::Rejoin { fence: Ballot::ZERO, horizon: 0 }, Err(Refusal::UnexpectedKind)),
             (p1, a1, Message::Replies(vec![]), Err(Refusal::UnexpectedKind)),
         ];
         for (me, from, msg, want) in table {

@@ -143,6 +143,29 @@ pub enum Message {
         /// This share of the state.
         state: VotingState,
     },
+    /// Rejoining acceptor -> proposers and acceptors, every lease period until it votes
+    /// again (ARCHITECTURE.md, "Rejoining after lost state"). With `fence` at
+    /// [`Ballot::ZERO`] it asks for rounds; with a fence, an acceptor promises the fence
+    /// and says how far it holds every slot up to `horizon` at a ballot of at least it.
+    Rejoin {
+        /// The ballot the other acceptors are asked to promise (ZERO: none yet).
+        fence: Ballot,
+        /// The last slot the rejoining acceptor may have voted in (0: not known yet).
+        horizon: u64,
+    },
+    /// Proposer or acceptor -> a rejoining acceptor (or a rejoining proposer): the answer
+    /// to `Rejoin`, sent only once what it states is durable.
+    RejoinInfo {
+        /// The fence the question named.
+        fence: Ballot,
+        /// A proposer's highest round used, or an acceptor's promised round.
+        round: u64,
+        /// An acceptor's highest slot accepted or compacted (0 for a proposer).
+        top: u64,
+        /// An acceptor's highest slot `c` such that every slot up to `c` is compacted or
+        /// accepted at a ballot of at least `fence` (looked at up to `horizon` only).
+        covered: u64,
+    },
 }
 
 /// Bytes an `AcceptedEntry` or a `(slot, value)` pair costs beyond its value: slot,
@@ -168,12 +191,14 @@ impl Message {
             | Message::Nack { .. }
             | Message::CatchUp { .. }
             | Message::Hello
-            | Message::Progress { .. } => 0,
+            | Message::Progress { .. }
+            | Message::Rejoin { .. }
+            | Message::RejoinInfo { .. } => 0,
         }
     }
 
     /// Every name [`Message::kind`] gives.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 16] = [
         "Request",
         "Replies",
         "Heartbeat",
@@ -188,6 +213,8 @@ impl Message {
         "Hello",
         "Progress",
         "Snapshot",
+        "Rejoin",
+        "RejoinInfo",
     ];
 
     /// A short name for logs.
@@ -207,6 +234,8 @@ impl Message {
             Message::Hello => "Hello",
             Message::Progress { .. } => "Progress",
             Message::Snapshot { .. } => "Snapshot",
+            Message::Rejoin { .. } => "Rejoin",
+            Message::RejoinInfo { .. } => "RejoinInfo",
         }
     }
 }
@@ -256,6 +285,10 @@ impl fmt::Display for Message {
             Message::Progress { applied } => write!(f, "Progress(applied={applied})"),
             Message::Snapshot { applied, part, parts, state } => {
                 write!(f, "Snapshot(applied={applied} part={part}/{parts} voters={})", state.voter_count())
+            }
+            Message::Rejoin { fence, horizon } => write!(f, "Rejoin(fence={fence} horizon={horizon})"),
+            Message::RejoinInfo { fence, round, top, covered } => {
+                write!(f, "RejoinInfo(fence={fence} round={round} top={top} covered={covered})")
             }
         }
     }

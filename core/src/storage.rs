@@ -44,6 +44,11 @@ pub enum PersistOp {
         /// The voting state machine after that slot.
         state: VotingState,
     },
+    /// Acceptor or proposer: `true` when the node's state was lost and it rejoins (the
+    /// operator's `--rejoin`): it does not vote, or lead, until it can no longer
+    /// contradict what it forgot (ARCHITECTURE.md, "Rejoining after lost state");
+    /// `false` once it can. Last of the enum: the disk log encodes variants by position.
+    Rejoin(bool),
 }
 
 /// Everything a node persisted, as loaded at start.
@@ -63,6 +68,9 @@ pub struct DurableState {
     /// Applied slots after the snapshot, in order: `applied[i]` is slot `base + i + 1`,
     /// where `base` is the snapshot's slot (0 without one).
     pub applied: Vec<Value>,
+    /// Acceptor or proposer: rejoining after lost state ([`PersistOp::Rejoin`]).
+    #[serde(default)]
+    pub rejoining: bool,
 }
 
 impl DurableState {
@@ -75,6 +83,7 @@ impl DurableState {
                 self.accepted.insert(*slot, (*ballot, value.clone()));
             }
             PersistOp::Round(r) => self.round = self.round.max(*r),
+            PersistOp::Rejoin(on) => self.rejoining = *on,
             PersistOp::Compact { upto } => {
                 if *upto > self.compacted {
                     self.compacted = *upto;
@@ -144,9 +153,24 @@ pub trait Storage: Send + 'static {
 
 /// In-memory storage that outlives the node using it: clone the handle, kill the node,
 /// start a new one on the same handle, and it finds what the old one persisted.
+///
+/// It keeps the last batch persisted apart from the rest, so a test can lose exactly what
+/// a crash in the middle of the last write loses on a disk ([`MemStorage::tear_tail`]),
+/// make the next load fail as a damaged disk does ([`MemStorage::corrupt`]), or lose
+/// everything ([`MemStorage::wipe`]).
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
-    state: Arc<Mutex<DurableState>>,
+    inner: Arc<Mutex<MemInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemInner {
+    /// Everything but the last batch, folded.
+    base: DurableState,
+    /// The last batch persisted.
+    last: Vec<PersistOp>,
+    /// Set by `corrupt`: every load fails with this until `wipe`.
+    corrupt: Option<(String, String)>,
 }
 
 impl MemStorage {
@@ -154,21 +178,55 @@ impl MemStorage {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A copy of what is stored now.
     pub fn snapshot(&self) -> DurableState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let g = self.lock();
+        let mut s = g.base.clone();
+        for op in &g.last {
+            s.apply(op);
+        }
+        s
+    }
+
+    /// Lose the last batch persisted, as a crash in the middle of writing it would (the
+    /// runtime sent nothing that depends on it: it sends only once `persist` returned, and
+    /// a torn write never returned). Returns how many operations were lost.
+    pub fn tear_tail(&self) -> usize {
+        std::mem::take(&mut self.lock().last).len()
+    }
+
+    /// Damage the stored state: every load fails, naming where, until [`MemStorage::wipe`].
+    pub fn corrupt(&self, name: &str) {
+        let mut g = self.lock();
+        let offset = g.base.accepted.len() + g.base.applied.len() + g.last.len();
+        g.corrupt = Some((format!("mem:{name}"), format!("offset {offset}: record payload fails its checksum")));
+    }
+
+    /// Lose everything stored.
+    pub fn wipe(&self) {
+        *self.lock() = MemInner::default();
     }
 }
 
 impl Storage for MemStorage {
     fn load(&mut self) -> Result<DurableState, StorageError> {
+        if let Some((path, detail)) = self.lock().corrupt.clone() {
+            return Err(StorageError::Corrupt { path, detail });
+        }
         Ok(self.snapshot())
     }
     fn persist(&mut self, ops: &[PersistOp]) -> Result<(), StorageError> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        for op in ops {
-            s.apply(op);
+        let mut g = self.lock();
+        let inner = &mut *g;
+        for op in inner.last.drain(..) {
+            inner.base.apply(&op);
         }
+        inner.last.extend_from_slice(ops);
         Ok(())
     }
 }
@@ -196,6 +254,22 @@ mod tests {
         assert_eq!(s.accepted.get(&3), Some(&(Ballot::new(3, 2), v.clone())));
         assert_eq!(s.round, 4);
         assert_eq!(s.applied.len(), 1);
+    }
+
+    #[test]
+    fn a_torn_tail_loses_the_last_batch_only_and_corrupt_fails_until_wiped() {
+        let handle = MemStorage::new();
+        let mut node = handle.clone();
+        node.persist(&[PersistOp::Round(1)]).unwrap();
+        node.persist(&[PersistOp::Round(2), PersistOp::Promise(Ballot::new(2, 1))]).unwrap();
+        assert_eq!(handle.tear_tail(), 2);
+        let s = node.load().unwrap();
+        assert_eq!((s.round, s.promised), (1, Ballot::ZERO));
+        handle.corrupt("acceptor-1");
+        let e = node.load().unwrap_err().to_string();
+        assert!(e.contains("mem:acceptor-1") && e.contains("offset"), "{e}");
+        handle.wipe();
+        assert_eq!(node.load().unwrap(), DurableState::default());
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub struct Proposer {
     learner_asks: BTreeMap<NodeId, u64>,
     /// The last phase 1 round sent (`Prepare.req`).
     req: u64,
+    /// Set while rejoining after lost state: the promised round each acceptor reported.
+    /// It runs for leader only once a majority answered, above every round they name.
+    rejoin: Option<BTreeMap<NodeId, u64>>,
 }
 
 impl Proposer {
@@ -110,7 +113,13 @@ impl Proposer {
             elections: 0,
             learner_asks: BTreeMap::new(),
             req: 0,
+            rejoin: durable.rejoining.then(BTreeMap::new),
         }
+    }
+
+    /// Whether it is still rejoining after lost state (it does not run for leader yet).
+    pub fn is_rejoining(&self) -> bool {
+        self.rejoin.is_some()
     }
 
     /// Whether this proposer leads now.
@@ -149,6 +158,16 @@ impl Proposer {
     }
 
     fn start_election(&mut self, out: &mut Outbox) {
+        if self.rejoin.is_some() {
+            // Lost state: its old rounds are forgotten, and reusing one would give one
+            // ballot two values. Every ballot it used with an accept was promised by a
+            // majority first, so a majority's promises name a round at least as high.
+            for &a in &self.config.acceptors {
+                out.send(a, Message::Rejoin { fence: Ballot::ZERO, horizon: 0 });
+            }
+            self.election_timer(out);
+            return;
+        }
         self.round = self.round.max(self.leader_ballot.round).saturating_add(1);
         self.elections += 1;
         let ballot = Ballot::new(self.round, self.id.index);
@@ -358,6 +377,22 @@ impl Actor for Proposer {
             Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
             Message::Nack { ballot, promised } => self.on_nack(from, ballot, promised, out),
             Message::CatchUp { applied } => self.on_learner_stuck(from, applied),
+            Message::Rejoin { fence, .. } if self.rejoin.is_none() => {
+                // Its highest round, durable since it used it: a rejoining acceptor's fence
+                // goes above every ballot this proposer ever sent.
+                out.send(from, Message::RejoinInfo { fence, round: self.round, top: 0, covered: 0 });
+            }
+            Message::RejoinInfo { round, .. } if self.config.acceptors.contains(&from) => {
+                if let Some(rounds) = &mut self.rejoin {
+                    rounds.insert(from, round);
+                    if rounds.len() >= self.config.quorum() {
+                        self.round = self.round.max(rounds.values().copied().max().unwrap_or(0));
+                        out.persist(PersistOp::Round(self.round));
+                        out.persist(PersistOp::Rejoin(false));
+                        self.rejoin = None;
+                    }
+                }
+            }
             // `Hello`: nothing to do (the sender rule refused every other kind).
             _ => {}
         }
@@ -428,6 +463,7 @@ impl Actor for Proposer {
             leader: self.leader,
             chosen: Some(self.chosen),
             elections: Some(self.elections),
+            rejoining: Some(self.rejoin.is_some()),
             ..Status::default()
         }
     }

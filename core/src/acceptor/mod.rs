@@ -1,4 +1,7 @@
-//! The acceptor: promises and accepts, and remembers both durably.
+//! The acceptor: promises and accepts, and remembers both durably; after lost state it
+//! rejoins ([`rejoin`]) before it votes again.
+
+mod rejoin;
 
 use crate::actor::{Actor, Status};
 use crate::auth::{check_sender, Refusal};
@@ -8,6 +11,7 @@ use crate::effect::{Outbox, Timer};
 use crate::ids::{Ballot, NodeId};
 use crate::msg::{AcceptedEntry, Message, PAGE_BYTES};
 use crate::storage::{DurableState, PersistOp};
+use rejoin::Rejoin;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -40,6 +44,9 @@ pub struct Acceptor {
     compacted: u64,
     /// The applied slot each configured learner last reported (`Progress`).
     learner_applied: BTreeMap<NodeId, u64>,
+    /// Set while rejoining after lost state: it answers no `Prepare`, `Accept` or
+    /// `Heartbeat` until [`Rejoin`] says it can no longer contradict what it forgot.
+    rejoin: Option<Rejoin>,
 }
 
 impl Acceptor {
@@ -57,6 +64,60 @@ impl Acceptor {
             lease: None,
             compacted: durable.compacted,
             learner_applied: BTreeMap::new(),
+            rejoin: durable.rejoining.then(Rejoin::default),
+        }
+    }
+
+    /// Whether it is still rejoining after lost state (it does not vote yet).
+    pub fn is_rejoining(&self) -> bool {
+        self.rejoin.is_some()
+    }
+
+    fn send_rejoin_asks(&self, out: &mut Outbox) {
+        if let Some(r) = &self.rejoin {
+            for (to, msg) in r.asks(&self.config, self.id) {
+                out.send(to, msg);
+            }
+        }
+    }
+
+    /// A rejoining peer's question: promise its fence (an acceptor's only; forced, not
+    /// subject to the lease: it is no election), compact what every configured learner
+    /// applied, and say how far every slot up to its horizon is held at the fence or
+    /// above. A rejoining acceptor answers nothing: it is no witness.
+    fn on_rejoin_ask(&mut self, from: NodeId, fence: Ballot, horizon: u64, out: &mut Outbox) {
+        if self.rejoin.is_some() {
+            return;
+        }
+        let fence = if self.config.acceptors.contains(&from) { fence } else { Ballot::ZERO };
+        if fence > self.promised {
+            self.promised = fence;
+            out.persist(PersistOp::Promise(fence));
+        }
+        self.compact_now(out);
+        let mut covered = self.compacted;
+        if fence > Ballot::ZERO {
+            while covered < horizon && self.accepted.get(&(covered + 1)).is_some_and(|(b, _)| *b >= fence) {
+                covered += 1;
+            }
+        }
+        let top = self.last_accepted().max(self.compacted);
+        out.send(from, Message::RejoinInfo { fence, round: self.promised.round, top, covered });
+    }
+
+    fn on_rejoin_info(&mut self, from: NodeId, info: (Ballot, u64, u64, u64), out: &mut Outbox) {
+        let Some(r) = &mut self.rejoin else { return };
+        let had_fence = r.fence().is_some();
+        if let Some(fence) = r.on_info(&self.config, from, info) {
+            self.rejoin = None;
+            if fence > self.promised {
+                self.promised = fence;
+                out.persist(PersistOp::Promise(fence));
+            }
+            out.persist(PersistOp::Rejoin(false));
+        } else if !had_fence && r.fence().is_some() {
+            // The fence is known: ask the acceptors to promise it now, not a period later.
+            self.send_rejoin_asks(out);
         }
     }
 
@@ -91,11 +152,19 @@ impl Acceptor {
     /// other learners' snapshots. A configured learner that never reports (down for good)
     /// holds compaction back; promises stay small through paging all the same.
     fn compact(&mut self, out: &mut Outbox) {
+        self.compact_by(self.config.timing.snapshot_every.max(1) as u64, out);
+    }
+
+    /// Compact whatever every configured learner applied, however little.
+    fn compact_now(&mut self, out: &mut Outbox) {
+        self.compact_by(1, out);
+    }
+
+    fn compact_by(&mut self, step: u64, out: &mut Outbox) {
         if self.learner_applied.len() < self.config.learners.len() {
             return;
         }
         let upto = self.learner_applied.values().copied().min().unwrap_or(0);
-        let step = self.config.timing.snapshot_every.max(1) as u64;
         if upto >= self.compacted.saturating_add(step) {
             self.compacted = upto;
             self.accepted = self.accepted.split_off(&upto.saturating_add(1));
@@ -145,6 +214,7 @@ impl Actor for Acceptor {
     fn start(&mut self, out: &mut Outbox) {
         let t = self.lease_period();
         out.set_timer(Timer::Lease, t, t);
+        self.send_rejoin_asks(out);
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message, out: &mut Outbox) {
@@ -152,7 +222,17 @@ impl Actor for Acceptor {
             out.refuse(from, msg.kind(), reason);
             return;
         }
+        if self.rejoin.is_some()
+            && matches!(msg, Message::Prepare { .. } | Message::Accept { .. } | Message::Heartbeat { .. })
+        {
+            out.refuse(from, msg.kind(), Refusal::Rejoining);
+            return;
+        }
         match msg {
+            Message::Rejoin { fence, horizon } => self.on_rejoin_ask(from, fence, horizon, out),
+            Message::RejoinInfo { fence, round, top, covered } => {
+                self.on_rejoin_info(from, (fence, round, top, covered), out)
+            }
             Message::Prepare { ballot, req, from_slot, to_slot } => {
                 // The leader's lease: refuse to be taken over by anyone but the leader
                 // itself while the leader is heard (the Nack names the leader's ballot).
@@ -236,6 +316,7 @@ impl Actor for Acceptor {
             self.lease = std::mem::take(&mut self.heard_leader);
             let t = self.lease_period();
             out.set_timer(Timer::Lease, t, t);
+            self.send_rejoin_asks(out);
         }
     }
 
@@ -268,6 +349,7 @@ impl Actor for Acceptor {
             id: Some(self.id),
             ballot: Some(self.promised),
             accepted_slots: Some(self.accepted.len() as u64),
+            rejoining: Some(self.rejoin.is_some()),
             ..Status::default()
         }
     }
