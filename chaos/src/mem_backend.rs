@@ -4,7 +4,7 @@
 use crate::cluster::Fault;
 use crate::discovery::MemDiscovery;
 use crate::invariants::Recorder;
-use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, Proposer, Refusal, Role, Status, Storage};
+use ballot_core::{Acceptor, Config, Learner, MemStorage, NodeId, PersistOp, Proposer, Refusal, Role, Status, Storage};
 use ballot_operator::control::FaultCommand;
 use ballot_runtime::{spawn_node, ClientHandle, NodeHandle, NodeMetrics, NodeOptions, Observer};
 use ballot_transports::{EventLog, LinkFaults, MemNetwork};
@@ -68,18 +68,19 @@ impl MemBackend {
         let slots = config.nodes().map(|id| (id, Slot::new())).collect();
         let backend = MemBackend { config, seed, net, log, slots: RefCell::new(slots), recorder, discovery };
         for id in backend.config.nodes().collect::<Vec<_>>() {
-            backend.start_node(id);
+            backend.start_node(id).expect("a new in-memory storage loads");
         }
         (backend, client)
     }
 
-    fn start_node(&self, id: NodeId) {
+    fn start_node(&self, id: NodeId) -> Result<(), String> {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.get_mut(&id).expect("configured node");
         slot.incarnation += 1;
         let seed = mix(self.seed ^ mix(((id.role as u64) << 32) | id.index as u64) ^ mix(slot.incarnation));
         let mut storage = slot.storage.clone();
-        let durable = storage.load().expect("in-memory storage always loads");
+        // A node refuses to start on state it cannot read, as a process does.
+        let durable = storage.load().map_err(|e| format!("{id} refused to start: {e}"))?;
         let transport = self.net.register(id);
         let config = self.config.clone();
         let handle = match id.role {
@@ -109,6 +110,7 @@ impl MemBackend {
         slot.metrics.push(handle.metrics());
         slot.handle = Some(handle);
         slot.paused = false;
+        Ok(())
     }
 
     /// Send `msg` to `to` as `from`, from outside the cluster (a test's forgery).
@@ -159,18 +161,53 @@ impl MemBackend {
         if let Some(h) = handle {
             h.kill();
         }
+        // A tear asked of it died with it.
+        if let Some(s) = self.slots.borrow().get(&id) {
+            s.storage.cancel_tear();
+        }
         self.net.unregister(id);
     }
 
-    /// Start `id` again from its storage, with a new incarnation's seed.
-    pub fn restart(&self, id: NodeId) {
-        self.start_node(id);
+    /// Start `id` again from its storage, with a new incarnation's seed; an error when
+    /// its storage does not load (a corrupt record).
+    pub fn restart(&self, id: NodeId) -> Result<(), String> {
+        self.start_node(id)
     }
 
     /// Start a node that was not in the configuration (a learner joining).
     pub fn add(&self, id: NodeId) {
         self.slots.borrow_mut().insert(id, Slot::new());
-        self.start_node(id);
+        self.start_node(id).expect("a new in-memory storage loads");
+    }
+
+    /// Tear `id`'s next write: it stops there ([`NodeControl::tear_next_write`]).
+    pub fn tear_next_write(&self, id: NodeId) {
+        if let Some(h) = self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()) {
+            h.controller().tear_next_write();
+        }
+    }
+
+    /// Whether `id`'s task runs (started, not killed, not stopped by itself).
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.slots.borrow().get(&id).and_then(|s| s.handle.as_ref()).is_some_and(|h| !h.is_finished())
+    }
+
+    /// Damage `id`'s stored state: its next start is refused, naming where.
+    pub fn corrupt(&self, id: NodeId) {
+        if let Some(s) = self.slots.borrow().get(&id) {
+            s.storage.corrupt(&id.to_string());
+        }
+    }
+
+    /// Lose `id`'s stored state; with `rejoin`, mark it rejoining (the operator's
+    /// `--rejoin`), so it votes and leads again only once that is safe.
+    pub fn wipe(&self, id: NodeId, rejoin: bool) {
+        if let Some(s) = self.slots.borrow().get(&id) {
+            s.storage.wipe();
+            if rejoin {
+                let _ = s.storage.clone().persist(&[PersistOp::Rejoin(true)]);
+            }
+        }
     }
 
     /// Pause `id`'s task, when it is running.

@@ -202,7 +202,7 @@ impl ProcBackend {
             backend.restart_discovery().await?;
         }
         for &id in &ids {
-            backend.spawn(id)?;
+            backend.spawn(id, &[])?;
         }
         for &id in &ids {
             backend.wait_ready(id).await?;
@@ -223,7 +223,7 @@ impl ProcBackend {
         }
     }
 
-    fn spawn(&self, id: NodeId) -> Result<(), String> {
+    fn spawn(&self, id: NodeId, extra: &[&str]) -> Result<(), String> {
         let (listen, control) = self.addrs.borrow()[&id];
         let peers: Vec<String> = self
             .addrs
@@ -273,6 +273,7 @@ impl ProcBackend {
                     .unwrap_or_default(),
             )
             .args(self.certs_args())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -367,8 +368,38 @@ impl ProcBackend {
 
     /// Start `id` again on the same ports and data dir, and wait until it answers.
     pub async fn restart(&self, id: NodeId) -> Result<(), String> {
-        self.spawn(id)?;
+        self.spawn(id, &[])?;
         self.wait_ready(id).await
+    }
+
+    /// Start `id` again as `ballot-node --rejoin` (its state was lost).
+    pub async fn restart_rejoining(&self, id: NodeId) -> Result<(), String> {
+        self.spawn(id, &["--rejoin"])?;
+        self.wait_ready(id).await
+    }
+
+    /// Tear `id`'s next write, over its control channel: the process stops there.
+    pub async fn tear_next_write(&self, id: NodeId) {
+        let _ = self.control(id, &ControlRequest::TearNextWrite).await;
+    }
+
+    /// Whether `id`'s process runs (started, not killed, not exited).
+    pub fn is_running(&self, id: NodeId) -> bool {
+        self.procs
+            .borrow_mut()
+            .get_mut(&id)
+            .and_then(|p| p.child.as_mut())
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Damage `id`'s data folder (a record's bytes flipped); it must be down.
+    pub fn corrupt(&self, id: NodeId) -> Result<String, String> {
+        ballot_disk::faults::corrupt(&self.run_dir.join(id.to_string())).map_err(|e| format!("corrupt {id}: {e}"))
+    }
+
+    /// Empty `id`'s data folder; it must be down.
+    pub fn wipe(&self, id: NodeId) -> Result<String, String> {
+        ballot_disk::faults::wipe(&self.run_dir.join(id.to_string())).map_err(|e| format!("wipe {id}: {e}"))
     }
 
     /// SIGSTOP `id`'s process.
@@ -439,7 +470,7 @@ impl ProcBackend {
         }
         self.addrs.borrow_mut().insert(id, (ports[0], ports[1]));
         self.procs.borrow_mut().insert(id, Proc { child: None, paused: false, incarnation: 0 });
-        self.spawn(id)?;
+        self.spawn(id, &[])?;
         self.wait_ready(id).await
     }
 

@@ -109,3 +109,28 @@ fn a_message_refused_for_its_sender_fails_a_run_on_mem() {
         assert!(got.contains("learner-1 refused 1 message(s) as not_an_acceptor"), "{got}");
     });
 }
+
+/// The rejoin guard is what keeps `lost_state.rhai` safe: the same scenario with the
+/// wiped acceptor started as if new (`rejoin: false`) lets a leader whose phase 1 reaches
+/// only it and an acceptor that never saw alice's vote choose another value for that
+/// slot, and the checker must see it, on every seed.
+#[test]
+fn lost_state_without_the_rejoin_guard_breaks_agreement_and_the_checker_sees_it() {
+    let file = scenarios().into_iter().find(|f| f.ends_with("lost_state.rhai")).expect("scenario");
+    let text = std::fs::read_to_string(&file).expect("readable");
+    assert!(text.contains("\nlet rejoin = true;\n"), "the scenario's guard switch moved");
+    let dir = std::env::temp_dir().join(format!("ballot-unsafe-rejoin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let unsafe_file = dir.join("lost_state_unsafe.rhai");
+    std::fs::write(&unsafe_file, text.replace("\nlet rejoin = true;\n", "\nlet rejoin = false;\n")).expect("write");
+    for seed in 1..=10 {
+        let r = run_scenario(&unsafe_file, &RunConfig { seed, ..RunConfig::default() });
+        match r.verdict {
+            Verdict::Fail(m) => {
+                assert!(m.contains("agreement: slot"), "seed {seed}: failed, but not on agreement: {m}")
+            }
+            other => panic!("seed {seed}: without the rejoin guard the run was {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

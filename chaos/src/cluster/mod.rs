@@ -3,10 +3,12 @@
 //! every node is idle, straight to the next timer), or real node processes over tcp/zmq.
 
 mod discovery;
+mod disk;
 mod faults;
 mod progress;
 mod vote;
 
+pub use disk::DiskFault;
 pub use faults::Fault;
 pub use progress::{PROBE_CANDIDATE, QUIET_PERIOD};
 
@@ -312,7 +314,7 @@ impl Cluster {
         }
         self.log.record(|| format!("restart {id}"));
         match &self.backend {
-            Backend::Mem(b) => b.restart(id),
+            Backend::Mem(b) => b.restart(id)?,
             Backend::Proc(b) => b.restart(id).await?,
         }
         self.reapply_clock_rate(id).await;

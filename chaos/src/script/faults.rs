@@ -1,7 +1,8 @@
 //! The fault verbs of a scenario: network faults, message rules and clock rates.
 
 use super::{ms, step, usage, ClusterRef, Res};
-use crate::cluster::UsageError;
+use super::{throw, StopKind};
+use crate::cluster::{DiskFault, UsageError};
 use ballot_transports::{MessageRule, RuleAction};
 use rhai::{Array, Engine, Map};
 
@@ -63,6 +64,13 @@ pub(super) fn register_fault_verbs(engine: &mut Engine) {
     }
     engine.register_fn("clock_rate", clock_rate);
     engine.register_fn("clock_rate", |c: &mut ClusterRef, node: &str, f: i64| clock_rate(c, node, f as f64));
+    engine.register_fn("restart", |c: &mut ClusterRef, node: &str, m: Map| -> Res<String> {
+        let _step = step(&c.ctx, "restart", || format!("{node} {m:?}"));
+        let id = c.node(node)?;
+        let (fault, rejoin) = disk_options(c, &m)?;
+        c.block_on(c.cluster.restart_with_disk(id, fault, rejoin))
+            .or_else(|e| throw(&c.ctx, StopKind::Failure, format!("restart {node}: {e}")))
+    });
     engine.register_fn("delay", |c: &mut ClusterRef, min: i64, max: i64| -> Res<()> {
         let _step = step(&c.ctx, "delay", || format!("{min}..{max}ms"));
         let (min, max) = (ms(&c.ctx, min, "delay")?, ms(&c.ctx, max, "delay")?);
@@ -121,4 +129,41 @@ fn message_rule(c: &ClusterRef, m: &Map, delay: bool) -> Res<MessageRule> {
         (true, None) => return usage(&c.ctx, UsageError(format!("{verb} needs ms: how much later to deliver"))),
     };
     Ok(rule)
+}
+
+/// The options of `c.restart(node, #{disk, rejoin})`: `disk` names the fault, `rejoin`
+/// (true unless given) starts a wiped acceptor or proposer rejoining.
+fn disk_options(c: &ClusterRef, m: &Map) -> Res<(DiskFault, bool)> {
+    let (mut fault, mut rejoin) = (None, true);
+    for (k, val) in m {
+        match k.as_str() {
+            "disk" => match val.clone().into_immutable_string() {
+                Ok(s) => {
+                    fault = Some(DiskFault::parse(&s).or_else(|e| usage(&c.ctx, UsageError(format!("restart: {e}"))))?)
+                }
+                Err(_) => {
+                    return usage(
+                        &c.ctx,
+                        UsageError(format!("restart: 'disk' takes a name, found a {}", val.type_name())),
+                    )
+                }
+            },
+            "rejoin" => match val.as_bool() {
+                Ok(b) => rejoin = b,
+                Err(_) => {
+                    return usage(
+                        &c.ctx,
+                        UsageError(format!("restart: 'rejoin' takes true or false, found a {}", val.type_name())),
+                    )
+                }
+            },
+            other => return usage(&c.ctx, UsageError(format!("restart: unknown key '{other}': use disk, rejoin"))),
+        }
+    }
+    match fault {
+        Some(f) => Ok((f, rejoin)),
+        None => {
+            usage(&c.ctx, UsageError(format!("restart: the map needs disk: one of {}", DiskFault::NAMES.join(", "))))
+        }
+    }
 }

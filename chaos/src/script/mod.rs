@@ -430,6 +430,9 @@ fn register_reads(engine: &mut Engine) {
         if let Some(x) = s.elections {
             m.insert("elections".into(), (x as i64).into());
         }
+        if let Some(x) = s.rejoining {
+            m.insert("rejoining".into(), x.into());
+        }
         if let Some(t) = s.tally {
             m.insert("tally".into(), tally_map(t).into());
         }

@@ -90,6 +90,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod faults;
 mod format;
 mod fsutil;
 
@@ -150,6 +151,8 @@ pub struct DiskStorage {
     recovery: Recovery,
     /// Set after a failed write, sync or compaction: every later call fails with it.
     failed: Option<String>,
+    /// Set by `tear_next_write` (a chaos fault): the next append writes half its record.
+    tear_next: bool,
     _lock: DirLock,
 }
 
@@ -191,6 +194,7 @@ impl DiskStorage {
                     opts,
                     recovery,
                     failed: None,
+                    tear_next: false,
                     _lock: lock,
                 });
             }
@@ -225,6 +229,7 @@ impl DiskStorage {
             opts,
             recovery,
             failed: None,
+            tear_next: false,
             _lock: lock,
         };
         s.wal.seek(SeekFrom::Start(s.wal_len)).map_err(io_err(&s.wal_path))?;
@@ -298,6 +303,13 @@ impl DiskStorage {
             path: self.wal_path.display().to_string(),
             source: io::Error::new(io::ErrorKind::InvalidInput, e),
         })?;
+        if std::mem::take(&mut self.tear_next) {
+            // A crash in the middle of this write: half the record reaches the disk.
+            let half = &rec[..rec.len() / 2];
+            let _ = self.wal.write_all(half).and_then(|()| self.wal.sync_data());
+            let e = io::Error::other("the write was torn by a crash in the middle of it (a chaos fault)");
+            return Err(self.fail(io_err(&self.wal_path)(e)));
+        }
         let r = self.wal.write_all(&rec).and_then(|()| self.wal.sync_data());
         if let Err(e) = r {
             // Best effort: take the partial record back. The storage refuses further
@@ -329,6 +341,10 @@ impl Storage for DiskStorage {
             self.compact()?;
         }
         Ok(())
+    }
+
+    fn tear_next_write(&mut self) {
+        self.tear_next = true;
     }
 }
 

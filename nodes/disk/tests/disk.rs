@@ -434,3 +434,31 @@ fn empty_batches_write_nothing() {
     s.persist(&[]).unwrap();
     assert_eq!(s.wal_len(), len);
 }
+
+/// The chaos faults: a torn write fails, and the next open discards its half record and
+/// keeps everything before; a corrupted record is refused naming the file and offset; a
+/// wiped folder opens as new.
+#[test]
+fn chaos_faults_torn_write_corrupt_record_and_wipe() {
+    let d = TempDir::new("faults");
+    {
+        let mut s = open(d.path()).unwrap();
+        s.persist(&[PersistOp::Round(1)]).unwrap();
+        s.persist(&[PersistOp::Round(2)]).unwrap();
+        s.tear_next_write();
+        assert!(s.persist(&[PersistOp::Round(3)]).is_err(), "a torn write fails");
+        assert!(s.persist(&[PersistOp::Round(4)]).is_err(), "and the storage stops");
+    }
+    {
+        let mut s = open(d.path()).unwrap();
+        assert!(s.recovery().torn_tail.is_some(), "{:?}", s.recovery());
+        assert_eq!(s.load().unwrap().round, 2);
+    }
+    let what = ballot_disk::faults::corrupt(d.path()).unwrap();
+    let e = open(d.path()).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("wal") && e.contains("offset"), "{what}: {e}");
+    ballot_disk::faults::wipe(d.path()).unwrap();
+    let mut s = open(d.path()).unwrap();
+    assert!(s.recovery().initialised);
+    assert_eq!(s.load().unwrap(), DurableState::default());
+}

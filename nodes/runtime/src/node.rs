@@ -44,6 +44,8 @@ enum Control {
     },
     /// Run this node's timers `factor` times as fast (see [`NodeControl::set_clock_rate`]).
     ClockRate(f64),
+    /// Tear the next write (see [`NodeControl::tear_next_write`]).
+    TearNextWrite,
     Stop,
 }
 
@@ -120,6 +122,13 @@ impl NodeControl {
     /// The factor must pass [`check_clock_rate`]; a restarted node starts at 1.0.
     pub fn set_clock_rate(&self, factor: f64) {
         let _ = self.ctrl.send(Control::ClockRate(factor));
+    }
+
+    /// A storage fault: the node's next write is torn, as by a crash in the middle of it
+    /// ([`Storage::tear_next_write`](ballot_core::Storage::tear_next_write)), so the node
+    /// stops there, having sent nothing that depends on it.
+    pub fn tear_next_write(&self) {
+        let _ = self.ctrl.send(Control::TearNextWrite);
     }
 
     /// Whether the node loop has ended (the receiving side is gone).
@@ -350,6 +359,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                         let _ = reply.send(self.actor.accepted_ballot(slot));
                     }
                     Some(Control::ClockRate(factor)) => self.set_clock_rate(factor),
+                    Some(Control::TearNextWrite) => self.storage.tear_next_write(),
                     Some(Control::Stop) | None => return Ok(()),
                 },
                 env = self.transport.recv() => {
@@ -450,6 +460,7 @@ impl<A: Actor, T: Transport, S: Storage> Node<A, T, S> {
                 | Some(Control::AcceptedAt { .. }) => {}
                 // The clock of a stopped machine still runs at its own pace.
                 Some(Control::ClockRate(factor)) => self.set_clock_rate(factor),
+                Some(Control::TearNextWrite) => self.storage.tear_next_write(),
             }
         }
     }

@@ -69,6 +69,12 @@ pub struct NodeArgs {
     /// warning line.
     #[arg(long)]
     pub insecure: bool,
+    /// This node's state was lost (its data folder wiped, or refused as corrupt and
+    /// removed): an acceptor votes, and a proposer leads, only once it can no longer
+    /// contradict what it forgot (ARCHITECTURE.md, "Rejoining after lost state"). Kept
+    /// in the data folder until done, so later starts need not repeat it.
+    #[arg(long)]
+    pub rejoin: bool,
     /// Seed of this node's random timer delays and simulated faults.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

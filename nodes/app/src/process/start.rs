@@ -3,7 +3,7 @@
 
 use super::addr::advertised;
 use super::args::NodeArgs;
-use ballot_core::{Acceptor, Config, DurableState, Learner, Message, NodeId, Proposer, Role, Storage};
+use ballot_core::{Acceptor, Config, DurableState, Learner, Message, NodeId, PersistOp, Proposer, Role, Storage};
 use ballot_disk::{DiskStorage, Identity};
 use ballot_runtime::{spawn_node, NodeHandle, NodeOptions};
 use ballot_transports::auth::Credentials;
@@ -55,6 +55,11 @@ pub(super) async fn start_one(shared: &Shared<'_>, plan: NodePlan) -> Result<Sta
     let id = plan.id;
     let identity = Identity { cluster_id: shared.args.cluster_id.clone(), node: id };
     let mut storage = DiskStorage::open(&plan.data_dir, &identity).map_err(|e| e.to_string())?;
+    if shared.args.rejoin && matches!(id.role, Role::Acceptor | Role::Proposer) {
+        // Durable before the role starts, so a crash while rejoining still rejoins.
+        storage.persist(&[PersistOp::Rejoin(true)]).map_err(|e| e.to_string())?;
+        tracing::warn!(node = %id, "rejoining after lost state: not voting or leading until it is safe");
+    }
     let durable = storage.load().map_err(|e| e.to_string())?;
     tracing::info!(
         node = %id, round = durable.round, promised = %durable.promised, accepted = durable.accepted.len(),

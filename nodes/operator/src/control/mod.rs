@@ -143,6 +143,9 @@ pub enum ControlRequest {
         /// 1.0 is a true clock; 2.0 gains a second every second.
         factor: f64,
     },
+    /// A storage fault: the node's next write is torn as by a crash in the middle of it,
+    /// and the node stops there (the process exits non-zero).
+    TearNextWrite,
 }
 
 /// A token (hex) as the control channel carries it. Its `Debug` form hides it, so a

@@ -214,5 +214,9 @@ async fn answer(req: ControlRequest, ctrl: &NodeControl, faults: Option<&dyn Fau
             }
             Err(e) => ControlReply::Error(format!("fault refused: {e}")),
         },
+        ControlRequest::TearNextWrite => {
+            ctrl.tear_next_write();
+            ControlReply::Ok
+        }
     }
 }
