@@ -199,6 +199,11 @@ impl MemBackend {
         }
     }
 
+    /// Whether `id`'s stored state says it is rejoining after lost state.
+    pub fn stored_rejoining(&self, id: NodeId) -> bool {
+        self.slots.borrow().get(&id).is_some_and(|s| s.storage.snapshot().rejoining)
+    }
+
     /// Lose `id`'s stored state; with `rejoin`, mark it rejoining (the operator's
     /// `--rejoin`), so it votes and leads again only once that is safe.
     pub fn wipe(&self, id: NodeId, rejoin: bool) {

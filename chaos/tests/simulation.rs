@@ -8,12 +8,13 @@
 //! kind of fault is on or off for a seed, with its own rate and length, so some seeds
 //! hammer one mechanism and others mix them. The kinds: kills and restarts, pauses,
 //! two-way and one-way partitions, the leader cut from its acceptors only, a proposer cut
-//! from the other proposers only, loss, duplication, delay.
+//! from the other proposers only, loss, duplication, delay, and storage faults: a crash
+//! in the middle of a write (torn tail) and lost state (a wiped node that rejoins).
 //!
 //! A failure names its seed; `SIM_SEED=N cargo test -p ballot-chaos --test simulation`
 //! replays that one seed (`SIM_LOG=FILE` writes its event log).
 
-use ballot_chaos::cluster::{Cluster, ClusterSpec, TransportKind, VoteOptions};
+use ballot_chaos::cluster::{Cluster, ClusterSpec, DiskFault, TransportKind, VoteOptions};
 use ballot_core::{NodeId, Role, Rules};
 use ballot_transports::EventLog;
 use rand::seq::SliceRandom;
@@ -48,13 +49,17 @@ enum Fault {
     Drop,
     Duplicate,
     Delay,
+    /// A crash in the middle of the node's next write.
+    TornTail,
+    /// The node's state lost; it rejoins.
+    Wipe,
 }
 
 impl Mix {
     fn draw(rng: &mut ChaCha8Rng) -> Mix {
         use Fault::*;
         // Each family on with probability 1/2; at least one.
-        let families: [&[Fault]; 8] = [
+        let families: [&[Fault]; 9] = [
             &[Kill, Restart],
             &[Pause, Resume],
             &[Partition, Heal],
@@ -63,6 +68,7 @@ impl Mix {
             &[ProposerCutFromProposers, Heal],
             &[Drop, Duplicate],
             &[Delay],
+            &[TornTail, Wipe, Restart],
         ];
         let mut kinds: Vec<Fault> = Vec::new();
         while kinds.is_empty() {
@@ -187,6 +193,29 @@ async fn inject(
         Fault::Drop => c.drop_rate(rng.gen_range(0.0..mix.drop_max)).await.map_err(|e| e.0)?,
         Fault::Duplicate => c.duplicate_rate(rng.gen_range(0.0..mix.duplicate_max)).await.map_err(|e| e.0)?,
         Fault::Delay => c.delay(0, rng.gen_range(1..=mix.delay_max_ms)).await.map_err(|e| e.0)?,
+        Fault::TornTail => drop(c.restart_with_disk(n, DiskFault::TornTail, true).await?),
+        // Lost state is a failure like any other: at most a minority of the acceptors may
+        // be without theirs at once (more, and what was chosen may be gone for good).
+        Fault::Wipe if n.role == Role::Acceptor && !c.is_rejoining(n).await => {
+            if rejoining(c, acceptors).await < acceptors.len() - c.config().quorum() {
+                drop(c.restart_with_disk(n, DiskFault::Wipe, true).await?);
+            }
+        }
+        // A learner's state is the only copy of what the acceptors compacted: one that lost
+        // it catches up from a learner that still holds at least as much; with none, the
+        // votes would be gone for good (a real loss, not a fault the cluster tolerates).
+        Fault::Wipe if n.role == Role::Learner => {
+            let mine = c.status(n).await.and_then(|s| s.applied);
+            let mut covered = false;
+            for &l in nodes.iter().filter(|l| l.role == Role::Learner && **l != n) {
+                let theirs = c.status(l).await.and_then(|s| s.applied);
+                covered |= matches!((mine, theirs), (Some(m), Some(t)) if t >= m);
+            }
+            if covered {
+                drop(c.restart_with_disk(n, DiskFault::Wipe, true).await?);
+            }
+        }
+        Fault::Wipe => drop(c.restart_with_disk(n, DiskFault::Wipe, true).await?),
     }
     Ok(())
 }
@@ -220,14 +249,32 @@ async fn cast(c: &Cluster, rng: &mut ChaCha8Rng, voter: &mut u32, retries: &mut 
     }
 }
 
+/// How many of `acceptors` are still rejoining after lost state (down ones included:
+/// they rejoin when they come back).
+async fn rejoining(c: &Cluster, acceptors: &[NodeId]) -> usize {
+    let mut n = 0;
+    for &a in acceptors {
+        if c.is_rejoining(a).await {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Restart the dead, but perhaps leave one proposer, acceptor or learner down; what
 /// stays up is still a healthy core, and it must make progress. Returns who stays down.
+/// An acceptor still rejoining counts as down, and needs every proposer to finish.
 async fn repair(c: &Cluster, rng: &mut ChaCha8Rng, nodes: &[NodeId]) -> Result<Vec<NodeId>, String> {
     let of = |role: Role| -> Vec<NodeId> { nodes.iter().copied().filter(|n| n.role == role).collect() };
+    let rejoins = rejoining(c, &of(Role::Acceptor)).await;
     let mut left_down = Vec::new();
     for role in [Role::Proposer, Role::Acceptor, Role::Learner] {
         let group = of(role);
-        let spare = if role == Role::Acceptor { group.len() - c.config().quorum() } else { group.len() - 1 };
+        let spare = match role {
+            Role::Acceptor => group.len() - c.config().quorum() - rejoins,
+            Role::Proposer if rejoins > 0 => 0,
+            _ => group.len() - 1,
+        };
         if spare > 0 && rng.gen_bool(0.3) {
             left_down.push(group[rng.gen_range(0..group.len())]);
         }

@@ -80,6 +80,15 @@ impl Cluster {
         self.started(id, r).await
     }
 
+    /// Whether `id` is rejoining after lost state: as its status says when it runs, as
+    /// its stored state says when it is down (on `mem`; a process that is down: false).
+    pub async fn is_rejoining(&self, id: NodeId) -> bool {
+        match self.status(id).await {
+            Some(s) => s.rejoining == Some(true),
+            None => matches!(&self.backend, Backend::Mem(b) if b.stored_rejoining(id)),
+        }
+    }
+
     /// A start that failed leaves the node down (and not "crashed"), its refusal told.
     async fn started(&self, id: NodeId, r: Result<(), String>) -> Result<String, String> {
         match r {

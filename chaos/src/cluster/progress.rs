@@ -37,13 +37,19 @@ impl Cluster {
 
     /// The healthy core: the live (running, not paused) proposers, acceptors and
     /// learners, when there is at least one proposer, a majority of the configured
-    /// acceptors and one learner; `Err` says which part is missing.
-    fn healthy_core(&self) -> Result<Core, String> {
+    /// acceptors and one learner; `Err` says which part is missing. An acceptor still
+    /// rejoining after lost state votes for nothing, so it is not part of the core.
+    async fn healthy_core(&self) -> Result<Core, String> {
         let live = |ids: Vec<NodeId>| -> Vec<NodeId> {
             ids.into_iter().filter(|&n| self.is_alive(n) && !self.is_paused(n)).collect()
         };
         let proposers = live(self.config.proposers.clone());
-        let acceptors = live(self.config.acceptors.clone());
+        let mut acceptors = Vec::new();
+        for a in live(self.config.acceptors.clone()) {
+            if !self.status(a).await.is_some_and(|s| s.rejoining == Some(true)) {
+                acceptors.push(a);
+            }
+        }
         let learners = live(self.learners());
         if proposers.is_empty() || learners.is_empty() || acceptors.len() < self.config.quorum() {
             return Err(format!(
@@ -69,7 +75,7 @@ impl Cluster {
     /// (proposed, chosen, applied, answered with its slot) without changing any tally a
     /// scenario asserts on.
     pub async fn progress(&self) -> Vec<String> {
-        let (proposers, acceptors, learners) = match self.healthy_core() {
+        let (proposers, acceptors, learners) = match self.healthy_core().await {
             Ok(core) => core,
             Err(why) => {
                 self.log.record(|| format!("progress not checked: no healthy core ({why})"));
