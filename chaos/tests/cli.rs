@@ -72,6 +72,8 @@ fn broken_scripts_exit_2_with_file_line() {
         ("bad_rule_key.rhai", 2, "delay_messages: unknown key 'count': use type, from, to, slot, ms"),
         ("bad_clock_rate.rhai", 3, "clock_rate takes a factor from 0.1 to 10 (1.0 is a true clock), not 0"),
         ("clock_rate_unknown_node.rhai", 2, "unknown node 'proposer-9'"),
+        ("bad_disk_fault.rhai", 3, "restart: unknown disk fault \"melted\": use one of torn_tail, corrupt, wipe"),
+        ("bad_restart_key.rhai", 2, "restart: unknown key 'rejion': use disk, rejoin"),
     ] {
         let o = chaos(&["run", &fixture(file), "--seed", "1"]);
         let out = stdout(&o);

@@ -87,6 +87,7 @@
 //! - [`DiskStorage`] (this file): open and recovery, append, compaction.
 //! - `format`: the bytes on disk: meta, log header and records, snapshot, checksums.
 //! - `fsutil`: atomic replace, directory sync, the dir lock.
+//! - [`faults`]: damage done on purpose to a stopped node's folder, for chaos tests.
 
 #![warn(missing_docs, unreachable_pub)]
 
