@@ -46,7 +46,7 @@ impl Cluster {
         let proposers = live(self.config.proposers.clone());
         let mut acceptors = Vec::new();
         for a in live(self.config.acceptors.clone()) {
-            if !self.status(a).await.is_some_and(|s| s.rejoining == Some(true)) {
+            if !self.is_rejoining(a).await {
                 acceptors.push(a);
             }
         }
