@@ -15,6 +15,8 @@
 //! - [`sandbox`]: the limits every script runs under (sizes, operations, nesting, no
 //!   `eval`, imports only from below the scenario's folder).
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
+//! - [`explore`]: `chaos explore`, random fault schedules rendered as scenarios, one per
+//!   seed; a failure is kept as the script that failed.
 //! - [`bench`]: throughput and scenario-suite figures for `chaos bench`.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -22,6 +24,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod discovery;
+pub mod explore;
 pub mod invariants;
 pub mod mem_backend;
 pub mod proc_backend;

@@ -38,6 +38,31 @@ enum Cmd {
         #[arg(long)]
         otlp_endpoint: Option<String>,
     },
+    /// Random fault schedules, one per seed, each checked for safety and progress; every
+    /// failure kept as the scenario that reproduces it.
+    Explore {
+        /// How many seeds to run (100 unless --time is given).
+        #[arg(long, conflicts_with = "time")]
+        seeds: Option<u64>,
+        /// Run seeds for this long instead: 60s, 2m, 500ms.
+        #[arg(long, value_parser = ballot_chaos::explore::parse_duration)]
+        time: Option<std::time::Duration>,
+        /// The first seed (random when absent; always printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The faults schedules draw from, comma-separated (all when absent).
+        #[arg(long)]
+        faults: Option<String>,
+        /// Which transport the nodes talk over.
+        #[arg(long, default_value_t = TransportKind::Mem)]
+        transport: TransportKind,
+        /// Where each failing seed's scenario is written.
+        #[arg(long, default_value = "explore-out")]
+        out: PathBuf,
+        /// A test of the checker: wipes restart nodes as new, without the rejoin guard.
+        #[arg(long, hide = true)]
+        no_rejoin_guard: bool,
+    },
     /// Run one cluster node (what chaos starts for --transport tcp|zmq; same flags as
     /// ballot-node).
     /// Boxed: the node's flags are many times the size of the other commands'.
@@ -95,6 +120,45 @@ impl std::fmt::Display for Auth {
     }
 }
 
+/// `chaos explore`: exit 0 when every seed passed, 1 on any failure, 2 when the output
+/// folder cannot be written.
+fn explore(
+    seeds: Option<u64>,
+    time: Option<std::time::Duration>,
+    seed: Option<u64>,
+    faults: Option<String>,
+    transport: TransportKind,
+    (out, unguarded): (PathBuf, bool),
+) -> ExitCode {
+    use ballot_chaos::explore::{self, schedule::FaultKind, ExploreConfig};
+    let start = seed.unwrap_or_else(random_seed);
+    let faults = match faults.as_deref().map(FaultKind::parse_list) {
+        None => FaultKind::ALL.iter().map(|(k, _)| *k).collect(),
+        Some(Ok(f)) => f,
+        Some(Err(e)) => {
+            println!("chaos explore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let seeds = if time.is_none() { Some(seeds.unwrap_or(100)) } else { seeds };
+    println!("chaos explore: seeds from {start} (transport {transport}), failures kept in {}", out.display());
+    let cfg = ExploreConfig { seeds, time, start, faults, transport, out, unguarded };
+    match explore::explore(&cfg) {
+        Ok(summary) => {
+            print!("{}", explore::table(&summary));
+            if summary.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            println!("chaos explore: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn random_seed() -> u64 {
     // The seed is printed, so any unpredictable source will do.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -124,6 +188,9 @@ fn main() -> ExitCode {
             return bench_procs(transport, trials, skip_catch_up, auth.first() == Some(&Auth::Off));
         }
         Cmd::Node(args) => return ballot_app::process::main_with(*args),
+        Cmd::Explore { seeds, time, seed, faults, transport, out, no_rejoin_guard } => {
+            return explore(seeds, time, seed, faults, transport, (out, no_rejoin_guard));
+        }
     };
     let files = match runner::collect_scenarios(&paths) {
         Ok(f) => f,
