@@ -38,16 +38,24 @@ fn without_the_rejoin_guard_random_schedules_find_failures_and_each_kept_file_re
     let o = chaos(&[&args[..], &["--no-rejoin-guard", "--out", dir.to_str().unwrap()]].concat());
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    let kept: Vec<PathBuf> =
-        std::fs::read_dir(&dir).expect("out dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let kept: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("out dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.to_string_lossy().ends_with(".full.rhai"))
+        .collect();
     assert!(!kept.is_empty(), "failures but no file kept: {out}");
     for file in kept.iter().take(3) {
         let text = std::fs::read_to_string(file).expect("kept file");
         let seed = text.lines().nth(2).and_then(|l| l.rsplit(' ').next()).expect("reproduce line names the seed");
-        assert!(text.starts_with("// chaos explore found a failure"), "{text}");
+        assert!(text.starts_with(&format!("// chaos explore: seed {seed} fails on ")), "{text}");
+        // The shrunk schedule is smaller than the one that failed, and fails the same way.
+        let class = text.lines().next().and_then(|l| l.split(" fails on ").nth(1)).and_then(|r| r.split(" (").next());
+        let class = class.expect("the invariant named").to_string();
+        let full = std::fs::read_to_string(file.with_extension("full.rhai")).expect("the whole schedule kept too");
+        assert!(text.lines().count() < full.lines().count() + 2, "{} is not smaller", file.display());
         let r = chaos(&["run", file.to_str().unwrap(), "--seed", seed]);
         assert_eq!(r.status.code(), Some(1), "{} must fail again: {}", file.display(), stdout(&r));
-        assert!(stdout(&r).contains("invariant violated"), "{}", stdout(&r));
+        assert!(stdout(&r).contains(&format!("invariant violated: {class}")), "{class}: {}", stdout(&r));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

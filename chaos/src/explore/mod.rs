@@ -3,6 +3,7 @@
 //! FILE --seed N` fails the same way.
 
 pub mod schedule;
+pub mod shrink;
 
 use crate::cluster::TransportKind;
 use crate::runner::{run_scenario, RunConfig, Verdict};
@@ -102,7 +103,8 @@ pub fn explore(cfg: &ExploreConfig) -> Result<Summary, String> {
 
 /// One seed: its simulated seconds, and its failure if it failed.
 fn run_one(cfg: &ExploreConfig, work: &Path, seed: u64) -> Result<(f64, Option<Failure>), String> {
-    let source = render(seed, &cfg.faults, cfg.unguarded);
+    let schedule = render(seed, &cfg.faults, cfg.unguarded);
+    let source = schedule.source();
     let path = work.join(format!("seed-{seed}.rhai"));
     std::fs::write(&path, &source).map_err(|e| format!("cannot write --out {}: {e}", cfg.out.display()))?;
     let r = run_scenario(&path, &RunConfig { seed, transport: cfg.transport, ..RunConfig::default() });
@@ -114,13 +116,44 @@ fn run_one(cfg: &ExploreConfig, work: &Path, seed: u64) -> Result<(f64, Option<F
     };
     let why = why.lines().next().unwrap_or_default().replace(&path.display().to_string(), "scenario");
     let file = cfg.out.join(format!("seed-{seed}.rhai"));
-    let kept = format!(
-        "// chaos explore found a failure on {} with seed {seed}:\n// {why}\n// reproduce: chaos run {} --seed {seed}{}\n{source}",
+    let write = |f: &Path, text: String| {
+        std::fs::write(f, text).map_err(|e| format!("cannot write --out {}: {e}", cfg.out.display()))
+    };
+    let on =
+        if cfg.transport == TransportKind::Mem { String::new() } else { format!(" --transport {}", cfg.transport) };
+    // The whole schedule, as it failed.
+    let full = cfg.out.join(format!("seed-{seed}.full.rhai"));
+    write(&full, format!("// chaos explore found a failure on {} with seed {seed}: {why}\n{source}", cfg.transport))?;
+    // And the smallest that fails the same way on mem, when it does fail there.
+    let t0 = Instant::now();
+    let class = shrink::fails(&schedule, seed, work);
+    let (kept, what) = match class {
+        Some(class) if class == shrink::failure_class(&why) => {
+            let (small, s) = shrink::shrink(&schedule, seed, &class, work);
+            let what = format!(
+                "shrunk from {} steps to {}, {} nodes to {}, {} ms of sleep to {} ({} runs, {:.1}s)",
+                s.steps.0,
+                s.steps.1,
+                s.nodes.0,
+                s.nodes.1,
+                s.sleep_ms.0,
+                s.sleep_ms.1,
+                s.runs,
+                t0.elapsed().as_secs_f64()
+            );
+            (small, what)
+        }
+        _ => (schedule, "not shrunk: it does not fail the same way on mem".to_string()),
+    };
+    let text = format!(
+        "// chaos explore: seed {seed} fails on {class_of} ({}).\n// {what}; the whole schedule: {}\n// reproduce: chaos run {} --seed {seed}{on}\n{}",
         cfg.transport,
+        full.display(),
         file.display(),
-        if cfg.transport == TransportKind::Mem { String::new() } else { format!(" --transport {}", cfg.transport) },
+        kept.source(),
+        class_of = shrink::failure_class(&why),
     );
-    std::fs::write(&file, kept).map_err(|e| format!("cannot write --out {}: {e}", cfg.out.display()))?;
+    write(&file, text)?;
     Ok((r.virtual_secs, Some(Failure { seed, why, file })))
 }
 

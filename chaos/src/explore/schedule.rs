@@ -111,9 +111,60 @@ fn restart(s: &mut String, corrupted: &mut Vec<String>, n: &str) {
     }
 }
 
+/// A schedule: the cluster, then its steps (one line of Rhai each), then the repair and
+/// the check, which [`Schedule::source`] derives from the steps that are left, so a
+/// shrunk schedule still ends healed and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// What the opening comment says (the seed and the faults drawn).
+    pub title: String,
+    /// Proposers, acceptors, learners.
+    pub sizes: (usize, usize, usize),
+    /// The steps, in order.
+    pub steps: Vec<String>,
+}
+
+impl Schedule {
+    /// The nodes of the cluster, by name.
+    pub fn nodes(&self) -> Vec<String> {
+        let (p, a, l) = self.sizes;
+        let names = |role: &str, n: usize| -> Vec<String> { (1..=n).map(|i| format!("{role}-{i}")).collect() };
+        [names("proposer", p), names("acceptor", a), names("learner", l)].concat()
+    }
+
+    /// The whole scenario.
+    pub fn source(&self) -> String {
+        let (p, a, l) = self.sizes;
+        let mut s = format!("// {}\n", self.title);
+        let _ = writeln!(s, "let c = cluster(#{{ proposers: {p}, acceptors: {a}, learners: {l} }});");
+        let _ = writeln!(s, "c.wait_for_leader(5000);");
+        // A node whose last storage fault was a corrupt record is wiped at the end.
+        let mut corrupted: Vec<String> = Vec::new();
+        for step in &self.steps {
+            let _ = writeln!(s, "{step}");
+            for n in self.nodes() {
+                if step.starts_with(&format!("c.restart({n:?}")) {
+                    corrupted.retain(|c| *c != n);
+                    if step.contains("\"corrupt\"") {
+                        corrupted.push(n);
+                    }
+                }
+            }
+        }
+        let _ = writeln!(s, "// The faults end: every node back, then every invariant, progress included.");
+        let _ = writeln!(s, "c.heal();");
+        for n in &corrupted {
+            let _ = writeln!(s, "c.restart({n:?}, #{{ disk: \"wipe\" }});");
+        }
+        let _ = writeln!(s, "for n in c.nodes() {{ c.resume(n); c.restart(n); }}");
+        let _ = writeln!(s, "c.check();");
+        s
+    }
+}
+
 /// The scenario of seed `seed` with the kinds `allowed`. `unguarded` wipes restart as new,
 /// without the rejoin (a test of the checker: `chaos explore --no-rejoin-guard`).
-pub fn render(seed: u64, allowed: &[FaultKind], unguarded: bool) -> String {
+pub fn render(seed: u64, allowed: &[FaultKind], unguarded: bool) -> Schedule {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut kinds: Vec<FaultKind> = allowed.iter().copied().filter(|_| rng.gen_bool(0.5)).collect();
     if kinds.is_empty() {
@@ -124,9 +175,6 @@ pub fn render(seed: u64, allowed: &[FaultKind], unguarded: bool) -> String {
     let nodes: Vec<String> = [names("proposer", p), names("acceptor", a), names("learner", l)].concat();
     let kind_names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
     let mut s = String::new();
-    let _ = writeln!(s, "// chaos explore, seed {seed}: faults {}", kind_names.join(", "));
-    let _ = writeln!(s, "let c = cluster(#{{ proposers: {p}, acceptors: {a}, learners: {l} }});");
-    let _ = writeln!(s, "c.wait_for_leader(5000);");
     let (mut voter, mut lost_state) = (0u32, false);
     let mut corrupted: Vec<String> = Vec::new();
     let gap_max = rng.gen_range(50..800);
@@ -197,14 +245,11 @@ pub fn render(seed: u64, allowed: &[FaultKind], unguarded: bool) -> String {
         }
         let _ = writeln!(s, "sleep({});", rng.gen_range(0..gap_max));
     }
-    let _ = writeln!(s, "// The faults end: every node back, then every invariant, progress included.");
-    let _ = writeln!(s, "c.heal();");
-    for n in &nodes {
-        let _ = writeln!(s, "c.resume({n:?});");
-        restart(&mut s, &mut corrupted, n);
+    Schedule {
+        title: format!("chaos explore, seed {seed}: faults {}", kind_names.join(", ")),
+        sizes: (p, a, l),
+        steps: s.lines().map(str::to_string).collect(),
     }
-    let _ = writeln!(s, "c.check();");
-    s
 }
 
 #[cfg(test)]
@@ -216,7 +261,7 @@ mod tests {
         let all: Vec<FaultKind> = FaultKind::ALL.iter().map(|(k, _)| *k).collect();
         assert_eq!(render(7, &all, false), render(7, &all, false));
         assert_ne!(render(7, &all, false), render(8, &all, false));
-        let only = render(3, &[FaultKind::Kill], false);
+        let only = render(3, &[FaultKind::Kill], false).source();
         assert!(only.contains("faults kill\n") && !only.contains("partition"), "{only}");
     }
 
