@@ -143,9 +143,11 @@ impl Schedule {
         for step in &self.steps {
             let _ = writeln!(s, "{step}");
             for n in self.nodes() {
+                // Only a wipe mends a corrupt record (a plain or torn-tail restart is refused).
                 if step.starts_with(&format!("c.restart({n:?}")) {
-                    corrupted.retain(|c| *c != n);
-                    if step.contains("\"corrupt\"") {
+                    if step.contains("\"wipe\"") {
+                        corrupted.retain(|c| *c != n);
+                    } else if step.contains("\"corrupt\"") && !corrupted.contains(&n) {
                         corrupted.push(n);
                     }
                 }
