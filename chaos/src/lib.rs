@@ -14,6 +14,7 @@
 //! - [`script`]: the Rhai scenario API.
 //! - [`sandbox`]: the limits every script runs under (sizes, operations, nesting, no
 //!   `eval`, imports only from below the scenario's folder).
+//! - [`report`]: the HTML page of a run (`chaos run --report`), drawn from its event log.
 //! - [`runner`]: runs scenario files, prints verdicts, writes the event log and JUnit.
 //! - [`explore`]: `chaos explore`, random fault schedules rendered as scenarios, one per
 //!   seed; a failure is kept as the script that failed.
@@ -28,6 +29,7 @@ pub mod explore;
 pub mod invariants;
 pub mod mem_backend;
 pub mod proc_backend;
+pub mod report;
 pub mod runner;
 pub mod sandbox;
 pub mod script;

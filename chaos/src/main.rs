@@ -32,6 +32,10 @@ enum Cmd {
         /// Write a JUnit XML report here.
         #[arg(long)]
         junit: Option<PathBuf>,
+        /// Write one HTML page per scenario into this folder (timeline with fault
+        /// windows, leader changes, vote latencies, message rate, a Lamport diagram).
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Export traces to this OTLP/gRPC collector (e.g. http://localhost:4317 for
         /// Jaeger): each scenario is a root span, each step a child, and each node its own
         /// service. Defaults to OTEL_EXPORTER_OTLP_ENDPOINT; off when neither is set.
@@ -159,6 +163,17 @@ fn explore(
     }
 }
 
+/// The run's HTML page in `dir`; a folder that cannot be written costs one line, never
+/// the verdict.
+fn write_report(dir: &std::path::Path, r: &runner::ScenarioResult) {
+    let name = r.path.file_stem().map_or("scenario".into(), |s| s.to_string_lossy().into_owned());
+    let file = dir.join(format!("{name}.html"));
+    match std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, ballot_chaos::report::page(r))) {
+        Ok(()) => println!("      report: {}", file.display()),
+        Err(e) => println!("      report: cannot write {}: {e}", file.display()),
+    }
+}
+
 fn random_seed() -> u64 {
     // The seed is printed, so any unpredictable source will do.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -169,8 +184,8 @@ fn random_seed() -> u64 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (paths, transport, seed, log, junit, otlp) = match cli.cmd {
-        Cmd::Run { paths, transport, seed, log, junit, otlp_endpoint } => {
-            (paths, transport, seed, log, junit, otlp_endpoint)
+        Cmd::Run { paths, transport, seed, log, junit, report, otlp_endpoint } => {
+            (paths, transport, seed, log, junit, (otlp_endpoint, report))
         }
         Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost, auth } => {
             if transport == TransportKind::Mem {
@@ -200,10 +215,12 @@ fn main() -> ExitCode {
         }
     };
     let seed = seed.unwrap_or_else(random_seed);
+    let (otlp, report) = otlp;
     let telemetry = start_tracing(otlp);
     let kind = transport;
     println!("chaos: seed {seed} (transport {transport})");
-    let cfg = RunConfig { seed, transport: kind, record_events: log.is_some(), ..RunConfig::default() };
+    let cfg =
+        RunConfig { seed, transport: kind, record_events: log.is_some() || report.is_some(), ..RunConfig::default() };
     let mut results = Vec::new();
     let mut events = String::new();
     for file in &files {
@@ -225,9 +242,14 @@ fn main() -> ExitCode {
                 println!("      node logs: {}", dir.display());
             }
         }
-        for line in &r.events {
-            events.push_str(line);
-            events.push('\n');
+        if let Some(dir) = &report {
+            write_report(dir, &r);
+        }
+        if log.is_some() {
+            for line in &r.events {
+                events.push_str(line);
+                events.push('\n');
+            }
         }
         results.push(r);
     }

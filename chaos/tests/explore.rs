@@ -41,7 +41,7 @@ fn without_the_rejoin_guard_random_schedules_find_failures_and_each_kept_file_re
     let kept: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("out dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.to_string_lossy().ends_with(".full.rhai"))
+        .filter(|p| !p.to_string_lossy().ends_with(".full.rhai") && p.extension().is_some_and(|x| x == "rhai"))
         .collect();
     assert!(!kept.is_empty(), "failures but no file kept: {out}");
     for file in kept.iter().take(3) {
@@ -53,6 +53,8 @@ fn without_the_rejoin_guard_random_schedules_find_failures_and_each_kept_file_re
         let class = class.expect("the invariant named").to_string();
         let full = std::fs::read_to_string(file.with_extension("full.rhai")).expect("the whole schedule kept too");
         assert!(text.lines().count() < full.lines().count() + 2, "{} is not smaller", file.display());
+        let page = std::fs::read_to_string(file.with_extension("html")).expect("each failure has its page");
+        assert!(page.contains("invariant violated") && page.contains(r#"<svg id="timeline""#), "{}", file.display());
         let r = chaos(&["run", file.to_str().unwrap(), "--seed", seed]);
         assert_eq!(r.status.code(), Some(1), "{} must fail again: {}", file.display(), stdout(&r));
         assert!(stdout(&r).contains(&format!("invariant violated: {class}")), "{class}: {}", stdout(&r));

@@ -54,10 +54,11 @@ impl Cluster {
         };
         self.log.record(|| {
             format!(
-                "vote {request_id} {voter}->{candidate} ok={} error={} slot={}",
+                "vote {request_id} {voter}->{candidate} ok={} error={} slot={} latency_ms={:.1}",
                 outcome.ok,
                 if outcome.error.is_empty() { "-" } else { &outcome.error },
-                outcome.slot
+                outcome.slot,
+                outcome.latency_ms
             )
         });
         outcome

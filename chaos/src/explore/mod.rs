@@ -154,6 +154,10 @@ fn run_one(cfg: &ExploreConfig, work: &Path, seed: u64) -> Result<(f64, Option<F
         class_of = shrink::failure_class(&why),
     );
     write(&file, text)?;
+    // Its page, from a run of what was kept, with the event log on.
+    let cfg_page = RunConfig { seed, transport: cfg.transport, record_events: true, ..RunConfig::default() };
+    let rerun = run_scenario(&file, &cfg_page);
+    write(&file.with_extension("html"), crate::report::page(&rerun))?;
     Ok((r.virtual_secs, Some(Failure { seed, why, file })))
 }
 
