@@ -415,6 +415,18 @@ async fn cluster_and_overview(pa: SocketAddr, la: SocketAddr) {
         assert!(page.body.contains(&format!("<td>{n}</td>")), "overview lacks {n}");
     }
     assert!(page.body.contains("setInterval(refresh,1000)"), "the overview refreshes itself");
+    // The tally as bars, from the server already: a bar as long as the leading count, one of none.
+    assert!(
+        page.body.contains(r#"<div class="bar"><span>ada</span><i style="width:300px"></i>1</div>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"<div class="bar"><span>linus</span><i style="width:0px"></i>0</div>"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"<svg id="spark""#), "the commits-per-second sparkline");
 }
 
 /// `/metrics` of `node` at `addr`: well formed, every family with its kind, and the

@@ -7,7 +7,7 @@
 //! | `GET /healthz` | `200 ok` while every node loop of the process answers within [`HttpLimits::health_deadline`]; `503` if one is paused, stopped or stuck |
 //! | `GET /status` | JSON: node, role, ballot, leader, chosen, applied, tally, candidates, transport counters, addresses, uptime; `nodes` lists every role the process runs (a replica runs three) |
 //! | `GET /cluster` | JSON: one row per cluster member, each fetched from its node's `/status` (server side, a deadline per peer) |
-//! | `GET /` | HTML overview of every member (role, up/down, ballot, leader, chosen, applied, tally), refreshed every second from `/cluster` |
+//! | `GET /` | HTML overview: the tally as bars, slots committed per second (a sparkline of the last minute), and every member (role, up/down, ballot, leader, chosen, applied, tally), refreshed every second from `/cluster` |
 //! | `GET /logs` | the last [`LOG_LINES`](ballot_telemetry::log_ring::LOG_LINES) log lines as HTML (newest last, escaped); `?format=json` or `/logs.json` gives a JSON array |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //!
