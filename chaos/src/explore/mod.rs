@@ -52,7 +52,7 @@ pub struct Summary {
     pub failures: Vec<Failure>,
     /// Wall time of the whole run.
     pub wall: Duration,
-    /// Simulated time of every run added up (mem only; 0 on processes).
+    /// Time every run took in its own clock, added up: virtual on mem, wall on processes.
     pub simulated_secs: f64,
 }
 
