@@ -35,7 +35,10 @@ fn a_run_writes_its_page_and_chromium_renders_it_without_errors() {
     };
     let url = format!("file://{}", page.display());
     let shot = dir.join("page.png");
-    let o = Command::new(&chromium)
+    // Each browser run has a deadline (coreutils' timeout kills it, and what it started).
+    let o = Command::new("timeout")
+        .arg("60")
+        .arg(&chromium)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"])
         .arg("--window-size=1100,1400")
         .arg(format!("--screenshot={}", shot.display()))
