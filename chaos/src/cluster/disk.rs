@@ -72,12 +72,7 @@ impl Cluster {
                 }
             }
         }
-        self.log.record(|| format!("restart {id}"));
-        let r = match &self.backend {
-            Backend::Mem(b) => b.restart(id),
-            Backend::Proc(b) => b.restart(id).await,
-        };
-        self.started(id, r).await
+        self.start_after_fault(id).await
     }
 
     /// Whether `id` is rejoining after lost state: as its status says when it runs, as
@@ -87,6 +82,16 @@ impl Cluster {
             Some(s) => s.rejoining == Some(true),
             None => matches!(&self.backend, Backend::Mem(b) if b.stored_rejoining(id)),
         }
+    }
+
+    /// Start `id` from what its storage holds now.
+    async fn start_after_fault(&self, id: NodeId) -> Result<String, String> {
+        self.log.record(|| format!("restart {id}"));
+        let r = match &self.backend {
+            Backend::Mem(b) => b.restart(id),
+            Backend::Proc(b) => b.restart(id).await,
+        };
+        self.started(id, r).await
     }
 
     /// A start that failed leaves the node down (and not "crashed"), its refusal told.
@@ -142,11 +147,6 @@ impl Cluster {
             self.log.record(|| format!("{id} is down: no write in flight to tear"));
         }
         self.kill(id);
-        self.log.record(|| format!("restart {id}"));
-        let r = match &self.backend {
-            Backend::Mem(b) => b.restart(id),
-            Backend::Proc(b) => b.restart(id).await,
-        };
-        self.started(id, r).await
+        self.start_after_fault(id).await
     }
 }

@@ -268,6 +268,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_wipe_mends_a_corrupt_record_in_the_derived_repair() {
+        let s = |steps: &[&str]| Schedule {
+            title: "t".into(),
+            sizes: (1, 3, 1),
+            steps: steps.iter().map(|l| l.to_string()).collect(),
+        };
+        let wipe = "c.restart(\"acceptor-1\", #{ disk: \"wipe\" });";
+        let corrupt = "c.restart(\"acceptor-1\", #{ disk: \"corrupt\" });";
+        let torn = "c.restart(\"acceptor-1\", #{ disk: \"torn_tail\" });";
+        // The repair after the steps wipes a node whose record is still corrupt (a plain
+        // restart would be refused), and only such a node.
+        let repair = |src: String| src.lines().skip_while(|l| !l.starts_with("c.heal()")).any(|l| l == wipe);
+        assert!(repair(s(&[corrupt, torn]).source()), "a torn-tail restart does not mend it");
+        assert!(repair(s(&[corrupt]).source()));
+        assert!(!repair(s(&[corrupt, wipe]).source()));
+        assert!(!repair(s(&[torn]).source()));
+    }
+
+    #[test]
     fn an_unknown_fault_is_named_with_the_known_ones() {
         let e = FaultKind::parse_list("kill,melt").unwrap_err();
         assert!(e.contains("'melt'") && e.contains("torn_tail"), "{e}");
