@@ -106,6 +106,10 @@ enum Cmd {
         /// sampling, interleaved over --runs rounds (medians and ratios).
         #[arg(long)]
         tracing_cost: bool,
+        /// Only the throughput figures (no scenarios, catch-up or failover): what
+        /// tools/stages.sh records.
+        #[arg(long)]
+        only_throughput: bool,
     },
 }
 
@@ -187,9 +191,20 @@ fn main() -> ExitCode {
         Cmd::Run { paths, transport, seed, log, junit, report, otlp_endpoint } => {
             (paths, transport, seed, log, junit, (otlp_endpoint, report))
         }
-        Cmd::Bench { votes, voters, runs, scenarios, transport, trials, skip_catch_up, tracing_cost: cost, auth } => {
+        Cmd::Bench {
+            votes,
+            voters,
+            runs,
+            scenarios,
+            transport,
+            trials,
+            skip_catch_up,
+            tracing_cost: cost,
+            auth,
+            only_throughput,
+        } => {
             if transport == TransportKind::Mem {
-                return bench(votes, &voters, runs.max(1), scenarios);
+                return bench(votes, &voters, runs.max(1), (!only_throughput).then_some(scenarios));
             }
             if cost {
                 return tracing_cost(transport, voters.first().copied().unwrap_or(64), runs.max(1));
@@ -199,6 +214,9 @@ fn main() -> ExitCode {
             let rounds = if auth.len() > 1 { runs.max(1) } else { 1 };
             if let Err(code) = bench_throughput(transport, &voters, &auth, rounds) {
                 return code;
+            }
+            if only_throughput {
+                return ExitCode::SUCCESS;
             }
             return bench_procs(transport, trials, skip_catch_up, auth.first() == Some(&Auth::Off));
         }
@@ -298,31 +316,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> ExitCode {
+/// The in-memory figures; `scenarios: None` is throughput only.
+fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: Option<PathBuf>) -> ExitCode {
     use ballot_chaos::bench;
     println!("chaos bench: in-memory transport, 3 proposers, 3 acceptors, 2 learners; median of {runs} runs");
-    match bench::scenarios(scenarios.clone(), 1) {
-        Ok((n, wall, virt, failures)) => {
-            println!(
-                "scenarios: {n} files in {:.3} s wall, {:.1} s virtual: {:.0} virtual s per wall s",
-                wall,
-                virt,
-                virt / wall
-            );
-            for f in failures {
-                println!("  not passing: {f}");
-            }
+    if let Some(scenarios) = scenarios {
+        if let Err(code) = bench_scenarios_and_catch_up(scenarios) {
+            return code;
         }
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            return ExitCode::from(2);
-        }
-    }
-    match bench::catch_up(TransportKind::Mem, 100_000, 13, false) {
-        Ok((ms, slots)) => println!(
-            "catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"
-        ),
-        Err(e) => println!("catch-up: failed: {e}"),
     }
     for &n in voters {
         let n = n.max(1);
@@ -341,6 +342,35 @@ fn bench(votes: usize, voters: &[usize], runs: usize, scenarios: PathBuf) -> Exi
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The scenarios' wall and virtual time, and the in-memory catch-up figure.
+fn bench_scenarios_and_catch_up(scenarios: PathBuf) -> Result<(), ExitCode> {
+    use ballot_chaos::bench;
+    match bench::scenarios(scenarios, 1) {
+        Ok((n, wall, virt, failures)) => {
+            println!(
+                "scenarios: {n} files in {:.3} s wall, {:.1} s virtual: {:.0} virtual s per wall s",
+                wall,
+                virt,
+                virt / wall
+            );
+            for f in failures {
+                println!("  not passing: {f}");
+            }
+        }
+        Err(e) => {
+            eprintln!("chaos: {e}");
+            return Err(ExitCode::from(2));
+        }
+    }
+    match bench::catch_up(TransportKind::Mem, 100_000, 13, false) {
+        Ok((ms, slots)) => println!(
+            "catch-up: a learner restarted 100,000 votes ({slots} slots) behind catches up in {ms:.0} virtual ms"
+        ),
+        Err(e) => println!("catch-up: failed: {e}"),
+    }
+    Ok(())
 }
 
 /// Runs `chaos bench` for one throughput figure in a child process per configuration
