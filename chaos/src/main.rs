@@ -191,35 +191,7 @@ fn main() -> ExitCode {
         Cmd::Run { paths, transport, seed, log, junit, report, otlp_endpoint } => {
             (paths, transport, seed, log, junit, (otlp_endpoint, report))
         }
-        Cmd::Bench {
-            votes,
-            voters,
-            runs,
-            scenarios,
-            transport,
-            trials,
-            skip_catch_up,
-            tracing_cost: cost,
-            auth,
-            only_throughput,
-        } => {
-            if transport == TransportKind::Mem {
-                return bench(votes, &voters, runs.max(1), (!only_throughput).then_some(scenarios));
-            }
-            if cost {
-                return tracing_cost(transport, voters.first().copied().unwrap_or(64), runs.max(1));
-            }
-            // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
-            let _telemetry = start_tracing(None);
-            let rounds = if auth.len() > 1 { runs.max(1) } else { 1 };
-            if let Err(code) = bench_throughput(transport, &voters, &auth, rounds) {
-                return code;
-            }
-            if only_throughput {
-                return ExitCode::SUCCESS;
-            }
-            return bench_procs(transport, trials, skip_catch_up, auth.first() == Some(&Auth::Off));
-        }
+        cmd @ Cmd::Bench { .. } => return bench_cmd(cmd),
         Cmd::Node(args) => return ballot_app::process::main_with(*args),
         Cmd::Explore { seeds, time, seed, faults, transport, out, no_rejoin_guard } => {
             return explore(seeds, time, seed, faults, transport, (out, no_rejoin_guard));
@@ -314,6 +286,41 @@ fn start_tracing(flag: Option<String>) -> Option<ballot_telemetry::Telemetry> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// `chaos bench`: the in-memory figures, or those of node processes.
+fn bench_cmd(cmd: Cmd) -> ExitCode {
+    let Cmd::Bench {
+        votes,
+        voters,
+        runs,
+        scenarios,
+        transport,
+        trials,
+        skip_catch_up,
+        tracing_cost: cost,
+        auth,
+        only_throughput,
+    } = cmd
+    else {
+        unreachable!("called for the bench command only")
+    };
+    if transport == TransportKind::Mem {
+        return bench(votes, &voters, runs.max(1), (!only_throughput).then_some(scenarios));
+    }
+    if cost {
+        return tracing_cost(transport, voters.first().copied().unwrap_or(64), runs.max(1));
+    }
+    // With OTEL_EXPORTER_OTLP_ENDPOINT set, the bench's client and its node processes trace.
+    let _telemetry = start_tracing(None);
+    let rounds = if auth.len() > 1 { runs.max(1) } else { 1 };
+    if let Err(code) = bench_throughput(transport, &voters, &auth, rounds) {
+        return code;
+    }
+    if only_throughput {
+        return ExitCode::SUCCESS;
+    }
+    bench_procs(transport, trials, skip_catch_up, auth.first() == Some(&Auth::Off))
 }
 
 /// The in-memory figures; `scenarios: None` is throughput only.
