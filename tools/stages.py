@@ -22,7 +22,7 @@ import sys
 RULES = [
     ("apply", r"ballot_core::voting::|VotingState"),
     ("learn", r"ballot_core::learner::"),
-    ("persist", r"ballot_disk::|MemStorage|fdatasync|fsync|ext4_|jbd2|blk_|nvme|virtio_blk|do_writev?$|ksys_write"),
+    ("persist", r"ballot_disk::|MemStorage|fdatasync|fsync|ext4_|jbd2|blk_|nvme|virtio_blk"),
     ("accept", r"ballot_core::acceptor::"),
     ("queue/batch", r"ballot_core::proposer::queue::|take_batch"),
     ("propose", r"ballot_core::proposer::"),
@@ -100,6 +100,7 @@ def self_test():
         (["hashbrown::map::HashMap::insert", "ballot_runtime::client::ClientHandle::submit"], "client"),
         (["ballot_chaos::cluster::vote::<impl ballot_chaos::cluster::Cluster>::vote"], "harness"),
         (["[unknown]"], "other"),
+        (["tcp_sendmsg_locked", "sock_write_iter", "ksys_write", "ballot_runtime::node::run"], "send"),
         (["<core::hash::sip::Hasher<S> as core::hash::Hasher>::write", "alloc::string::String::clone"], "other"),
         (["ring::aead::seal", "rustls::conn::x"], "crypto"),
     ]

@@ -22,7 +22,7 @@ if [ "$transport" = mem ]; then
 else
   args=(bench --transport "$transport" --voters "$voters" --only-throughput --auth "${AUTH:-on}")
 fi
-# dwarf call graphs: the release build keeps no frame pointers, and its .eh_frame is enough.
+# dwarf call graphs: the release build keeps no frame pointers, but it keeps debug info.
 perf record -q -F "$freq" --call-graph dwarf,16384 -o "$out/perf.data" -- "$chaos" "${args[@]}" | tee "$out/bench.txt"
 votes=$(sed -n 's/.*committed=\([0-9]*\).*/\1/p' "$out/bench.txt" | tail -1)
 perf script -F comm,ip,sym -i "$out/perf.data" 2>/dev/null |

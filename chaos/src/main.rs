@@ -73,44 +73,48 @@ enum Cmd {
     #[command(hide = true)]
     Node(Box<ballot_app::process::NodeArgs>),
     /// Print performance figures on the in-memory transport (for docs/benchmarks.md).
-    Bench {
-        /// Votes per throughput run.
-        #[arg(long, default_value_t = 200_000)]
-        votes: usize,
-        /// Concurrent voters to measure, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 64, 1024])]
-        voters: Vec<usize>,
-        /// Runs per figure; the median is reported.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Folder of scenarios to time.
-        #[arg(long, default_value = "scenarios")]
-        scenarios: PathBuf,
-        /// mem (in-process figures) or tcp/zmq (node processes, fsync on: throughput,
-        /// latency and failover).
-        #[arg(long, default_value_t = TransportKind::Mem)]
-        transport: TransportKind,
-        /// Failover trials (tcp/zmq).
-        #[arg(long, default_value_t = 20)]
-        trials: usize,
-        /// tcp/zmq: skip the catch-up figure.
-        #[arg(long)]
-        skip_catch_up: bool,
-        /// tcp/zmq: the throughput figures with credentials (`on`: mutual TLS on tcp, CURVE on zmq),
-        /// without (`off`: nodes run --insecure), or both (`on,off`: interleaved over
-        /// --runs rounds, medians, and the ratio). Catch-up and failover use the first.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![Auth::On])]
-        auth: Vec<Auth>,
-        /// tcp/zmq: the cost of tracing instead: votes/s of the first --voters figure with
-        /// tracing off, and exporting to an in-process OTLP collector at 100% and 1%
-        /// sampling, interleaved over --runs rounds (medians and ratios).
-        #[arg(long)]
-        tracing_cost: bool,
-        /// Only the throughput figures (no scenarios, catch-up or failover): what
-        /// tools/stages.sh records.
-        #[arg(long)]
-        only_throughput: bool,
-    },
+    Bench(BenchArgs),
+}
+
+/// `chaos bench`'s flags.
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Votes per throughput run.
+    #[arg(long, default_value_t = 200_000)]
+    votes: usize,
+    /// Concurrent voters to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 64, 1024])]
+    voters: Vec<usize>,
+    /// Runs per figure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Folder of scenarios to time.
+    #[arg(long, default_value = "scenarios")]
+    scenarios: PathBuf,
+    /// mem (in-process figures) or tcp/zmq (node processes, fsync on: throughput,
+    /// latency and failover).
+    #[arg(long, default_value_t = TransportKind::Mem)]
+    transport: TransportKind,
+    /// Failover trials (tcp/zmq).
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// tcp/zmq: skip the catch-up figure.
+    #[arg(long)]
+    skip_catch_up: bool,
+    /// tcp/zmq: the throughput figures with credentials (`on`: mutual TLS on tcp, CURVE on zmq),
+    /// without (`off`: nodes run --insecure), or both (`on,off`: interleaved over
+    /// --runs rounds, medians, and the ratio). Catch-up and failover use the first.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![Auth::On])]
+    auth: Vec<Auth>,
+    /// tcp/zmq: the cost of tracing instead: votes/s of the first --voters figure with
+    /// tracing off, and exporting to an in-process OTLP collector at 100% and 1%
+    /// sampling, interleaved over --runs rounds (medians and ratios).
+    #[arg(long)]
+    tracing_cost: bool,
+    /// Only the throughput figures (no scenarios, catch-up or failover): what
+    /// tools/stages.sh records.
+    #[arg(long)]
+    only_throughput: bool,
 }
 
 /// `chaos bench --auth`: node processes with credentials or with `--insecure`.
@@ -191,7 +195,7 @@ fn main() -> ExitCode {
         Cmd::Run { paths, transport, seed, log, junit, report, otlp_endpoint } => {
             (paths, transport, seed, log, junit, (otlp_endpoint, report))
         }
-        cmd @ Cmd::Bench { .. } => return bench_cmd(cmd),
+        Cmd::Bench(args) => return bench_cmd(args),
         Cmd::Node(args) => return ballot_app::process::main_with(*args),
         Cmd::Explore { seeds, time, seed, faults, transport, out, no_rejoin_guard } => {
             return explore(seeds, time, seed, faults, transport, (out, no_rejoin_guard));
@@ -289,8 +293,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `chaos bench`: the in-memory figures, or those of node processes.
-fn bench_cmd(cmd: Cmd) -> ExitCode {
-    let Cmd::Bench {
+fn bench_cmd(args: BenchArgs) -> ExitCode {
+    let BenchArgs {
         votes,
         voters,
         runs,
@@ -301,10 +305,7 @@ fn bench_cmd(cmd: Cmd) -> ExitCode {
         tracing_cost: cost,
         auth,
         only_throughput,
-    } = cmd
-    else {
-        unreachable!("called for the bench command only")
-    };
+    } = args;
     if transport == TransportKind::Mem {
         return bench(votes, &voters, runs.max(1), (!only_throughput).then_some(scenarios));
     }

@@ -11,9 +11,8 @@ use std::collections::HashMap;
 
 /// The ballot box's maps: keyed by voter ids and request ids, which come from the network,
 /// so the hasher is keyed at random per map (as std's is: no one can make ids collide on
-/// purpose), but faster than std's SipHash, which was a tenth of a vote's cost. Nothing
-/// depends on the order of these maps: `split` and `ballots_cast` sort, and equality is
-/// by content.
+/// purpose), but cheaper per insert than std's SipHash. Nothing may depend on the order of
+/// these maps: `split` and `ballots_cast` sort, and equality is by content.
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// Tally, voters and the first outcome of every request, built by applying the log in
