@@ -349,7 +349,7 @@ fn safety_and_progress_hold_over_many_seeds_with_random_fault_mixes() {
 /// the progress check says which node is stuck where.
 #[test]
 fn without_the_liveness_rules_the_progress_check_finds_stalls() {
-    let off = Rules { check_quorum: false, leader_lease: false, reopen_stuck: false };
+    let off = Rules { check_quorum: false, leader_lease: false, reopen_stuck: false, crash_notice: true };
     let mut stalls = Vec::new();
     for seed in 1..=400 {
         if let Err(e) = run(seed, off) {

@@ -65,11 +65,21 @@ pub struct Rules {
     pub leader_lease: bool,
     /// The leader re-runs phase 1 and 2 for slots a learner keeps asking for.
     pub reopen_stuck: bool,
+    /// A transport's notice that a peer's connection closed while in use
+    /// ([`Message::PeerDown`](crate::Message::PeerDown)) makes a follower of that leader
+    /// run after a short staggered wait, and an acceptor drop that leader's lease, instead
+    /// of both waiting out their timeouts.
+    #[serde(default = "on")]
+    pub crash_notice: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { check_quorum: true, leader_lease: true, reopen_stuck: true }
+        Rules { check_quorum: true, leader_lease: true, reopen_stuck: true, crash_notice: true }
     }
 }
 

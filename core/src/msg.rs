@@ -166,6 +166,13 @@ pub enum Message {
         /// accepted at a ballot of at least `fence` (looked at up to `horizon` only).
         covered: u64,
     },
+    /// Never on the wire (it cannot be encoded or decoded): a transport's own notice, in
+    /// the sender's name, that the connection from the sender closed while it was in use
+    /// (a frame within the last second): the sender most likely crashed. A hint only:
+    /// a wrong one (a peer that redialled) costs an early election the acceptors refuse
+    /// while they hear the leader, never safety.
+    #[serde(skip)]
+    PeerDown,
 }
 
 /// Bytes an `AcceptedEntry` or a `(slot, value)` pair costs beyond its value: slot,
@@ -191,6 +198,7 @@ impl Message {
             | Message::Nack { .. }
             | Message::CatchUp { .. }
             | Message::Hello
+            | Message::PeerDown
             | Message::Progress { .. }
             | Message::Rejoin { .. }
             | Message::RejoinInfo { .. } => 0,
@@ -198,7 +206,7 @@ impl Message {
     }
 
     /// Every name [`Message::kind`] gives.
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 17] = [
         "Request",
         "Replies",
         "Heartbeat",
@@ -211,6 +219,7 @@ impl Message {
         "CatchUp",
         "Chosen",
         "Hello",
+        "PeerDown",
         "Progress",
         "Snapshot",
         "Rejoin",
@@ -232,6 +241,7 @@ impl Message {
             Message::CatchUp { .. } => "CatchUp",
             Message::Chosen { .. } => "Chosen",
             Message::Hello => "Hello",
+            Message::PeerDown => "PeerDown",
             Message::Progress { .. } => "Progress",
             Message::Snapshot { .. } => "Snapshot",
             Message::Rejoin { .. } => "Rejoin",
@@ -282,6 +292,7 @@ impl fmt::Display for Message {
             Message::CatchUp { applied } => write!(f, "CatchUp(applied={applied})"),
             Message::Chosen { entries } => write!(f, "Chosen(n={})", entries.len()),
             Message::Hello => write!(f, "Hello"),
+            Message::PeerDown => write!(f, "PeerDown"),
             Message::Progress { applied } => write!(f, "Progress(applied={applied})"),
             Message::Snapshot { applied, part, parts, state } => {
                 write!(f, "Snapshot(applied={applied} part={part}/{parts} voters={})", state.voter_count())

@@ -670,6 +670,52 @@ fn requests_queued_before_a_leader_is_known_are_forwarded_once_it_is() {
 }
 
 #[test]
+fn a_crash_notice_from_the_leader_runs_an_election_soon_staggered_by_rank() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    follow(&mut p, P2, Ballot::new(1, 2), &mut out);
+    // A notice about a node that is not the leader changes nothing.
+    for other in [P3, A1, L1, C1] {
+        p.on_message(other, Message::PeerDown, &mut out);
+        assert_eq!(out.take(), vec![], "{other} is not the leader");
+        assert_eq!(p.leader(), Some(P2));
+    }
+    // The leader's: proposer-1 is first among the others (a tenth of a heartbeat, plus
+    // up to a fifth), and holds requests until a leader is known again.
+    p.on_message(P2, Message::PeerDown, &mut out);
+    assert_eq!(out.take(), vec![set_timer(Timer::Election, HEARTBEAT_MS / 10, HEARTBEAT_MS / 10 + HEARTBEAT_MS / 5)]);
+    assert_eq!(p.leader(), None);
+    p.on_message(C1, Message::Request(vec![vote(C1, 1)]), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![], "nothing is forwarded to a crashed leader");
+    // proposer-3 is second: half a heartbeat later.
+    let mut p3 = Proposer::new(P3, config(), DurableState::default());
+    p3.on_message(P2, Message::Heartbeat { ballot: Ballot::new(1, 2), chosen: 0 }, &mut out);
+    out.take();
+    p3.on_message(P2, Message::PeerDown, &mut out);
+    let second = HEARTBEAT_MS / 10 + HEARTBEAT_MS / 2;
+    assert_eq!(out.take(), vec![set_timer(Timer::Election, second, second + HEARTBEAT_MS / 5)]);
+    // A leader or a candidate is not moved by one.
+    let mut leader = proposer();
+    elect(&mut leader, &mut out);
+    leader.on_message(P2, Message::PeerDown, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert!(leader.is_leader());
+}
+
+#[test]
+fn without_the_crash_notice_rule_a_notice_changes_nothing() {
+    let mut config = (*config()).clone();
+    config.timing.rules.crash_notice = false;
+    let mut p = Proposer::new(P1, Arc::new(config), DurableState::default());
+    let mut out = Outbox::new();
+    follow(&mut p, P2, Ballot::new(1, 2), &mut out);
+    p.on_message(P2, Message::PeerDown, &mut out);
+    assert_eq!(out.take(), vec![]);
+    assert_eq!(p.leader(), Some(P2));
+}
+
+#[test]
 fn stale_heartbeats_are_ignored() {
     // A follower of proposer-3 at 5.3 does not switch to proposer-2 at 4.2.
     let mut p = proposer();

@@ -38,6 +38,9 @@ pub struct NetStats {
     pub dropped_oversized: u64,
     /// Messages dropped by a [`MessageRule`](crate::MessageRule).
     pub dropped_rule: u64,
+    /// [`Message::PeerDown`](ballot_core::Message::PeerDown) handed to `send`: only the
+    /// network itself says a peer went down, so a node cannot fake another's crash.
+    pub dropped_local_only: u64,
 }
 
 struct Net {
@@ -80,11 +83,20 @@ impl MemNetwork {
         MemTransport { id, net: self.clone(), rx }
     }
 
-    /// Take `id` down: messages to it are lost until it registers again.
+    /// Take `id` down (a crash): messages to it are lost until it registers again, and
+    /// every node the partitions let it reach is told [`Message::PeerDown`] in its name,
+    /// as the socket transports tell a node whose connection from a crashed peer closed
+    /// (on sockets only a connection in use says so; here every link counts as one).
+    ///
+    /// [`Message::PeerDown`]: ballot_core::Message::PeerDown
     pub fn unregister(&self, id: NodeId) {
         let mut net = self.lock();
         net.inboxes.remove(&id);
         net.log.record(|| format!("down {id}"));
+        let others: Vec<NodeId> = net.inboxes.keys().copied().filter(|&to| net.faults.connected(id, to)).collect();
+        for to in others {
+            net.deliver(Envelope::new(id, to, ballot_core::Message::PeerDown));
+        }
     }
 
     /// Whether `id` is registered (up).
@@ -172,6 +184,11 @@ impl MemNetwork {
         let mut net = self.lock();
         net.stats.sent += 1;
         let (from, to) = (env.from, env.to);
+        if matches!(env.msg, ballot_core::Message::PeerDown) {
+            net.stats.dropped_local_only += 1;
+            net.log.record(|| format!("drop-local-only {from}->{to} PeerDown"));
+            return;
+        }
         // The same frame limit as tcp and zmq: a message that could not travel there does
         // not travel here either, so a protocol that relies on one fails on mem too.
         let size = env.msg.size_hint();

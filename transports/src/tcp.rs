@@ -141,6 +141,19 @@ mod connector {
             result
         }
 
+        async fn closed(conn: &mut TcpConn) {
+            let mut scratch = [0u8; 512];
+            loop {
+                let got = match conn {
+                    TcpConn::Plain(s) => s.read(&mut scratch).await,
+                    TcpConn::Tls(s) => s.read(&mut scratch).await,
+                };
+                if !matches!(got, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        }
+
         fn clear(&mut self) {
             self.batch.clear();
             // Keep a modest buffer, not the largest batch ever sent.
@@ -190,10 +203,13 @@ async fn read_frames<S: AsyncRead + Unpin>(
 ) {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
     let mut body = Vec::new();
+    let mut last = link::LastFrame::default();
     loop {
         let first = match link::read_first_byte(&mut r, opts.idle_timeout).await {
             Ok(Some(b)) => b,
-            _ => return,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return,
+            // The end of the stream, or a reset: the peer closed or crashed.
+            _ => return last.closed(&opts, &stats, &inbox),
         };
         let frame = async {
             let mut prefix = [first, 0, 0, 0];
@@ -204,12 +220,15 @@ async fn read_frames<S: AsyncRead + Unpin>(
         match timeout(opts.frame_timeout, frame).await {
             Ok(Ok(())) => {}
             Ok(Err(Some(e))) => return stats.refused(&e, peer),
-            // The peer vanished or stalled in the middle of a frame.
-            Ok(Err(None)) | Err(_) => {
+            // The peer vanished in the middle of a frame (a crash while it wrote)...
+            Ok(Err(None)) => {
+                last.closed(&opts, &stats, &inbox);
                 return stats.refuse(Refusal::Truncated, peer, &"tcp: a frame cut short or stalled");
             }
+            // ... or stalled there (paused: that needs the timeouts).
+            Err(_) => return stats.refuse(Refusal::Truncated, peer, &"tcp: a frame cut short or stalled"),
         }
-        if link::deliver_as(&body, peer, identity, &stats, &inbox).await.is_err() {
+        if link::deliver_as(&body, peer, identity, &stats, &inbox, &mut last).await.is_err() {
             return;
         }
         if body.capacity() > 1 << 20 {

@@ -173,6 +173,19 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_notice_has_no_encoding_so_no_peer_can_send_one() {
+        let notice = Envelope::new(NodeId::proposer(1), NodeId::acceptor(1), Message::PeerDown);
+        assert!(matches!(encode_frame(&notice, DEFAULT_MAX_FRAME), Err(WireError::Encode(_))));
+        // Nor can one be made by hand: a `Hello` whose variant is renamed is not a message.
+        let hello = encode_body(&Envelope::new(NodeId::proposer(1), NodeId::acceptor(1), Message::Hello), 1 << 20);
+        let mut body = hello.unwrap();
+        let at = body.windows(5).position(|w| w == b"Hello").expect("variants travel by name");
+        body.splice(at..at + 5, b"PeerDown".iter().copied());
+        body[at - 1] = 0xa0 | 8; // msgpack fixstr of 8 bytes
+        assert!(decode_body(&body).is_err(), "a PeerDown from the network decoded");
+    }
+
+    #[test]
     fn limits_apply_on_both_sides() {
         let env = accept(1000);
         let len = encode_body(&env, usize::MAX).unwrap().len();

@@ -268,6 +268,11 @@ async fn libzmq_push_reaches_our_pull() {
     let bytes: usize = sent.iter().map(|e| body(e).len()).sum();
     assert_eq!(stats.bytes_received, bytes as u64, "{stats:?}");
     assert_eq!((stats.bad_handshake, stats.dropped_decode, stats.truncated), (0, 0, 0), "{stats:?}");
+    // The peer's process ended right after its last message: its connection's close is
+    // the crash notice, in the sender's name, and nothing else follows.
+    let notice = tokio::time::timeout(DEADLINE, node.recv()).await.expect("the notice").expect("transport open");
+    assert_eq!((notice.from, notice.msg), (NodeId::acceptor(2), Message::PeerDown));
+    assert_eq!(node.stats().peer_down_notices, 1);
     assert!(node.try_recv().is_none(), "nothing more than what was sent");
 }
 

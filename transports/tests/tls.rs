@@ -127,6 +127,11 @@ async fn real_peer_gets_through(creds: &Creds, victim: &mut TcpTransport) {
     peer.send(Envelope::new(A1, L1, Message::CatchUp { applied: 7 })).unwrap();
     let env = recv(victim, "the real acceptor-1").await;
     assert_eq!((env.from, env.msg), (A1, Message::CatchUp { applied: 7 }));
+    // Its transport goes away with its connection in use: the victim is told, in the
+    // name the connection's certificate proved.
+    drop(peer);
+    let notice = recv(victim, "the crash notice").await;
+    assert_eq!((notice.from, notice.msg), (A1, Message::PeerDown));
 }
 
 /// Waits until the victim closes the connection (reads see its end, or an error).

@@ -170,7 +170,7 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
             "election_min_ms" => spec.timing.election_min_ms = millis(val)?,
             "election_max_ms" => spec.timing.election_max_ms = millis(val)?,
             // The liveness rules, for scenarios that show what each one prevents (mem only).
-            "check_quorum" | "leader_lease" | "reopen_stuck" => {
+            "check_quorum" | "leader_lease" | "reopen_stuck" | "crash_notice" => {
                 let Ok(on) = val.as_bool() else {
                     return usage(ctx, UsageError(format!("cluster option '{k}' takes true or false")));
                 };
@@ -181,6 +181,7 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
                 match k.as_str() {
                     "check_quorum" => rules.check_quorum = on,
                     "leader_lease" => rules.leader_lease = on,
+                    "crash_notice" => rules.crash_notice = on,
                     _ => rules.reopen_stuck = on,
                 }
             }
@@ -188,7 +189,7 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
                 return usage(
                     ctx,
                     UsageError(format!(
-                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms, check_quorum, leader_lease, reopen_stuck"
+                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms, check_quorum, leader_lease, reopen_stuck, crash_notice"
                     )),
                 )
             }

@@ -306,6 +306,17 @@ impl Actor for Acceptor {
                 self.learner_applied.insert(from, applied);
                 self.compact(out);
             }
+            // The leased leader's connection closed while in use: it most likely crashed,
+            // and its lease would only make the next leader wait one to two lease periods.
+            // Dropping a lease early is always safe (a lease is for liveness only).
+            Message::PeerDown if self.config.timing.rules.crash_notice => {
+                if self.heard_leader.is_some_and(|b| b.leader() == from) {
+                    self.heard_leader = None;
+                }
+                if self.lease.is_some_and(|b| b.leader() == from) {
+                    self.lease = None;
+                }
+            }
             // `Hello`: nothing to do (the sender rule refused every other kind).
             _ => {}
         }
@@ -491,6 +502,41 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_crash_notice_ends_that_leaders_lease_only() {
+        let (p1, p2) = (NodeId::proposer(1), NodeId::proposer(2));
+        let (b1, b2) = (Ballot::new(1, 1), Ballot::new(2, 2));
+        let prepare2 = Message::Prepare { req: 0, ballot: b2, from_slot: 1, to_slot: u64::MAX };
+        for notice_from in [p2, NodeId::learner(1), p1] {
+            let mut a = acceptor();
+            let mut out = Outbox::new();
+            a.on_message(p1, Message::Prepare { req: 0, ballot: b1, from_slot: 1, to_slot: u64::MAX }, &mut out);
+            a.on_message(p1, Message::Heartbeat { ballot: b1, chosen: 0 }, &mut out);
+            a.on_timer(Timer::Lease, &mut out);
+            a.on_message(p1, Message::Heartbeat { ballot: b1, chosen: 0 }, &mut out);
+            out.take();
+            a.on_message(notice_from, Message::PeerDown, &mut out);
+            a.on_message(p2, prepare2.clone(), &mut out);
+            let got = promises(&mut out);
+            if notice_from == p1 {
+                assert!(matches!(&got[..], [Message::Promise { ballot, .. }] if *ballot == b2), "{got:?}");
+            } else {
+                assert_eq!(got, vec![Message::Nack { ballot: b2, promised: b1 }], "{notice_from} is not the leader");
+            }
+        }
+        // With the rule off, the notice changes nothing.
+        let mut config = Config::new(2, 3, 2, vec!["ada".into()]);
+        config.timing.rules.crash_notice = false;
+        let mut a = Acceptor::new(NodeId::acceptor(1), Arc::new(config), DurableState::default());
+        let mut out = Outbox::new();
+        a.on_message(p1, Message::Prepare { req: 0, ballot: b1, from_slot: 1, to_slot: u64::MAX }, &mut out);
+        a.on_message(p1, Message::Heartbeat { ballot: b1, chosen: 0 }, &mut out);
+        out.take();
+        a.on_message(p1, Message::PeerDown, &mut out);
+        a.on_message(p2, prepare2, &mut out);
+        assert_eq!(promises(&mut out), vec![Message::Nack { ballot: b2, promised: b1 }]);
     }
 
     #[test]

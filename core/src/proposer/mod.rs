@@ -226,6 +226,27 @@ impl Proposer {
         self.election_timer(out);
     }
 
+    /// The connection from `peer` closed while in use. If `peer` is the leader this
+    /// proposer follows, it most likely crashed: stop forwarding to it (requests wait in
+    /// the queue for the next leader) and run after a short wait staggered by rank among
+    /// the other proposers (the first at a tenth of a heartbeat, each next one half a
+    /// heartbeat later), instead of after a whole election timeout, so a crash costs one
+    /// election, not a timeout and a duel. A wrong notice (the leader lives and redialled)
+    /// costs one refused round: the acceptors still hear the leader and keep its lease,
+    /// and its next heartbeat makes this proposer follow it again.
+    fn on_peer_down(&mut self, peer: NodeId, out: &mut Outbox) {
+        if !self.config.timing.rules.crash_notice || !matches!(self.phase, Phase::Follower) || self.leader != Some(peer)
+        {
+            return;
+        }
+        self.leader = None;
+        let t = &self.config.timing;
+        let rank = self.config.proposers.iter().filter(|&&p| p != peer).position(|&p| p == self.id).unwrap_or(0);
+        let first = (t.heartbeat_ms / 10).max(1);
+        let wait = first + rank as u64 * (t.heartbeat_ms / 2).max(1);
+        out.set_timer(Timer::Election, wait, wait + (t.heartbeat_ms / 5).max(1));
+    }
+
     fn on_heartbeat(&mut self, from: NodeId, ballot: Ballot, chosen: u64, out: &mut Outbox) {
         // A candidate defers to any leader at least as new as the last one it followed,
         // even below its own ballot: that leader got a majority's promise, while the
@@ -377,6 +398,7 @@ impl Actor for Proposer {
             Message::Accepted { ballot, slots } => self.on_accepted(from, ballot, slots),
             Message::Nack { ballot, promised } => self.on_nack(from, ballot, promised, out),
             Message::CatchUp { applied } => self.on_learner_stuck(from, applied),
+            Message::PeerDown => self.on_peer_down(from, out),
             Message::Rejoin { fence, .. } if self.rejoin.is_none() => {
                 // Its highest round, durable since it used it: a rejoining acceptor's fence
                 // goes above every ballot this proposer ever sent.

@@ -100,6 +100,14 @@ impl IdSource {
     }
 }
 
+/// What a waiting request hears from the dispatcher.
+enum Event {
+    /// An answer to it.
+    Reply(Reply),
+    /// This proposer's connection closed while in use (it most likely crashed).
+    Down(NodeId),
+}
+
 struct Inner {
     id: NodeId,
     proposers: Vec<NodeId>,
@@ -110,7 +118,7 @@ struct Inner {
     /// the leader can answer it although it only ever sends to one proposer.
     announce_to: Mutex<Vec<NodeId>>,
     out: mpsc::UnboundedSender<Envelope>,
-    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
     preferred: AtomicUsize,
     ids: Mutex<IdSource>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -154,8 +162,20 @@ impl ClientHandle {
                     },
                     env = transport.recv() => {
                         let Some(env) = env else { return };
-                        let Message::Replies(replies) = env.msg else { continue };
                         let Some(inner) = weak.upgrade() else { return };
+                        if env.msg == Message::PeerDown {
+                            // Our transport's notice that a proposer's connection closed
+                            // while in use: every request waiting on it moves on now,
+                            // instead of after its retry period.
+                            if inner.proposers.contains(&env.from) {
+                                let pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+                                for tx in pending.values() {
+                                    let _ = tx.send(Event::Down(env.from));
+                                }
+                            }
+                            continue;
+                        }
+                        let Message::Replies(replies) = env.msg else { continue };
                         if inner.members.binary_search(&env.from).is_err() {
                             // Not a member of the cluster (or a client): its answer is
                             // not the cluster's.
@@ -167,7 +187,7 @@ impl ClientHandle {
                         let pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
                         for reply in replies {
                             if let Some(tx) = pending.get(reply.request_id()) {
-                                let _ = tx.send(reply);
+                                let _ = tx.send(Event::Reply(reply));
                             }
                         }
                     }
@@ -244,7 +264,7 @@ impl ClientHandle {
                 tracing::info_span!(target: TARGET, "read", node = %id, role = "client", request_id = %request_id, outcome = Empty)
             }
         };
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         self.lock_pending().insert(request_id.clone(), tx);
         let result = self.exchange(cmd, opts, &mut rx, &span).await;
         self.lock_pending().remove(&request_id);
@@ -264,7 +284,7 @@ impl ClientHandle {
         &self,
         cmd: Command,
         opts: &SubmitOptions,
-        rx: &mut mpsc::UnboundedReceiver<Reply>,
+        rx: &mut mpsc::UnboundedReceiver<Event>,
         span: &tracing::Span,
     ) -> Result<Reply, ClientError> {
         let trace = telemetry::context_of(span);
@@ -277,29 +297,52 @@ impl ClientHandle {
             env.trace = trace.clone();
             self.inner.out.send(env).map_err(|_| ClientError::Closed)?;
             let retry_at = (tokio::time::Instant::now() + opts.retry_every).min(deadline);
-            match tokio::time::timeout_at(retry_at, rx.recv()).await {
-                Ok(Some(Reply::NotConfirmed { .. })) => return Err(ClientError::NoQuorum),
-                Ok(Some(Reply::TooLarge { size, limit, .. })) => return Err(ClientError::TooLarge { size, limit }),
-                Ok(Some(reply)) => {
-                    if let Reply::Vote { slot, .. } | Reply::Read { slot, .. } = &reply {
-                        tracing::info!(target: TARGET, parent: span, slot, "reply");
+            // Until an answer, the retry period, or the notice that `to` went down (then
+            // the next proposer is asked at once; with `via` there is no other to ask).
+            let down = loop {
+                let reply = match tokio::time::timeout_at(retry_at, rx.recv()).await {
+                    Ok(Some(Event::Reply(reply))) => reply,
+                    Ok(Some(Event::Down(p))) if p == to && opts.via.is_none() => break true,
+                    Ok(Some(Event::Down(_))) => continue,
+                    Ok(None) => return Err(ClientError::Closed),
+                    Err(_) => break false,
+                };
+                return match reply {
+                    Reply::NotConfirmed { .. } => Err(ClientError::NoQuorum),
+                    Reply::TooLarge { size, limit, .. } => Err(ClientError::TooLarge { size, limit }),
+                    reply => {
+                        if let Reply::Vote { slot, .. } | Reply::Read { slot, .. } = &reply {
+                            tracing::info!(target: TARGET, parent: span, slot, "reply");
+                        }
+                        // The proposer that answered last is where the next request goes
+                        // (one named by `via` too).
+                        let answered = self.inner.proposers.iter().position(|&p| p == to).unwrap_or(target);
+                        self.inner.preferred.store(answered, Ordering::Relaxed);
+                        Ok(reply)
                     }
-                    self.inner.preferred.store(target, Ordering::Relaxed);
-                    return Ok(reply);
-                }
-                Ok(None) => return Err(ClientError::Closed),
-                Err(_) => {}
-            }
+                };
+            };
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClientError::Timeout);
             }
             self.send_hellos();
             target = (target + 1) % n;
-            tracing::info!(target: TARGET, parent: span, unanswered = %to, "retry");
+            if down {
+                // Later requests start at the next proposer too.
+                let _ = self.inner.preferred.compare_exchange(
+                    (target + n - 1) % n,
+                    target,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                tracing::info!(target: TARGET, parent: span, down = %to, "retry");
+            } else {
+                tracing::info!(target: TARGET, parent: span, unanswered = %to, "retry");
+            }
         }
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Reply>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Event>>> {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 

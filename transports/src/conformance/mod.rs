@@ -62,6 +62,7 @@ pub trait Harness: Send {
 pub async fn run_suite<H: Harness>(mut h: H) {
     delivery_both_ways_in_order(&mut h).await;
     delivery_resumes_after_restart(&mut h).await;
+    a_crash_is_noticed(&mut h).await;
     large_batch_gets_through(&mut h).await;
     garbage_bytes_are_survived(&mut h).await;
     unknown_version_is_refused(&mut h).await;
@@ -109,8 +110,9 @@ async fn exchange(tx: &dyn Transport, rx: &mut dyn Transport, first: u64, n: u64
     while next < first + n {
         let env = recv(rx, what).await;
         assert_eq!(env.to, to, "{what}: delivered to the wrong node");
-        if env.from != from {
-            // Injected by a hostile client (see `hostile_bytes`): not this link's traffic.
+        if env.from != from || env.msg == Message::PeerDown {
+            // Injected by a hostile client (see `hostile_bytes`), or the notice that the
+            // sender's previous life went away: not this link's traffic.
             continue;
         }
         match seq_of(&env) {
@@ -128,8 +130,10 @@ async fn probe(tx: &dyn Transport, rx: &mut dyn Transport, what: &str) {
     let (from, to) = (tx.local(), rx.local());
     for i in 0..4000 {
         let _ = tx.send(Envelope::new(from, to, seq(i)));
-        if let Ok(Some(_)) = timeout(Duration::from_millis(10), rx.recv()).await {
-            return;
+        if let Ok(Some(env)) = timeout(Duration::from_millis(10), rx.recv()).await {
+            if env.msg != Message::PeerDown {
+                return;
+            }
         }
     }
     panic!("{what}: no probe got through");
@@ -240,6 +244,30 @@ pub async fn delivery_resumes_after_restart(h: &mut impl Harness) {
         probe(&*tb, &mut *ta, "b->a after restart").await;
         exchange(&*tb, &mut *ta, 100_000 * (round + 1), 100, "b->a after restart").await;
     }
+}
+
+/// A peer that goes away while its links are in use (its process ends) is noticed: the
+/// other side's `recv` yields [`Message::PeerDown`] in its name.
+pub async fn a_crash_is_noticed(h: &mut impl Harness) {
+    let (a, b) = pair(13);
+    let mut n = h.start(&[a, b]).await;
+    let mut tb = n.pop().expect("b");
+    let mut ta = n.pop().expect("a");
+    exchange(&*tb, &mut *ta, 0, 10, "before the crash").await;
+    exchange(&*ta, &mut *tb, 0, 10, "before the crash").await;
+    drop(tb);
+    tb = h.restart(b).await;
+    let got = within("the crash notice", async {
+        loop {
+            let env = ta.recv().await.expect("a's transport is open");
+            if env.msg == Message::PeerDown {
+                return env;
+            }
+        }
+    })
+    .await;
+    assert_eq!((got.from, got.to), (b, a), "the notice names the peer that went away");
+    drop(tb);
 }
 
 /// A slot value of 100k votes (several MB) crosses in one frame.

@@ -1,17 +1,18 @@
 //! The inbound side shared by the network transports: the accept loop, frame reading
 //! under deadlines, and delivery of decoded envelopes to `recv`.
 
-use super::{bump, spawn_scoped, Counters, Refusal, Shutdown};
+use super::{bump, spawn_scoped, Counters, NetOptions, Refusal, Shutdown};
 use crate::auth::Identity;
 use crate::envelope::Envelope;
 use crate::wire::{self, WireError};
+use ballot_core::{Message, NodeId};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 /// Hands a received body to `recv`, counting it, for a connection whose peer proved
 /// `identity` (`None`: an insecure one). An error means the connection should close: the
@@ -24,6 +25,7 @@ pub(crate) async fn deliver_as(
     identity: Option<Identity>,
     stats: &Counters,
     inbox: &mpsc::Sender<Envelope>,
+    last: &mut LastFrame,
 ) -> Result<(), Option<WireError>> {
     match wire::decode_body(body) {
         Ok(env) => {
@@ -34,11 +36,41 @@ pub(crate) async fn deliver_as(
             }
             bump(&stats.frames_received, 1);
             bump(&stats.bytes_received, body.len() as u64);
+            *last = LastFrame(Some((env.from, env.to, Instant::now())));
             inbox.send(env).await.map_err(|_| None)
         }
         Err(e) => {
             stats.refused(&e, peer);
             Err(Some(e))
+        }
+    }
+}
+
+/// A connection's last delivered frame: who sent it, to whom, and when. When the
+/// connection closes (end of stream or reset, not an idle timeout or a refusal) within
+/// [`in_use`] of that frame, the sender most likely crashed: a live peer lets an idle
+/// connection go only after half the idle timeout without a write, and otherwise keeps
+/// it. `recv` then yields [`Message::PeerDown`] in the sender's name, so the roles need
+/// not wait out a timeout to notice (ARCHITECTURE.md, "Crash notices").
+#[derive(Debug, Default)]
+pub(crate) struct LastFrame(Option<(NodeId, NodeId, Instant)>);
+
+/// How recent a connection's last frame (or write) must be for its close to count as a
+/// crash: a second, or a quarter of the idle timeout if that is shorter, since a live
+/// sender lets a connection go after half the idle timeout without a write.
+pub(crate) fn in_use(opts: &NetOptions) -> Duration {
+    let second = Duration::from_secs(1);
+    opts.idle_timeout.map_or(second, |idle| (idle / 4).min(second))
+}
+
+impl LastFrame {
+    /// The connection closed under its reader: tell `recv`, if it was in use. Never
+    /// waits: a full inbox loses the notice, which is only a hint.
+    pub(crate) fn closed(&self, opts: &NetOptions, stats: &Counters, inbox: &mpsc::Sender<Envelope>) {
+        if let Some((from, to, at)) = self.0 {
+            if at.elapsed() < in_use(opts) && inbox.try_send(Envelope::new(from, to, Message::PeerDown)).is_ok() {
+                bump(&stats.peer_down_notices, 1);
+            }
         }
     }
 }

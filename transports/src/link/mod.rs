@@ -13,7 +13,7 @@ mod outbound;
 mod peer_task;
 mod stats;
 
-pub(crate) use self::inbound::{accept_loop, deliver_as, read_body, read_first_byte};
+pub(crate) use self::inbound::{accept_loop, deliver_as, read_body, read_first_byte, LastFrame};
 pub(crate) use self::outbound::Connector;
 use self::outbound::Outbound;
 pub(crate) use self::stats::{bump, Counters, Refusal};

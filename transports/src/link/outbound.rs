@@ -37,6 +37,12 @@ mod connector {
         /// Writes the pending batch and empties it (also on error).
         fn flush<'a>(&'a mut self, conn: &'a mut Self::Conn) -> impl Future<Output = io::Result<()>> + Send + 'a;
         fn clear(&mut self);
+        /// Returns once the peer has closed `conn` (end of stream or reset). What the
+        /// peer sends before is read and dropped: our receivers never answer on a
+        /// connection, but TLS sends session tickets. The default never returns.
+        fn closed(_conn: &mut Self::Conn) -> impl Future<Output = ()> + Send + '_ {
+            std::future::pending()
+        }
     }
 }
 pub(crate) use connector::Connector;
@@ -215,6 +221,8 @@ impl<C: Connector> Outbound<C> {
             restarted: restarted_rx,
             opts: self.opts.clone(),
             stats: self.stats.clone(),
+            local: self.local,
+            inbox: self.inbox.clone(),
         };
         spawn_scoped(&self.rt, &self.shutdown, task.run());
         peers.insert(id, PeerLink { tx, addr: addr_tx, heard_at: heard_tx, restarted: restarted_tx });

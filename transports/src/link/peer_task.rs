@@ -2,10 +2,11 @@
 //! one write, dials lazily with exponential backoff, and redials when the peer moves or
 //! restarts.
 
+use super::inbound::in_use;
 use super::{bump, Connector, Counters, NetOptions};
 use crate::addr::PeerAddr;
 use crate::envelope::Envelope;
-use ballot_core::NodeId;
+use ballot_core::{Message, NodeId};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,17 @@ pub(super) struct PeerTask<C: Connector> {
     pub(super) restarted: watch::Receiver<u64>,
     pub(super) opts: Arc<NetOptions>,
     pub(super) stats: Arc<Counters>,
+    /// Where a crash notice about the peer goes: our own `recv`.
+    pub(super) local: NodeId,
+    pub(super) inbox: mpsc::Sender<Envelope>,
+}
+
+/// Returns when the peer closes the connection held in `link`; never without one.
+async fn link_closed<C: Connector>(link: &mut Option<C::Conn>) {
+    match link {
+        Some(conn) => C::closed(conn).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl<C: Connector> PeerTask<C> {
@@ -112,6 +124,22 @@ impl<C: Connector> PeerTask<C> {
                 },
                 () = sleep_until(idle_until.unwrap_or(last_write)), if link.is_some() && idle_until.is_some() => {
                     self.drop_link(&mut link);
+                    continue;
+                }
+                // The peer closed our connection. Soon after a write, it most likely
+                // crashed (a live peer closes only a connection idle for its whole idle
+                // timeout, and we let ours go at half of it): say so to our own `recv`,
+                // so that a client moves on to another proposer at once, and a follower
+                // runs for leader, instead of each waiting out a timeout. The next
+                // message dials afresh either way.
+                () = link_closed::<C>(&mut link) => {
+                    self.drop_link(&mut link);
+                    if last_write.elapsed() < in_use(&self.opts) {
+                        let notice = Envelope::new(self.peer, self.local, Message::PeerDown);
+                        if self.inbox.try_send(notice).is_ok() {
+                            bump(&self.stats.peer_down_notices, 1);
+                        }
+                    }
                     continue;
                 }
             };

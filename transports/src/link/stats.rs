@@ -60,6 +60,10 @@ pub struct WireStats {
     pub name_lookups: u64,
     /// Lookups that failed or timed out.
     pub name_lookup_failures: u64,
+    /// [`Message::PeerDown`](ballot_core::Message::PeerDown) notices handed to `recv`:
+    /// an inbound connection in use that closed (its sender most likely crashed), or,
+    /// outbound, a connection found closed before a write and not dialled again.
+    pub peer_down_notices: u64,
 }
 
 macro_rules! counters {
@@ -94,7 +98,8 @@ counters!(
     connections_refused,
     peers_evicted,
     name_lookups,
-    name_lookup_failures
+    name_lookup_failures,
+    peer_down_notices
 );
 
 pub(crate) fn bump(c: &AtomicU64, n: u64) {

@@ -183,6 +183,13 @@ mod connector {
             result
         }
 
+        async fn closed(conn: &mut ZmqConn) {
+            use tokio::io::AsyncReadExt;
+            // A PULL side has nothing to say: whatever it sends is dropped unread.
+            let mut scratch = [0u8; 512];
+            while matches!(conn.stream.read(&mut scratch).await, Ok(n) if n > 0) {}
+        }
+
         fn clear(&mut self) {
             self.batch.clear();
             self.starts.clear();

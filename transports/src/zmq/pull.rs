@@ -30,6 +30,11 @@ struct Session {
 enum Ended {
     /// Closed cleanly, or the transport is gone.
     Quiet,
+    /// The peer closed the connection or reset it, between messages or (`cut` set) in
+    /// the middle of one: if the connection was in use, it most likely crashed.
+    Closed {
+        cut: bool,
+    },
     /// Not ZMTP, a command out of place or over its limit, or too slow.
     Handshake(String),
     /// A handshake that proved no identity we accept.
@@ -49,8 +54,9 @@ pub(super) async fn serve_pull(
 ) {
     let peer = stream.peer_addr().ok();
     let mut conn = BufReader::with_capacity(64 * 1024, stream);
+    let mut last = link::LastFrame::default();
     let ended = match timeout(opts.connect_timeout, accept(&mut conn, &opts)).await {
-        Ok(Ok(session)) => read_messages(&mut conn, session, &opts, &stats, &inbox).await,
+        Ok(Ok(session)) => read_messages(&mut conn, session, &opts, &stats, &inbox, &mut last).await,
         Ok(Err(HandshakeError::Quiet)) => Ended::Quiet,
         Ok(Err(HandshakeError::Refused(why))) => Ended::RefusedHandshake(why.to_string()),
         Ok(Err(HandshakeError::Bad(why))) => Ended::Handshake(format!("zmq: {why}")),
@@ -58,6 +64,12 @@ pub(super) async fn serve_pull(
     };
     match ended {
         Ended::Quiet => {}
+        Ended::Closed { cut } => {
+            last.closed(&opts, &stats, &inbox);
+            if cut {
+                stats.refuse(Refusal::Truncated, peer, &"zmq: a message cut short or stalled");
+            }
+        }
         Ended::Handshake(why) => stats.refuse(Refusal::BadHandshake, peer, &why),
         Ended::RefusedHandshake(why) => stats.refuse(Refusal::RefusedHandshake, peer, &format!("zmq: {why}")),
         Ended::Truncated => stats.refuse(Refusal::Truncated, peer, &"zmq: a message cut short or stalled"),
@@ -169,6 +181,7 @@ async fn read_messages(
     opts: &NetOptions,
     stats: &Counters,
     inbox: &mpsc::Sender<Envelope>,
+    last: &mut link::LastFrame,
 ) -> Ended {
     let peer = conn.get_ref().peer_addr().ok();
     let mut msg = Vec::new();
@@ -176,11 +189,14 @@ async fn read_messages(
     loop {
         let outer = match link::read_first_byte(conn, opts.idle_timeout).await {
             Ok(Some(f)) => f,
-            _ => return Ended::Quiet,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ended::Quiet,
+            _ => return Ended::Closed { cut: false },
         };
         let sealed = session.cipher.is_some();
         match timeout(opts.frame_timeout, read_frame(conn, outer, sealed, msg.len(), opts, &mut part)).await {
             Ok(Ok(())) => {}
+            // Cut short by the peer's end (not a stall: that is the timeout below).
+            Ok(Err(Ended::Truncated)) => return Ended::Closed { cut: true },
             Ok(Err(ended)) => return ended,
             Err(_) => return Ended::Truncated,
         }
@@ -222,7 +238,7 @@ async fn read_messages(
         };
         // Counted by `deliver_as`; the connection closes on a bad frame or a sender the
         // peer's identity does not permit.
-        if link::deliver_as(body, peer, session.identity, stats, inbox).await.is_err() {
+        if link::deliver_as(body, peer, session.identity, stats, inbox, last).await.is_err() {
             return Ended::Quiet;
         }
         msg.clear();
