@@ -32,8 +32,10 @@ pub struct Acked {
 pub struct Recorder {
     /// The first value any learner applied at each slot.
     pub chosen: BTreeMap<u64, (NodeId, Value)>,
-    /// request id -> (voter, candidate), for every vote a client submitted.
-    pub submitted: HashMap<String, (String, String)>,
+    /// request id -> (voter, candidate), for every vote a client submitted. Keyed at
+    /// random (ahash, as std's maps are; SipHash was a tenth of a vote's cost in `chaos
+    /// bench`); nothing depends on its order.
+    pub submitted: HashMap<String, (String, String), ahash::RandomState>,
     /// Every vote a client was told succeeded.
     pub acked: Vec<Acked>,
     /// Violations found while the run went on (agreement and validity are checked at

@@ -179,6 +179,16 @@ pub enum Reply {
         /// The limit: [`MAX_COMMAND_BYTES`], or the field's.
         limit: usize,
     },
+    /// The proposer already holds `limit` commands waiting for a slot or a leader
+    /// ([`Timing::queue_limit`](crate::Timing::queue_limit)): this one was refused before
+    /// it was queued, so it is not in the log unless an earlier try of the same request id
+    /// got in. Retrying later, with the same request id, is safe.
+    Busy {
+        /// The request answered.
+        request_id: RequestId,
+        /// The most commands the proposer holds.
+        limit: usize,
+    },
 }
 
 impl Reply {
@@ -196,7 +206,8 @@ impl Reply {
             Reply::Vote { request_id, .. }
             | Reply::Read { request_id, .. }
             | Reply::NotConfirmed { request_id }
-            | Reply::TooLarge { request_id, .. } => request_id,
+            | Reply::TooLarge { request_id, .. }
+            | Reply::Busy { request_id, .. } => request_id,
         }
     }
 }

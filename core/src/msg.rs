@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Version of the message format; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Most bytes of slot values one message carries (a `Promise` page, a catch-up answer, a
 /// leader's batch): well below the transports' 16 MiB frame limit, so every message is

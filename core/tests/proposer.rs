@@ -670,6 +670,27 @@ fn requests_queued_before_a_leader_is_known_are_forwarded_once_it_is() {
 }
 
 #[test]
+fn commands_past_the_queue_limit_are_refused_at_once_as_busy_one_answer_per_client() {
+    let mut config = (*config()).clone();
+    config.timing.queue_limit = 2;
+    let mut p = Proposer::new(P1, Arc::new(config), DurableState::default());
+    let mut out = Outbox::new();
+    // A follower with no leader holds what it gets, up to the limit.
+    p.on_message(C1, Message::Request(vec![vote(C1, 1), vote(C1, 2), vote(C1, 3), vote(C1, 4)]), &mut out);
+    let busy = |ids: &[u32]| {
+        let replies = ids.iter().map(|n| Reply::Busy { request_id: format!("r{n}"), limit: 2 }).collect();
+        Message::Replies(replies)
+    };
+    assert_eq!(out.take(), vec![send(C1, busy(&[3, 4]))]);
+    p.on_message(C2, Message::Request(vec![vote(C2, 5)]), &mut out);
+    assert_eq!(out.take(), vec![send(C2, busy(&[5]))]);
+    // The two it holds go on to the leader once there is one.
+    follow(&mut p, P2, Ballot::new(1, 2), &mut out);
+    p.flush(&mut out);
+    assert_eq!(out.take(), vec![send(P2, Message::Request(vec![vote(C1, 1), vote(C1, 2)]))]);
+}
+
+#[test]
 fn a_crash_notice_from_the_leader_runs_an_election_soon_staggered_by_rank() {
     let mut p = proposer();
     let mut out = Outbox::new();

@@ -45,6 +45,7 @@ impl Cluster {
             }
             Ok(other) => VoteOutcome { ok: false, error: format!("unexpected reply {other:?}"), slot: 0, latency_ms },
             Err(ClientError::NoQuorum) => VoteOutcome { ok: false, error: "no_quorum".into(), slot: 0, latency_ms },
+            Err(ClientError::Busy { .. }) => VoteOutcome { ok: false, error: "busy".into(), slot: 0, latency_ms },
             Err(ClientError::TooLarge { .. }) => {
                 VoteOutcome { ok: false, error: "too_large".into(), slot: 0, latency_ms }
             }

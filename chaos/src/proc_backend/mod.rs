@@ -268,6 +268,8 @@ impl ProcBackend {
             .arg(t.election_min_ms.to_string())
             .arg("--election-max-ms")
             .arg(t.election_max_ms.to_string())
+            .arg("--queue-limit")
+            .arg(t.queue_limit.to_string())
             .args(
                 self.discovery
                     .as_ref()

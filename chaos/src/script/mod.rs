@@ -169,6 +169,15 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
             "heartbeat_ms" => spec.timing.heartbeat_ms = millis(val)?,
             "election_min_ms" => spec.timing.election_min_ms = millis(val)?,
             "election_max_ms" => spec.timing.election_max_ms = millis(val)?,
+            "queue_limit" => match val.as_int() {
+                Ok(n) if (1..=1 << 20).contains(&n) => spec.timing.queue_limit = n as usize,
+                _ => {
+                    return usage(
+                        ctx,
+                        UsageError(format!("cluster option 'queue_limit' takes a count from 1 to 1048576, found {val}")),
+                    )
+                }
+            },
             // The liveness rules, for scenarios that show what each one prevents (mem only).
             "check_quorum" | "leader_lease" | "reopen_stuck" | "crash_notice" => {
                 let Ok(on) = val.as_bool() else {
@@ -189,7 +198,7 @@ fn cluster_spec(ctx: &Ctx, m: &Map) -> Res<ClusterSpec> {
                 return usage(
                     ctx,
                     UsageError(format!(
-                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms, check_quorum, leader_lease, reopen_stuck, crash_notice"
+                        "unknown cluster option '{other}': use proposers, acceptors, learners, candidates, discovery, heartbeat_ms, election_min_ms, election_max_ms, queue_limit, check_quorum, leader_lease, reopen_stuck, crash_notice"
                     )),
                 )
             }

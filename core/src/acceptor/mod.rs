@@ -206,6 +206,23 @@ impl Acceptor {
     }
 }
 
+impl Acceptor {
+    /// The leased leader's connection closed while in use: it most likely crashed, and
+    /// its lease would only make the next leader wait one to two lease periods. Dropping
+    /// a lease early is always safe (a lease is for liveness only).
+    fn on_peer_down(&mut self, peer: NodeId) {
+        if !self.config.timing.rules.crash_notice {
+            return;
+        }
+        if self.heard_leader.is_some_and(|b| b.leader() == peer) {
+            self.heard_leader = None;
+        }
+        if self.lease.is_some_and(|b| b.leader() == peer) {
+            self.lease = None;
+        }
+    }
+}
+
 impl Actor for Acceptor {
     fn id(&self) -> NodeId {
         self.id
@@ -306,17 +323,7 @@ impl Actor for Acceptor {
                 self.learner_applied.insert(from, applied);
                 self.compact(out);
             }
-            // The leased leader's connection closed while in use: it most likely crashed,
-            // and its lease would only make the next leader wait one to two lease periods.
-            // Dropping a lease early is always safe (a lease is for liveness only).
-            Message::PeerDown if self.config.timing.rules.crash_notice => {
-                if self.heard_leader.is_some_and(|b| b.leader() == from) {
-                    self.heard_leader = None;
-                }
-                if self.lease.is_some_and(|b| b.leader() == from) {
-                    self.lease = None;
-                }
-            }
+            Message::PeerDown => self.on_peer_down(from),
             // `Hello`: nothing to do (the sender rule refused every other kind).
             _ => {}
         }

@@ -54,16 +54,25 @@ impl Proposer {
         false
     }
 
-    /// Queue commands for a slot, refusing at once one that finds the queue full.
+    /// Queue commands for a slot, refusing at once, by name (`Busy`), those that find the
+    /// queue full: it does not grow without bound, and an overloaded cluster answers at
+    /// once rather than let its clients time out. One answer per client.
     fn enqueue(&mut self, cmds: Vec<Command>, out: &mut Outbox) {
+        let limit = self.config.timing.queue_limit;
+        let mut busy: Vec<(NodeId, Vec<Reply>)> = Vec::new();
         for cmd in cmds {
-            if self.queue.len() >= self.config.timing.queue_limit {
-                // Full: refuse now rather than grow without bound; the client may retry.
-                let request_id = cmd.request_id().to_string();
-                out.send(cmd.client(), Message::Replies(vec![Reply::NotConfirmed { request_id }]));
-            } else {
+            if self.queue.len() < limit {
                 self.queue.push_back(cmd);
+                continue;
             }
+            let reply = Reply::Busy { request_id: cmd.request_id().to_string(), limit };
+            match busy.iter_mut().find(|(c, _)| *c == cmd.client()) {
+                Some((_, replies)) => replies.push(reply),
+                None => busy.push((cmd.client(), vec![reply])),
+            }
+        }
+        for (client, replies) in busy {
+            out.send(client, Message::Replies(replies));
         }
     }
 

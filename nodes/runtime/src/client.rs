@@ -66,6 +66,13 @@ pub enum ClientError {
         /// The most the cluster takes, in bytes.
         limit: usize,
     },
+    /// The proposer's queue was full (`limit` commands waiting): refused before it was
+    /// queued. Retrying later with the same request id is safe.
+    #[error("busy")]
+    Busy {
+        /// The most commands the proposer holds.
+        limit: usize,
+    },
     /// The client's task has ended (its handle was closed).
     #[error("client is closed")]
     Closed,
@@ -108,6 +115,11 @@ enum Event {
     Down(NodeId),
 }
 
+/// Requests waiting for an answer, by request id. Keyed at random (ahash, as std's maps
+/// are): the ids come from this client, but one is looked up per answer, and SipHash was a
+/// measurable share of a vote's cost.
+type Pending = HashMap<String, mpsc::UnboundedSender<Event>, ahash::RandomState>;
+
 struct Inner {
     id: NodeId,
     proposers: Vec<NodeId>,
@@ -118,13 +130,64 @@ struct Inner {
     /// the leader can answer it although it only ever sends to one proposer.
     announce_to: Mutex<Vec<NodeId>>,
     out: mpsc::UnboundedSender<Envelope>,
-    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
+    pending: Mutex<Pending>,
     preferred: AtomicUsize,
     ids: Mutex<IdSource>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Cheap to clone; every clone shares one endpoint and one dispatcher task.
+/// Most bytes of commands the dispatcher merges into one `Request` (a page: far below
+/// the frame limit).
+const COALESCE_BYTES: usize = ballot_core::PAGE_BYTES;
+/// Most envelopes the dispatcher takes off its queue at once.
+const COALESCE_MAX: usize = 4096;
+
+/// `first` and what is already queued behind it, with the untraced `Request`s to one
+/// proposer merged into one (client-side batching: many voters of one client cost one
+/// message and one frame to the proposer, not one each). Order per target is kept; a
+/// traced request travels alone, as its trace context belongs to it.
+fn coalesce(first: Envelope, queue: &mut mpsc::UnboundedReceiver<Envelope>) -> Vec<Envelope> {
+    let mut out: Vec<Envelope> = Vec::new();
+    // Per target: the index in `out` of the request still open for merging, and its size.
+    let mut open: Vec<(NodeId, usize, usize)> = Vec::new();
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(env) = next.take() {
+        taken += 1;
+        match env.msg {
+            Message::Request(cmds) if env.trace.is_none() => {
+                let size: usize = cmds.iter().map(Command::size).sum();
+                let merged = match open.iter_mut().find(|(to, _, _)| *to == env.to) {
+                    Some((_, at, bytes)) if *bytes + size <= COALESCE_BYTES => {
+                        *bytes += size;
+                        if let Message::Request(into) = &mut out[*at].msg {
+                            into.extend(cmds);
+                        }
+                        None
+                    }
+                    Some(full) => {
+                        *full = (env.to, out.len(), size);
+                        Some(cmds)
+                    }
+                    None => {
+                        open.push((env.to, out.len(), size));
+                        Some(cmds)
+                    }
+                };
+                if let Some(cmds) = merged {
+                    out.push(Envelope { msg: Message::Request(cmds), ..env });
+                }
+            }
+            _ => out.push(env),
+        }
+        if taken < COALESCE_MAX {
+            next = queue.try_recv().ok();
+        }
+    }
+    out
+}
+
+/// Cheap to clone; every clone shares one endpoint and one dispatcher task./// Cheap to clone; every clone shares one endpoint and one dispatcher task.
 #[derive(Clone)]
 pub struct ClientHandle {
     inner: Arc<Inner>,
@@ -146,7 +209,7 @@ impl ClientHandle {
             refused_replies: AtomicU64::new(0),
             announce_to: Mutex::new(Vec::new()),
             out,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
             preferred: AtomicUsize::new(0),
             ids: Mutex::new(IdSource::Os),
             task: Mutex::new(None),
@@ -157,7 +220,11 @@ impl ClientHandle {
                 tokio::select! {
                     biased;
                     env = out_rx.recv() => match env {
-                        Some(env) => { let _ = transport.send(env); }
+                        Some(first) => {
+                            for env in coalesce(first, &mut out_rx) {
+                                let _ = transport.send(env);
+                            }
+                        }
                         None => return,
                     },
                     env = transport.recv() => {
@@ -167,7 +234,10 @@ impl ClientHandle {
                             // Our transport's notice that a proposer's connection closed
                             // while in use: every request waiting on it moves on now,
                             // instead of after its retry period.
-                            if inner.proposers.contains(&env.from) {
+                            if let Some(down) = inner.proposers.iter().position(|&p| p == env.from) {
+                                // Later requests start at the next proposer too.
+                                let n = inner.proposers.len();
+                                let _ = inner.preferred.compare_exchange(down, (down + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
                                 let pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
                                 for tx in pending.values() {
                                     let _ = tx.send(Event::Down(env.from));
@@ -274,6 +344,7 @@ impl ClientHandle {
             Ok(Reply::Read { .. }) => "read".to_string(),
             Ok(Reply::NotConfirmed { .. }) => "not confirmed".to_string(),
             Ok(Reply::TooLarge { .. }) => "too_large".to_string(),
+            Ok(Reply::Busy { .. }) => "busy".to_string(),
             Err(e) => e.to_string(),
         };
         span.record("outcome", outcome.as_str());
@@ -291,7 +362,7 @@ impl ClientHandle {
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let n = self.inner.proposers.len().max(1);
         let mut target = self.inner.preferred.load(Ordering::Relaxed) % n;
-        loop {
+        for attempt in 0u64.. {
             let to = opts.via.or_else(|| self.inner.proposers.get(target).copied()).ok_or(ClientError::Closed)?;
             let mut env = Envelope::new(self.inner.id, to, Message::Request(vec![cmd.clone()]));
             env.trace = trace.clone();
@@ -307,9 +378,16 @@ impl ClientHandle {
                     Ok(None) => return Err(ClientError::Closed),
                     Err(_) => break false,
                 };
+                if matches!(reply, Reply::Busy { .. }) && attempt > 0 {
+                    // A retry refused as busy: an earlier try may be held in another
+                    // proposer's queue and still be chosen, so "refused" would not be
+                    // true. Wait on for that answer, as for any unanswered request.
+                    continue;
+                }
                 return match reply {
                     Reply::NotConfirmed { .. } => Err(ClientError::NoQuorum),
                     Reply::TooLarge { size, limit, .. } => Err(ClientError::TooLarge { size, limit }),
+                    Reply::Busy { limit, .. } => Err(ClientError::Busy { limit }),
                     reply => {
                         if let Reply::Vote { slot, .. } | Reply::Read { slot, .. } = &reply {
                             tracing::info!(target: TARGET, parent: span, slot, "reply");
@@ -328,21 +406,15 @@ impl ClientHandle {
             self.send_hellos();
             target = (target + 1) % n;
             if down {
-                // Later requests start at the next proposer too.
-                let _ = self.inner.preferred.compare_exchange(
-                    (target + n - 1) % n,
-                    target,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
                 tracing::info!(target: TARGET, parent: span, down = %to, "retry");
             } else {
                 tracing::info!(target: TARGET, parent: span, unanswered = %to, "retry");
             }
         }
+        Err(ClientError::Timeout)
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Event>>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -395,6 +467,64 @@ mod tests {
         l1.send(Envelope::new(L1, C1, answer(&cmd))).unwrap();
         let got = submit.await.unwrap();
         assert!(matches!(got, Ok(Reply::Read { slot: 7, .. })), "{got:?}");
+        client.close();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_queued_together_travel_as_one_per_proposer() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let client = ClientHandle::spawn(net.register(C1), vec![P1], vec![P1, L1]);
+        let mut p1 = net.register(P1);
+        let cmds: Vec<Command> = (0..100).map(|_| read(&client)).collect();
+        for cmd in &cmds {
+            let (client, cmd) = (client.clone(), cmd.clone());
+            tokio::spawn(async move { client.submit(cmd, &SubmitOptions::default()).await });
+        }
+        let mut got = Vec::new();
+        let mut envelopes = 0;
+        while got.len() < cmds.len() {
+            let env = tokio::time::timeout(Duration::from_millis(100), p1.recv()).await.unwrap().unwrap();
+            let Message::Request(batch) = env.msg else { continue };
+            envelopes += 1;
+            got.extend(batch);
+        }
+        assert_eq!(got, cmds, "every command once, in the order submitted");
+        assert!(envelopes < cmds.len() / 10, "{envelopes} requests for {} commands", cmds.len());
+        client.close();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_notice_about_its_proposer_moves_a_request_on_at_once() {
+        let net = MemNetwork::new(1, EventLog::new(false));
+        let p2 = NodeId::proposer(2);
+        let client = ClientHandle::spawn(net.register(C1), vec![P1, p2], vec![P1, p2, L1]);
+        let (mut t1, mut t2) = (net.register(P1), net.register(p2));
+        let cmd = read(&client);
+        let submit = {
+            let (client, cmd) = (client.clone(), cmd.clone());
+            tokio::spawn(async move { client.submit(cmd, &SubmitOptions::default()).await })
+        };
+        assert!(matches!(t1.recv().await.unwrap().msg, Message::Request(_)));
+        let t0 = tokio::time::Instant::now();
+        net.unregister(P1);
+        let env = loop {
+            let env = t2.recv().await.unwrap();
+            if matches!(env.msg, Message::Request(_)) {
+                break env;
+            }
+        };
+        assert_eq!(env.msg, Message::Request(vec![cmd.clone()]));
+        assert!(t0.elapsed() < SubmitOptions::default().retry_every, "moved on before the retry period");
+        let l1 = net.register(L1);
+        l1.send(Envelope::new(L1, C1, answer(&cmd))).unwrap();
+        assert!(submit.await.unwrap().is_ok());
+        // The next request starts at the proposer that is left.
+        let next = read(&client);
+        let c = client.clone();
+        let asked = next.clone();
+        tokio::spawn(async move { c.submit(asked, &SubmitOptions::default()).await });
+        let env = tokio::time::timeout(Duration::from_millis(100), t2.recv()).await.unwrap().unwrap();
+        assert_eq!(env.msg, Message::Request(vec![next]));
         client.close();
     }
 

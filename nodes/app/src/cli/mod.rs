@@ -213,6 +213,11 @@ async fn read_tally(client: &ClientHandle, args: &CliArgs) -> Result<(u64, Tally
 fn unreachable_outcome(e: ClientError, what: &str) -> Outcome {
     let text = match e {
         ClientError::NoQuorum => format!("{what}: not confirmed: no majority of acceptors answered in time; try again"),
+        ClientError::Busy { limit } => {
+            format!(
+                "{what}: refused: the cluster is overloaded (its queue holds {limit} commands); try again in a moment"
+            )
+        }
         _ => format!("{what}: the cluster did not answer in time; check --peers and that a majority of nodes is up"),
     };
     Outcome { code: 4, json: Answer::failed(e.to_string(), Some(text.clone())), text }

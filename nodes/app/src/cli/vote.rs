@@ -61,6 +61,13 @@ pub(super) async fn vote(
                 ..Answer::failed("too_large", None)
             },
         },
+        Err(ClientError::Busy { limit }) => Outcome {
+            code: 4,
+            text: format!(
+                "vote refused: the cluster is overloaded (a proposer holds {limit} commands); try again in a moment, with --request-id {request_id} (it never counts twice)"
+            ),
+            json: Answer { limit: Some(limit), request_id: Some(request_id), ..Answer::failed("busy", None) },
+        },
         Err(e) => {
             let text = format!(
                 "vote not confirmed ({e}): it may still count; retrying with --request-id {request_id} is safe and never counts twice"

@@ -87,6 +87,10 @@ pub struct NodeArgs {
     /// The upper end of that range, ms.
     #[arg(long, default_value_t = 300)]
     pub election_max_ms: u64,
+    /// Most client commands a proposer holds while they wait for a slot or a leader; one
+    /// more is refused at once as "busy" (overload), never left to time out.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub queue_limit: usize,
     /// Largest frame accepted or sent, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub max_frame: usize,
@@ -190,6 +194,7 @@ pub(super) fn cluster_config(args: &NodeArgs, peers: &BTreeMap<NodeId, PeerAddr>
     config.timing.heartbeat_ms = args.heartbeat_ms.max(1);
     config.timing.election_min_ms = args.election_min_ms.max(1);
     config.timing.election_max_ms = args.election_max_ms.max(config.timing.election_min_ms);
+    config.timing.queue_limit = args.queue_limit.max(1);
     if config.proposers.is_empty() || config.acceptors.is_empty() || config.learners.is_empty() {
         return Err("--peers must name at least one proposer, one acceptor and one learner".into());
     }
