@@ -725,6 +725,30 @@ fn a_crash_notice_from_the_leader_runs_an_election_soon_staggered_by_rank() {
 }
 
 #[test]
+fn what_a_follower_forwarded_lately_goes_to_the_next_leader_when_its_leader_crashes() {
+    let mut p = proposer();
+    let mut out = Outbox::new();
+    follow(&mut p, P2, Ballot::new(1, 2), &mut out);
+    // Forwarded two heartbeats ago: long proposed, or the client has retried.
+    p.on_message(C1, Message::Request(vec![vote(C1, 1)]), &mut out);
+    for _ in 0..2 {
+        p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(1, 2), chosen: 0 }, &mut out);
+    }
+    // Forwarded in the last two periods.
+    p.on_message(C1, Message::Request(vec![vote(C1, 2)]), &mut out);
+    p.on_message(P2, Message::Heartbeat { ballot: Ballot::new(1, 2), chosen: 0 }, &mut out);
+    p.on_message(C2, Message::Request(vec![vote(C2, 3)]), &mut out);
+    out.take();
+    p.on_message(P2, Message::PeerDown, &mut out);
+    out.take();
+    // The next leader gets them again, oldest first, with nothing else.
+    p.on_message(P3, Message::Heartbeat { ballot: Ballot::new(2, 3), chosen: 0 }, &mut out);
+    p.flush(&mut out);
+    let sent: Vec<Effect> = out.take().into_iter().filter(|e| matches!(e, Effect::Send { .. })).collect();
+    assert_eq!(sent, vec![send(P3, Message::Request(vec![vote(C1, 2), vote(C2, 3)]))]);
+}
+
+#[test]
 fn without_the_crash_notice_rule_a_notice_changes_nothing() {
     let mut config = (*config()).clone();
     config.timing.rules.crash_notice = false;

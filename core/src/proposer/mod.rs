@@ -83,6 +83,13 @@ pub struct Proposer {
     chosen_above: BTreeSet<u64>,
     /// Commands waiting for a slot (leader) or for a leader to forward to (follower).
     queue: VecDeque<Command>,
+    /// What this follower forwarded to its leader since the leader's last heartbeat, and
+    /// in the period before: if the leader crashes (a crash notice), these go back into
+    /// the queue for the next leader, since the dead one may have dropped them unproposed
+    /// (a duplicate of one it did propose is answered with its first outcome and counts
+    /// nothing). At most `queue_limit` in all.
+    forwarded: VecDeque<Command>,
+    forwarded_before: VecDeque<Command>,
     tick: u64,
     /// Elections started since this incarnation began (for operators).
     elections: u64,
@@ -112,6 +119,8 @@ impl Proposer {
             tick: 0,
             elections: 0,
             learner_asks: BTreeMap::new(),
+            forwarded: VecDeque::new(),
+            forwarded_before: VecDeque::new(),
             req: 0,
             rejoin: durable.rejoining.then(BTreeMap::new),
         }
@@ -240,6 +249,11 @@ impl Proposer {
             return;
         }
         self.leader = None;
+        // What it forwarded lately may have died unproposed with the leader.
+        let mut again = std::mem::take(&mut self.forwarded_before);
+        again.append(&mut self.forwarded);
+        again.append(&mut self.queue);
+        self.queue = again;
         let t = &self.config.timing;
         let rank = self.config.proposers.iter().filter(|&&p| p != peer).position(|&p| p == self.id).unwrap_or(0);
         let first = (t.heartbeat_ms / 10).max(1);
@@ -259,6 +273,11 @@ impl Proposer {
         }
         self.round = self.round.max(ballot.round);
         self.leader_ballot = ballot;
+        if self.leader != Some(from) {
+            // Forwarded to another leader: not this one's to lose.
+            self.forwarded.clear();
+        }
+        self.forwarded_before = std::mem::take(&mut self.forwarded);
         self.leader = Some(from);
         self.learn_chosen_up_to(chosen);
         self.step_down(out);
@@ -470,7 +489,9 @@ impl Actor for Proposer {
                 if let Some(leader) = self.leader.filter(|&l| l != self.id) {
                     while !self.queue.is_empty() {
                         let n = take_batch(&self.queue, usize::MAX);
-                        out.send(leader, Message::Request(self.queue.drain(..n).collect()));
+                        let cmds: Vec<Command> = self.queue.drain(..n).collect();
+                        self.remember_forwarded(&cmds);
+                        out.send(leader, Message::Request(cmds));
                     }
                 }
             }

@@ -21,7 +21,10 @@ impl Proposer {
         }
         match (&self.phase, from.role) {
             (Phase::Follower, Role::Client) => match self.leader.filter(|&l| l != self.id) {
-                Some(leader) => out.send(leader, Message::Request(cmds)),
+                Some(leader) => {
+                    self.remember_forwarded(&cmds);
+                    out.send(leader, Message::Request(cmds));
+                }
                 None => self.enqueue(cmds, out),
             },
             // Forwarded once already, to a proposer that no longer leads: drop it
@@ -30,6 +33,21 @@ impl Proposer {
             // retry (same request id) finds the real leader.
             (Phase::Follower, _) => {}
             _ => self.enqueue(cmds, out),
+        }
+    }
+
+    /// Keeps a copy of commands forwarded to the leader, to send again should it crash
+    /// (see `Proposer::forwarded`); the oldest go first past `queue_limit`.
+    pub(super) fn remember_forwarded(&mut self, cmds: &[Command]) {
+        if !self.config.timing.rules.crash_notice {
+            return;
+        }
+        let limit = self.config.timing.queue_limit;
+        self.forwarded.extend(cmds.iter().cloned());
+        while self.forwarded.len() + self.forwarded_before.len() > limit {
+            if self.forwarded_before.pop_front().is_none() {
+                self.forwarded.pop_front();
+            }
         }
     }
 
