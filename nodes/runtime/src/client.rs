@@ -187,7 +187,7 @@ fn coalesce(first: Envelope, queue: &mut mpsc::UnboundedReceiver<Envelope>) -> V
     out
 }
 
-/// Cheap to clone; every clone shares one endpoint and one dispatcher task./// Cheap to clone; every clone shares one endpoint and one dispatcher task.
+/// Cheap to clone; every clone shares one endpoint and one dispatcher task.
 #[derive(Clone)]
 pub struct ClientHandle {
     inner: Arc<Inner>,
