@@ -63,14 +63,19 @@ pub(crate) fn in_use(opts: &NetOptions) -> Duration {
     opts.idle_timeout.map_or(second, |idle| (idle / 4).min(second))
 }
 
+/// Hands `recv` the notice that `from`'s connection closed while in use, and counts it.
+/// Never waits: a full inbox loses the notice, which is only a hint.
+pub(crate) fn notice_down(from: NodeId, to: NodeId, stats: &Counters, inbox: &mpsc::Sender<Envelope>) {
+    if inbox.try_send(Envelope::new(from, to, Message::PeerDown)).is_ok() {
+        bump(&stats.peer_down_notices, 1);
+    }
+}
+
 impl LastFrame {
-    /// The connection closed under its reader: tell `recv`, if it was in use. Never
-    /// waits: a full inbox loses the notice, which is only a hint.
+    /// The connection closed under its reader: tell `recv`, if it was in use.
     pub(crate) fn closed(&self, opts: &NetOptions, stats: &Counters, inbox: &mpsc::Sender<Envelope>) {
-        if let Some((from, to, at)) = self.0 {
-            if at.elapsed() < in_use(opts) && inbox.try_send(Envelope::new(from, to, Message::PeerDown)).is_ok() {
-                bump(&stats.peer_down_notices, 1);
-            }
+        if let Some((from, to, _)) = self.0.filter(|&(_, _, at)| at.elapsed() < in_use(opts)) {
+            notice_down(from, to, stats, inbox);
         }
     }
 }

@@ -2,11 +2,11 @@
 //! one write, dials lazily with exponential backoff, and redials when the peer moves or
 //! restarts.
 
-use super::inbound::in_use;
+use super::inbound::{in_use, notice_down};
 use super::{bump, Connector, Counters, NetOptions};
 use crate::addr::PeerAddr;
 use crate::envelope::Envelope;
-use ballot_core::{Message, NodeId};
+use ballot_core::NodeId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,10 +135,7 @@ impl<C: Connector> PeerTask<C> {
                 () = link_closed::<C>(&mut link) => {
                     self.drop_link(&mut link);
                     if last_write.elapsed() < in_use(&self.opts) {
-                        let notice = Envelope::new(self.peer, self.local, Message::PeerDown);
-                        if self.inbox.try_send(notice).is_ok() {
-                            bump(&self.stats.peer_down_notices, 1);
-                        }
+                        notice_down(self.peer, self.local, &self.stats, &self.inbox);
                     }
                     continue;
                 }
